@@ -1,1 +1,9 @@
-class P { static void Main() {} }
+using System.CommandLine;
+using BlockOverlay.Host;
+
+// The blockoverlay command: one verb per job; each verb lives in its own file.
+var root = new RootCommand("BlockOverlay: an NBD server of copy-on-write disks for containers and micro-VMs.")
+{
+    ServeCommand.Create(),
+};
+return await root.Parse(args).InvokeAsync();

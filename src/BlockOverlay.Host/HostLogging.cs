@@ -1,0 +1,26 @@
+using Microsoft.Extensions.Logging;
+
+namespace BlockOverlay.Host;
+
+/// <summary>Logging of the host: one line per event, always on standard error (stdout may carry NBD).</summary>
+internal static class HostLogging
+{
+    public static ILoggerFactory Create(LogLevel minimum) => LoggerFactory.Create(builder =>
+    {
+        builder.SetMinimumLevel(minimum);
+        builder.AddConsole(options => options.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.AddSimpleConsole(options =>
+        {
+            options.SingleLine = true;
+            options.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
+            options.UseUtcTimestamp = true;
+        });
+    });
+}
+
+/// <summary>Events the host logs.</summary>
+internal static partial class HostLog
+{
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "stopping: finishing requests in flight (signal again to exit at once)")]
+    public static partial void Stopping(ILogger logger);
+}

@@ -1,0 +1,143 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using BlockOverlay.Engine.Exports;
+using BlockOverlay.Nbd.Listeners;
+using BlockOverlay.Nbd.Server;
+using Microsoft.Extensions.Logging;
+
+namespace BlockOverlay.Host;
+
+/// <summary>
+/// <c>blockoverlay serve</c>: exports disks over NBD until SIGTERM or SIGINT. With no
+/// arguments it serves a 1 GiB memory disk named "demo" on 127.0.0.1:10809, so a first
+/// run works out of the box.
+/// </summary>
+internal static class ServeCommand
+{
+    private const string DefaultExport = "demo=memory:1G";
+
+    public static Command Create()
+    {
+        var exports = new Option<string[]>("--export")
+        {
+            Description = "An export, as NAME=memory:SIZE or NAME=file:PATH[:ro]. Repeatable. Default: " + DefaultExport,
+            Arity = ArgumentArity.ZeroOrMore,
+        };
+        var listens = new Option<string[]>("--listen")
+        {
+            Description = $"Where to listen: tcp:HOST:PORT or unix:PATH. Repeatable. Default: tcp:127.0.0.1:{ListenAddress.DefaultPort} " +
+                          "(unless started by systemd socket activation or with --stdio).",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
+        var stdio = new Option<bool>("--stdio")
+        {
+            Description = "Serve one client over standard input and output, then exit (for nbd_connect_command).",
+        };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Log debug events too." };
+
+        var command = new Command("serve", "Serve disks over NBD.") { exports, listens, stdio, verbose };
+        command.SetAction((parse, _) => RunAsync(
+            parse.GetValue(exports) ?? [],
+            parse.GetValue(listens) ?? [],
+            parse.GetValue(stdio),
+            parse.GetValue(verbose)));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(string[] exportSpecs, string[] listenSpecs, bool stdio, bool verbose)
+    {
+        using var loggers = HostLogging.Create(verbose ? LogLevel.Debug : LogLevel.Information);
+        var logger = loggers.CreateLogger("blockoverlay");
+        List<ExportSpec> specs;
+        List<ListenAddress> addresses;
+        try
+        {
+            specs = (exportSpecs.Length > 0 ? exportSpecs : [DefaultExport]).Select(ExportSpec.Parse).ToList();
+            addresses = listenSpecs.Select(ListenAddress.Parse).ToList();
+            if (stdio && addresses.Count > 0)
+            {
+                throw new FormatException("--stdio serves standard input and output; it cannot be combined with --listen");
+            }
+        }
+        catch (FormatException e)
+        {
+            return Fail(e.Message);
+        }
+
+        var catalog = new ExportCatalog();
+        var opened = new List<IExport>();
+        try
+        {
+            foreach (var spec in specs)
+            {
+                var export = spec.Open();
+                opened.Add(export);
+                catalog.Add(spec.Name, export);
+            }
+
+            await using var server = new NbdServer(catalog, new NbdServerOptions(), loggers);
+            if (stdio)
+            {
+                await server.ServeStreamAsync(Console.OpenStandardInput(), Console.OpenStandardOutput(), "stdio");
+                return 0;
+            }
+
+            var activated = SystemdSockets.Take();
+            foreach (var socket in activated)
+            {
+                server.Adopt(socket);
+            }
+
+            if (activated.Count == 0 && addresses.Count == 0)
+            {
+                addresses.Add(ListenAddress.Parse($"tcp:127.0.0.1:{ListenAddress.DefaultPort}"));
+            }
+
+            foreach (var address in addresses)
+            {
+                server.Listen(address);
+            }
+
+            await WaitForStopSignalAsync(logger);
+            await server.StopAsync();
+            return 0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException
+                                       or InvalidOperationException)
+        {
+            return Fail(e.Message);
+        }
+        finally
+        {
+            foreach (var export in opened)
+            {
+                await export.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>Waits for SIGTERM or SIGINT; a second signal exits at once.</summary>
+    private static async Task WaitForStopSignalAsync(ILogger logger)
+    {
+        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            if (!stop.TrySetResult())
+            {
+                Environment.Exit(130);
+            }
+        }
+
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        await stop.Task;
+        HostLog.Stopping(logger);
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine($"blockoverlay serve: {message}");
+        return 1;
+    }
+}

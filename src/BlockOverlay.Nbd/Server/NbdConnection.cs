@@ -1,0 +1,72 @@
+using System.IO.Pipelines;
+using BlockOverlay.Nbd.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace BlockOverlay.Nbd.Server;
+
+/// <summary>
+/// One client connection from greeting to close, over any pair of streams (a socket, or
+/// stdin/stdout). Whatever happens on it stays on it: errors end this connection only.
+/// </summary>
+internal static class NbdConnection
+{
+    /// <summary>Socket reads of up to 256 KiB keep large writes to a few system calls.</summary>
+    private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024);
+
+    public static async Task RunAsync(Stream input, Stream output, ExportCatalog catalog, NbdServerOptions options,
+        ILogger logger, long connectionId, CancellationToken shutdown)
+    {
+        var pipeReader = PipeReader.Create(input, ReaderOptions);
+        var pipeWriter = PipeWriter.Create(output);
+        var reader = new MessageReader(pipeReader);
+        string outcome = "closed";
+        try
+        {
+            var negotiation = new OptionNegotiation(reader, pipeWriter, catalog, options, logger, connectionId);
+            var chosen = await negotiation.RunAsync(shutdown);
+            if (chosen is null)
+            {
+                outcome = "closed during negotiation";
+                return;
+            }
+
+            logger.Attached(connectionId, chosen.Name, (ushort)chosen.Flags, chosen.StructuredReplies);
+            await new TransmissionSession(reader, pipeWriter, chosen, options, logger, connectionId).RunAsync(shutdown);
+        }
+        catch (NbdProtocolException e)
+        {
+            outcome = "dropped for a protocol violation";
+            logger.ProtocolViolation(connectionId, e.Message);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            outcome = $"ended: {e.Message}";
+        }
+#pragma warning disable CA1031 // Last resort: a bug must end this connection only, and be seen.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            outcome = "ended by an internal error";
+            logger.ConnectionCrashed(connectionId, e);
+        }
+        finally
+        {
+            await CloseAsync(pipeReader, pipeWriter);
+            logger.ConnectionClosed(connectionId, outcome);
+        }
+    }
+
+    /// <summary>Completes both pipes; a peer that already hung up makes the final flush fail, which is fine.</summary>
+    private static async ValueTask CloseAsync(PipeReader reader, PipeWriter writer)
+    {
+        await reader.CompleteAsync();
+        try
+        {
+            await writer.CompleteAsync();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // Nothing left to tell a client that is gone.
+        }
+    }
+}

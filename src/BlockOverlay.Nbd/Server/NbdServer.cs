@@ -1,0 +1,193 @@
+using System.Net;
+using System.Net.Sockets;
+using BlockOverlay.Nbd.Listeners;
+using Microsoft.Extensions.Logging;
+
+namespace BlockOverlay.Nbd.Server;
+
+/// <summary>
+/// Serves the exports of a catalog on any number of listening sockets and streams.
+/// Each connection runs on its own; stopping the server stops accepting, lets every
+/// connection finish the requests it started, and waits for them.
+/// </summary>
+public sealed class NbdServer : IAsyncDisposable
+{
+    private readonly ExportCatalog _catalog;
+    private readonly NbdServerOptions _options;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly List<Socket> _listeners = [];
+    private readonly List<Task> _acceptLoops = [];
+    private readonly Lock _lock = new();
+    private readonly HashSet<Task> _connections = [];
+    private long _connectionIds;
+
+    public NbdServer(ExportCatalog catalog, NbdServerOptions options, ILoggerFactory loggers)
+    {
+        _catalog = catalog;
+        _options = options;
+        _logger = loggers.CreateLogger("BlockOverlay.Nbd");
+    }
+
+    /// <summary>Binds and starts accepting; returns the bound endpoint (a TCP port of 0 becomes a real one).</summary>
+    public EndPoint Listen(ListenAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        var socket = new Socket(address.EndPoint.AddressFamily, SocketType.Stream,
+            address.EndPoint is UnixDomainSocketEndPoint ? ProtocolType.Unspecified : ProtocolType.Tcp);
+        try
+        {
+            if (address.EndPoint is UnixDomainSocketEndPoint unix)
+            {
+                RemoveStaleUnixSocket(unix);
+            }
+            else
+            {
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            }
+
+            socket.Bind(address.EndPoint);
+            socket.Listen(128);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        Adopt(socket);
+        return socket.LocalEndPoint!;
+    }
+
+    /// <summary>Accepts on a socket that is already listening (systemd socket activation).</summary>
+    public void Adopt(Socket listening)
+    {
+        ArgumentNullException.ThrowIfNull(listening);
+        lock (_lock)
+        {
+            _listeners.Add(listening);
+            _acceptLoops.Add(AcceptLoopAsync(listening));
+        }
+
+        _logger.Listening(listening.LocalEndPoint);
+    }
+
+    /// <summary>Serves one connection over a pair of streams (stdio mode) until it ends.</summary>
+    public Task ServeStreamAsync(Stream input, Stream output, string peer) => Track(input, output, peer, owner: null);
+
+    /// <summary>Stops accepting, lets connections finish what they started, and waits for them.</summary>
+    public async Task StopAsync()
+    {
+        await _shutdown.CancelAsync();
+        Task[] pending;
+        lock (_lock)
+        {
+            _listeners.ForEach(l => l.Dispose());
+            pending = [.. _acceptLoops, .. _connections];
+        }
+
+        await Task.WhenAll(pending);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _shutdown.Dispose();
+    }
+
+    private async Task AcceptLoopAsync(Socket listening)
+    {
+        while (!_shutdown.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await listening.AcceptAsync(_shutdown.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException e)
+            {
+                // Transient (EMFILE, ECONNABORTED): log, back off a little, keep serving.
+                _logger.AcceptFailed(Describe(listening.LocalEndPoint), e.Message);
+                await Task.Delay(100);
+                continue;
+            }
+
+            if (client.ProtocolType == ProtocolType.Tcp)
+            {
+                client.NoDelay = true;
+            }
+
+            var stream = new NetworkStream(client, ownsSocket: true);
+            _ = Track(stream, stream, Describe(client.RemoteEndPoint) ?? "unix", owner: stream);
+        }
+    }
+
+    private Task Track(Stream input, Stream output, string peer, NetworkStream? owner)
+    {
+        long id = Interlocked.Increment(ref _connectionIds);
+        _logger.ConnectionOpened(id, peer);
+        var started = new TaskCompletionSource<Task>();
+        var task = RunAsync();
+        lock (_lock)
+        {
+            _connections.Add(task);
+        }
+
+        started.SetResult(task);
+        return task;
+
+        async Task RunAsync()
+        {
+            var self = await started.Task;
+            try
+            {
+                await NbdConnection.RunAsync(input, output, _catalog, _options, _logger, id, _shutdown.Token);
+            }
+            finally
+            {
+                if (owner is not null)
+                {
+                    await owner.DisposeAsync();
+                }
+
+                lock (_lock)
+                {
+                    _connections.Remove(self);
+                }
+            }
+        }
+    }
+
+    private static void RemoveStaleUnixSocket(UnixDomainSocketEndPoint endPoint)
+    {
+        string path = endPoint.ToString();
+        if (!File.Exists(path))
+        {
+            return;
+        }
+
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(endPoint);
+        }
+        catch (SocketException)
+        {
+            File.Delete(path); // Nobody answers: left behind by a server that died.
+            return;
+        }
+
+        throw new IOException($"{path}: another server is already listening on this socket");
+    }
+
+    private static string? Describe(EndPoint? endPoint) => endPoint switch
+    {
+        UnixDomainSocketEndPoint unix => $"unix:{unix}",
+        null => null,
+        _ => endPoint.ToString(),
+    };
+}

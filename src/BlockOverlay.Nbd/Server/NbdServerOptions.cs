@@ -1,0 +1,32 @@
+using BlockOverlay.Nbd.Protocol;
+
+namespace BlockOverlay.Nbd.Server;
+
+/// <summary>Limits and advertised values of the NBD server.</summary>
+public sealed record NbdServerOptions
+{
+    /// <summary>Block sizes advertised with NBD_INFO_BLOCK_SIZE; the maximum payload is enforced.</summary>
+    public BlockSizes BlockSizes { get; init; } = BlockSizes.Default;
+
+    /// <summary>
+    /// Largest option data accepted during the handshake, in bytes. Names and queries are
+    /// at most 4 KiB each, so 64 KiB leaves room for many queries while bounding memory.
+    /// </summary>
+    public int MaxOptionLength { get; init; } = 64 * 1024;
+
+    /// <summary>
+    /// Request bytes one connection may hold at once (payloads being written and data
+    /// being read), in bytes. Past it the connection stops reading until replies go out,
+    /// so memory per connection is bounded whatever the client pipelines.
+    /// </summary>
+    public long MaxInFlightBytes { get; init; } = 64L * 1024 * 1024;
+
+    /// <summary>
+    /// Cost charged per request on top of its data, in bytes, so that many tiny requests
+    /// are bounded too (64 MiB / 4 KiB = 16384 requests in flight at most).
+    /// </summary>
+    public int RequestOverheadBytes { get; init; } = 4096;
+
+    /// <summary>Most descriptors in one BLOCK_STATUS reply chunk.</summary>
+    public int MaxBlockStatusDescriptors { get; init; } = 1024;
+}

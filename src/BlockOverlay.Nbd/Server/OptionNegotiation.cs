@@ -1,0 +1,243 @@
+using System.IO.Pipelines;
+using BlockOverlay.Engine.Exports;
+using BlockOverlay.Nbd.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace BlockOverlay.Nbd.Server;
+
+/// <summary>
+/// The handshake phase of one connection (fixed newstyle): the greeting, the client's
+/// flags, then options until the client picks an export (EXPORT_NAME or GO), aborts,
+/// or breaks the protocol.
+/// </summary>
+/// <remarks>
+/// Every option but EXPORT_NAME is answered, errors included, and negotiation goes on:
+/// "the server MUST ... simply error inbound options until the client gets the hint".
+/// Option data is bounded by <see cref="NbdServerOptions.MaxOptionLength"/>; longer data
+/// is skipped unread and answered with ERR_TOO_BIG.
+/// </remarks>
+internal sealed class OptionNegotiation(
+    MessageReader reader,
+    PipeWriter writer,
+    ExportCatalog catalog,
+    NbdServerOptions options,
+    ILogger logger,
+    long connectionId)
+{
+    private bool _noZeroes;
+    private bool _structuredReplies;
+
+    // The contexts chosen by SET_META_CONTEXT, valid only for the export they were chosen on.
+    private string? _metaExport;
+    private bool _baseAllocation;
+
+    /// <summary>The chosen export, or null when the client left without choosing one.</summary>
+    public async Task<NegotiatedExport?> RunAsync(CancellationToken cancel)
+    {
+        NbdEncoder.WriteGreeting(writer, HandshakeFlags.FixedNewstyle | HandshakeFlags.NoZeroes);
+        await writer.FlushAsync(cancel);
+
+        var (clientFlags, closed) = await reader.ReadAsync<ClientFlags>(NbdParser.TryReadClientFlags, cancel);
+        if (closed)
+        {
+            return null;
+        }
+
+        _noZeroes = clientFlags.HasFlag(ClientFlags.NoZeroes);
+        while (true)
+        {
+            var (header, ended) = await reader.ReadAsync<OptionHeader>(NbdParser.TryReadOptionHeader, cancel);
+            if (ended)
+            {
+                logger.ConnectionEvent(connectionId, "client closed the connection during negotiation");
+                return null;
+            }
+
+            if (header.Length > options.MaxOptionLength)
+            {
+                await reader.SkipAsync(header.Length, cancel);
+                Reject(header.Option, OptionReplyType.ErrTooBig,
+                    $"option data of {header.Length} bytes exceeds this server's limit of {options.MaxOptionLength}");
+                await writer.FlushAsync(cancel);
+                continue;
+            }
+
+            byte[] data = new byte[header.Length];
+            await reader.ReadExactlyAsync(data, cancel);
+            NegotiatedExport? chosen;
+            try
+            {
+                chosen = HandleOption(header.Option, data, out bool abort);
+                if (abort)
+                {
+                    await TryFlushAsync(cancel);
+                    return null;
+                }
+            }
+            catch (NbdOptionException e)
+            {
+                Reject(header.Option, e.Reply, e.Message);
+                chosen = null;
+            }
+
+            await writer.FlushAsync(cancel);
+            if (chosen is not null)
+            {
+                return chosen;
+            }
+        }
+    }
+
+    private NegotiatedExport? HandleOption(uint option, byte[] data, out bool abort)
+    {
+        abort = false;
+        switch ((NbdOption)option)
+        {
+            case NbdOption.ExportName:
+                return ChooseByExportName(data);
+            case NbdOption.Abort:
+                // "The server MUST reply with NBD_REP_ACK"; the client may already be gone.
+                NbdEncoder.WriteOptionReply(writer, option, OptionReplyType.Ack);
+                abort = true;
+                return null;
+            case NbdOption.List:
+                RequireNoData(data, "LIST");
+                foreach (var (name, export) in catalog.Snapshot)
+                {
+                    NbdEncoder.WriteServerReply(writer, option, name, export.Description);
+                }
+
+                NbdEncoder.WriteOptionReply(writer, option, OptionReplyType.Ack);
+                return null;
+            case NbdOption.StartTls:
+                throw new NbdOptionException(OptionReplyType.ErrUnsupported, "this server does not offer TLS");
+            case NbdOption.Info:
+            case NbdOption.Go:
+                return DescribeExport(option, NbdParser.ParseExportInfoRequest(data));
+            case NbdOption.StructuredReply:
+                RequireNoData(data, "STRUCTURED_REPLY");
+                _structuredReplies = true;
+                NbdEncoder.WriteOptionReply(writer, option, OptionReplyType.Ack);
+                return null;
+            case NbdOption.ListMetaContext:
+            case NbdOption.SetMetaContext:
+                HandleMetaContext(option, NbdParser.ParseMetaContextRequest(data));
+                return null;
+            default:
+                throw new NbdOptionException(OptionReplyType.ErrUnsupported, $"option {option} is not supported by this server");
+        }
+    }
+
+    private NegotiatedExport? ChooseByExportName(byte[] data)
+    {
+        string name;
+        try
+        {
+            name = NbdParser.ParseExportName(data);
+        }
+        catch (NbdOptionException e)
+        {
+            // EXPORT_NAME has no error reply: "the server MUST terminate the session".
+            throw new NbdProtocolException($"EXPORT_NAME: {e.Message}");
+        }
+
+        if (!catalog.TryFind(name, out string canonical, out var export))
+        {
+            throw new NbdProtocolException($"EXPORT_NAME: no export named '{name}'");
+        }
+
+        var chosen = Choose(canonical, export);
+        NbdEncoder.WriteExportNameReply(writer, (ulong)export.Size, chosen.Flags, _noZeroes);
+        return chosen;
+    }
+
+    private NegotiatedExport? DescribeExport(uint option, ExportInfoRequest request)
+    {
+        var export = FindExport(request.ExportName, out string canonical);
+        var flags = NegotiatedExport.TransmissionFlagsFor(export, _structuredReplies);
+        NbdEncoder.WriteInfoExport(writer, option, (ulong)export.Size, flags);
+        // Block sizes are always sent: clients that did not ask may ignore them.
+        NbdEncoder.WriteInfoBlockSize(writer, option, options.BlockSizes);
+        if (request.Requests.Contains(InfoType.Name))
+        {
+            NbdEncoder.WriteInfoString(writer, option, InfoType.Name, canonical);
+        }
+
+        if (request.Requests.Contains(InfoType.Description) && export.Description.Length > 0)
+        {
+            NbdEncoder.WriteInfoString(writer, option, InfoType.Description, export.Description);
+        }
+
+        NbdEncoder.WriteOptionReply(writer, option, OptionReplyType.Ack);
+        return (NbdOption)option == NbdOption.Go ? Choose(canonical, export) : null;
+    }
+
+    private void HandleMetaContext(uint option, MetaContextRequest request)
+    {
+        bool listing = (NbdOption)option == NbdOption.ListMetaContext;
+        if (!_structuredReplies)
+        {
+            throw new NbdOptionException(OptionReplyType.ErrInvalid, "meta contexts need structured replies to be negotiated first");
+        }
+
+        FindExport(request.ExportName, out string canonical);
+        var matched = listing && request.Queries.Count == 0
+            ? MetaContexts.All()
+            : request.Queries.SelectMany(q => MetaContexts.Match(q, listing));
+        var distinct = matched.DistinctBy(c => c.Id).ToList();
+        foreach (var (id, name) in distinct)
+        {
+            // LIST's context ids are "reserved and SHOULD be set to zero".
+            NbdEncoder.WriteMetaContextReply(writer, option, listing ? 0 : id, name);
+        }
+
+        if (!listing)
+        {
+            _metaExport = canonical;
+            _baseAllocation = distinct.Any(c => c.Id == MetaContexts.BaseAllocationId);
+        }
+
+        NbdEncoder.WriteOptionReply(writer, option, OptionReplyType.Ack);
+    }
+
+    private IExport FindExport(string name, out string canonical)
+    {
+        if (catalog.TryFind(name, out canonical, out var export))
+        {
+            return export;
+        }
+
+        var known = catalog.Snapshot.Select(e => $"'{e.Key}'").Take(8);
+        throw new NbdOptionException(OptionReplyType.ErrUnknown,
+            $"no export named '{name}' (exports: {string.Join(", ", known)})");
+    }
+
+    private NegotiatedExport Choose(string name, IExport export) =>
+        new(name, export, _structuredReplies, _baseAllocation && _metaExport == name);
+
+    private void Reject(uint option, OptionReplyType reply, string message)
+    {
+        logger.OptionRejected(connectionId, (NbdOption)option, reply, message);
+        NbdEncoder.WriteOptionReply(writer, option, reply, message);
+    }
+
+    private static void RequireNoData(byte[] data, string option)
+    {
+        if (data.Length != 0)
+        {
+            throw new NbdOptionException(OptionReplyType.ErrInvalid, $"{option} takes no data, {data.Length} bytes were sent");
+        }
+    }
+
+    private async ValueTask TryFlushAsync(CancellationToken cancel)
+    {
+        try
+        {
+            await writer.FlushAsync(cancel);
+        }
+        catch (IOException)
+        {
+            // The client may close right after ABORT without waiting for our ACK.
+        }
+    }
+}

@@ -1,0 +1,324 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Threading.Channels;
+using BlockOverlay.Engine.Exports;
+using BlockOverlay.Nbd.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace BlockOverlay.Nbd.Server;
+
+/// <summary>
+/// The transmission phase of one connection.
+/// </summary>
+/// <remarks>
+/// One reader takes requests off the wire in order, validates each before any I/O and
+/// starts it without waiting for earlier ones, so a slow request never holds up the
+/// others. Each request, when it completes, queues its reply; one writer sends replies
+/// in completion order (the protocol allows any order) and flushes the socket once per
+/// batch. Memory is bounded by <see cref="InFlightBudget"/>: past it the reader stops
+/// reading and TCP pushes back on the client.
+///
+/// Ending: on DISC, end of stream, a protocol error or server shutdown the reader stops;
+/// requests already started always run to completion against the export (an
+/// acknowledged-or-not write is never abandoned half-way), their replies are sent if the
+/// client is still there, then the connection closes.
+/// </remarks>
+internal sealed class TransmissionSession
+{
+    private readonly MessageReader _reader;
+    private readonly PipeWriter _writer;
+    private readonly NegotiatedExport _negotiated;
+    private readonly IExport _export;
+    private readonly NbdServerOptions _options;
+    private readonly ILogger _logger;
+    private readonly long _id;
+    private readonly InFlightBudget _budget;
+    private readonly Channel<OutgoingReply> _replies =
+        Channel.CreateUnbounded<OutgoingReply>(new UnboundedChannelOptions { SingleReader = true });
+
+    public TransmissionSession(MessageReader reader, PipeWriter writer, NegotiatedExport negotiated,
+        NbdServerOptions options, ILogger logger, long connectionId)
+    {
+        _id = connectionId;
+        _reader = reader;
+        _writer = writer;
+        _negotiated = negotiated;
+        _export = negotiated.Export;
+        _options = options;
+        _logger = logger;
+        _budget = new InFlightBudget(options.MaxInFlightBytes);
+    }
+
+    public async Task RunAsync(CancellationToken shutdown)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
+        var writing = WriteRepliesAsync(stop);
+        try
+        {
+            await ReadRequestsAsync(stop.Token);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // Server shutdown, or the writer found the client gone.
+        }
+        finally
+        {
+            await _budget.WhenIdleAsync();
+            _replies.Writer.Complete();
+            await writing;
+        }
+    }
+
+    private async Task ReadRequestsAsync(CancellationToken cancel)
+    {
+        while (true)
+        {
+            var (request, ended) = await _reader.ReadAsync<NbdRequest>(NbdParser.TryReadRequest, cancel);
+            if (ended)
+            {
+                _logger.ConnectionEvent(_id, "client closed the connection without DISC");
+                return;
+            }
+
+            if (request.Command == NbdCommand.Disconnect)
+            {
+                _logger.ConnectionEvent(_id, "client sent DISC");
+                return;
+            }
+
+            var rejection = RequestValidator.Validate(request, _negotiated, _options.BlockSizes);
+            if (rejection is { } refused)
+            {
+                if (request.HasPayload)
+                {
+                    // The payload is skipped as it arrives: never buffered by a length we refused.
+                    await _reader.SkipAsync(request.Length, cancel);
+                }
+
+                Reject(request, refused.Error, refused.Reason);
+                continue;
+            }
+
+            long dataBytes = request.Command is NbdCommand.Read or NbdCommand.Write ? request.Length : 0;
+            long cost = _options.RequestOverheadBytes + dataBytes;
+            await _budget.TakeAsync(cost);
+            byte[]? payload = null;
+            if (request.HasPayload)
+            {
+                payload = ArrayPool<byte>.Shared.Rent((int)request.Length);
+                try
+                {
+                    await _reader.ReadExactlyAsync(payload.AsMemory(0, (int)request.Length), cancel);
+                }
+                catch
+                {
+                    ArrayPool<byte>.Shared.Return(payload);
+                    _budget.Return(cost);
+                    throw;
+                }
+            }
+
+            // Started, not awaited: the next request is read while this one runs.
+            _ = ExecuteAsync(request, payload, cost);
+        }
+    }
+
+    private async Task ExecuteAsync(NbdRequest request, byte[]? payload, long cost)
+    {
+        OutgoingReply reply;
+        try
+        {
+            reply = await PerformAsync(request, payload);
+        }
+        catch (Exception e) when (e is ExportException or IOException)
+        {
+            var error = ErrorOf(e);
+            _logger.RequestFailed(_id, request, error, e.Message);
+            reply = ErrorReply(request, error, e.Message);
+        }
+#pragma warning disable CA1031 // A bug in one request must not take the connection or server down.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _logger.RequestCrashed(_id, request, e);
+            reply = ErrorReply(request, NbdError.IoError, "internal server error");
+        }
+        finally
+        {
+            if (payload is not null)
+            {
+                ArrayPool<byte>.Shared.Return(payload);
+            }
+        }
+
+        // The reply is queued before the budget is returned, so "idle" means every reply is queued.
+        if (!_replies.Writer.TryWrite(reply))
+        {
+            reply.Release();
+        }
+
+        _budget.Return(cost);
+    }
+
+    private async ValueTask<OutgoingReply> PerformAsync(NbdRequest request, byte[]? payload)
+    {
+        long offset = (long)request.Offset;
+        int length = (int)Math.Min(request.Length, int.MaxValue);
+        bool fua = request.Flags.HasFlag(CommandFlags.Fua);
+        var writeFlags = fua ? WriteFlags.Fua : WriteFlags.None;
+        switch (request.Command)
+        {
+            case NbdCommand.Read:
+                return await ReadAsync(request, offset, length);
+            case NbdCommand.Write:
+                await _export.WriteAsync(offset, payload.AsMemory(0, length), writeFlags);
+                break;
+            case NbdCommand.Flush:
+                await _export.FlushAsync();
+                break;
+            case NbdCommand.Trim:
+                await _export.TrimAsync(offset, request.Length, writeFlags);
+                break;
+            case NbdCommand.WriteZeroes:
+                await _export.ZeroAsync(offset, request.Length, ZeroFlagsOf(request.Flags));
+                break;
+            case NbdCommand.Cache:
+                await _export.CacheAsync(offset, request.Length);
+                break;
+            case NbdCommand.BlockStatus:
+                return await BlockStatusAsync(request, offset);
+            default:
+                throw new InvalidOperationException($"validated request has unexpected command {request.Command}");
+        }
+
+        return StatusReply.Success(request.Cookie);
+    }
+
+    private async ValueTask<OutgoingReply> ReadAsync(NbdRequest request, long offset, int length)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            await _export.ReadAsync(offset, buffer.AsMemory(0, length));
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            throw;
+        }
+
+        return new ReadReply(request.Cookie, request.Offset, buffer, length, _negotiated.StructuredReplies,
+            request.Flags.HasFlag(CommandFlags.DontFragment));
+    }
+
+    private async ValueTask<OutgoingReply> BlockStatusAsync(NbdRequest request, long offset)
+    {
+        int maxExtents = request.Flags.HasFlag(CommandFlags.RequestOne) ? 1 : _options.MaxBlockStatusDescriptors;
+        var extents = new List<Extent>();
+        await _export.GetAllocationAsync(offset, request.Length, maxExtents, extents);
+        var descriptors = ToDescriptors(extents, request.Length, maxExtents);
+        return new BlockStatusReply(request.Cookie, MetaContexts.BaseAllocationId, descriptors);
+    }
+
+    /// <summary>
+    /// Converts extents to wire descriptors, enforcing what the protocol demands whatever
+    /// the export returned: at least one, none of zero length, none past the request.
+    /// </summary>
+    internal static BlockStatusDescriptor[] ToDescriptors(List<Extent> extents, uint requested, int maxExtents)
+    {
+        var descriptors = new List<BlockStatusDescriptor>(Math.Min(extents.Count, maxExtents));
+        long left = requested;
+        foreach (var extent in extents)
+        {
+            if (left == 0 || descriptors.Count == maxExtents)
+            {
+                break;
+            }
+
+            if (extent.Length <= 0)
+            {
+                throw new InvalidOperationException($"export reported an extent of length {extent.Length}");
+            }
+
+            uint length = (uint)Math.Min(extent.Length, left);
+            descriptors.Add(new BlockStatusDescriptor(length, (uint)AllocationFlagsOf(extent.State)));
+            left -= length;
+        }
+
+        return descriptors.Count > 0
+            ? descriptors.ToArray()
+            : throw new InvalidOperationException("export reported no extents");
+    }
+
+    private static AllocationFlags AllocationFlagsOf(ExtentState state) =>
+        (state.HasFlag(ExtentState.Hole) ? AllocationFlags.Hole : AllocationFlags.None) |
+        (state.HasFlag(ExtentState.Zero) ? AllocationFlags.Zero : AllocationFlags.None);
+
+    private static ZeroFlags ZeroFlagsOf(CommandFlags flags) =>
+        (flags.HasFlag(CommandFlags.Fua) ? ZeroFlags.Fua : ZeroFlags.None) |
+        (flags.HasFlag(CommandFlags.NoHole) ? ZeroFlags.NoHole : ZeroFlags.None) |
+        (flags.HasFlag(CommandFlags.FastZero) ? ZeroFlags.FastZero : ZeroFlags.None);
+
+    /// <summary>The one mapping from export failures to wire errors.</summary>
+    internal static NbdError ErrorOf(Exception e) => e switch
+    {
+        ExportException { Error: ExportError.NoSpace } => NbdError.NoSpace,
+        ExportException { Error: ExportError.InvalidArgument } => NbdError.InvalidArgument,
+        ExportException { Error: ExportError.NotSupported } => NbdError.NotSupported,
+        ExportException { Error: ExportError.ReadOnly } => NbdError.NotPermitted,
+        _ => NbdError.IoError,
+    };
+
+    private void Reject(NbdRequest request, NbdError error, string reason)
+    {
+        _logger.RequestRejected(_id, request, error, reason);
+        var reply = ErrorReply(request, error, reason);
+        if (!_replies.Writer.TryWrite(reply))
+        {
+            reply.Release();
+        }
+    }
+
+    private StatusReply ErrorReply(NbdRequest request, NbdError error, string message) =>
+        new(request.Cookie, error, message, _negotiated.StructuredReplies);
+
+    private async Task WriteRepliesAsync(CancellationTokenSource stop)
+    {
+        var replies = _replies.Reader;
+        const int flushThreshold = 256 * 1024;
+        try
+        {
+            while (await replies.WaitToReadAsync())
+            {
+                while (replies.TryRead(out var reply))
+                {
+                    try
+                    {
+                        reply.WriteTo(_writer);
+                    }
+                    finally
+                    {
+                        reply.Release();
+                    }
+
+                    if (_writer.CanGetUnflushedBytes && _writer.UnflushedBytes >= flushThreshold)
+                    {
+                        await _writer.FlushAsync();
+                    }
+                }
+
+                await _writer.FlushAsync();
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The client is gone: stop reading; requests in flight still complete.
+            _logger.ConnectionEvent(_id, "cannot send replies: " + e.Message);
+            await stop.CancelAsync();
+            await foreach (var reply in replies.ReadAllAsync())
+            {
+                reply.Release();
+            }
+        }
+    }
+}
