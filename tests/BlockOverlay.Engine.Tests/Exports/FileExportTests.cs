@@ -1,0 +1,195 @@
+using System.Diagnostics;
+using System.Globalization;
+using BlockOverlay.Engine.Exports;
+
+namespace BlockOverlay.Engine.Tests.Exports;
+
+public sealed class FileExportTests
+{
+    private const int Block = 64 << 10;
+    private TempDirectory _directory = null!;
+
+    [SetUp]
+    public void CreateDirectory() => _directory = new TempDirectory();
+
+    [TearDown]
+    public void RemoveDirectory() => _directory.Dispose();
+
+    [Test]
+    public async Task The_size_is_the_file_length()
+    {
+        string path = _directory.CreateSparseFile("odd.img", 3 * Block + 512);
+
+        await using FileExport export = FileExport.Open(path);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(export.Size, Is.EqualTo(3 * Block + 512));
+            Assert.That(export.Description, Is.EqualTo(path));
+        });
+    }
+
+    [Test]
+    public async Task Writes_reach_the_file()
+    {
+        string path = _directory.CreateSparseFile("disk.img", 4 * Block);
+        byte[] data = [1, 2, 3, 4, 5];
+
+        await using (FileExport export = FileExport.Open(path))
+        {
+            await export.WriteAsync(Block + 7, data, WriteFlags.Fua);
+        }
+
+        byte[] file = await File.ReadAllBytesAsync(path);
+        Assert.That(file.AsSpan(Block + 7, 5).ToArray(), Is.EqualTo(data));
+    }
+
+    [Test]
+    public async Task A_read_only_export_says_so_and_refuses_every_change()
+    {
+        string path = _directory.CreateSparseFile("ro.img", 4 * Block);
+        await File.WriteAllBytesAsync(path, Enumerable.Repeat((byte)6, 4 * Block).ToArray());
+
+        await using (FileExport export = FileExport.Open(path, readOnly: true))
+        {
+            Assert.Multiple(() =>
+            {
+                Assert.That(export.Capabilities, Is.EqualTo(
+                    ExportCapabilities.ReadOnly | ExportCapabilities.Flush | ExportCapabilities.Cache | ExportCapabilities.MultiConn));
+                AssertReadOnly(async () => await export.WriteAsync(0, new byte[512], WriteFlags.None));
+                AssertReadOnly(async () => await export.TrimAsync(0, Block, WriteFlags.None));
+                AssertReadOnly(async () => await export.ZeroAsync(0, Block, ZeroFlags.None));
+            });
+
+            byte[] back = new byte[Block];
+            await export.ReadAsync(Block, back);
+            Assert.That(back, Is.All.EqualTo(6));
+        }
+
+        Assert.That(await File.ReadAllBytesAsync(path), Is.All.EqualTo(6));
+
+        static void AssertReadOnly(AsyncTestDelegate action) =>
+            Assert.That(action, Throws.TypeOf<ExportException>().With.Property(nameof(ExportException.Error)).EqualTo(ExportError.ReadOnly));
+    }
+
+    [Test]
+    public void Opening_a_missing_file_fails_with_file_not_found() =>
+        Assert.That(() => FileExport.Open(Path.Combine(_directory.FullPath, "missing.img")), Throws.InstanceOf<FileNotFoundException>());
+
+    [Test]
+    public async Task A_writable_export_holds_the_file_exclusively()
+    {
+        string path = _directory.CreateSparseFile("disk.img", Block);
+        await using FileExport export = FileExport.Open(path);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(() => FileExport.Open(path), Throws.InstanceOf<IOException>());
+            Assert.That(() => FileExport.Open(path, readOnly: true), Throws.InstanceOf<IOException>());
+        });
+    }
+
+    [Test]
+    public async Task Read_only_exports_of_one_file_may_coexist()
+    {
+        string path = _directory.CreateSparseFile("disk.img", Block);
+
+        await using FileExport first = FileExport.Open(path, readOnly: true);
+        await using FileExport second = FileExport.Open(path, readOnly: true);
+
+        Assert.That(second.Size, Is.EqualTo(first.Size));
+    }
+
+    [Test]
+    public async Task Zero_with_NoHole_keeps_the_blocks_allocated_and_without_it_frees_them()
+    {
+        string path = _directory.CreateSparseFile("disk.img", 8 * Block);
+        await using FileExport export = FileExport.Open(path);
+        await export.WriteAsync(0, Filled(8 * Block, 1), WriteFlags.Fua);
+        long written = AllocatedBytes(path);
+
+        await export.ZeroAsync(0, 4 * Block, ZeroFlags.NoHole | ZeroFlags.Fua);
+        long afterNoHole = AllocatedBytes(path);
+        await export.ZeroAsync(4 * Block, 4 * Block, ZeroFlags.Fua);
+        long afterPunch = AllocatedBytes(path);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(written, Is.GreaterThanOrEqualTo(8 * Block));
+            Assert.That(afterNoHole, Is.EqualTo(written));
+            Assert.That(afterPunch, Is.EqualTo(written - 4 * Block));
+        });
+    }
+
+    [Test]
+    public async Task Where_zero_ranges_are_unsupported_NoHole_fast_zero_is_refused_and_changes_nothing()
+    {
+        using TempDirectory tmpfs = TmpfsDirectory();
+        string path = tmpfs.CreateSparseFile("disk.img", 4 * Block);
+        await using FileExport export = FileExport.Open(path);
+        await export.WriteAsync(0, Filled(4 * Block, 2), WriteFlags.None);
+
+        Assert.That(
+            async () => await export.ZeroAsync(Block, Block, ZeroFlags.NoHole | ZeroFlags.FastZero),
+            Throws.TypeOf<ExportException>().With.Property(nameof(ExportException.Error)).EqualTo(ExportError.NotSupported));
+
+        byte[] back = new byte[4 * Block];
+        await export.ReadAsync(0, back);
+        Assert.That(back, Is.All.EqualTo(2));
+    }
+
+    [Test]
+    public async Task Where_zero_ranges_are_unsupported_NoHole_zero_writes_zeros()
+    {
+        using TempDirectory tmpfs = TmpfsDirectory();
+        string path = tmpfs.CreateSparseFile("disk.img", 4 * Block);
+        await using FileExport export = FileExport.Open(path);
+        await export.WriteAsync(0, Filled(4 * Block, 2), WriteFlags.None);
+
+        await export.ZeroAsync(Block - 1, 2 * Block + 2, ZeroFlags.NoHole);
+
+        byte[] back = new byte[4 * Block];
+        await export.ReadAsync(0, back);
+        var extents = new List<Extent>();
+        await export.GetAllocationAsync(0, 4 * Block, 8, extents);
+        Assert.Multiple(() =>
+        {
+            Assert.That(back[..(Block - 1)], Is.All.EqualTo(2));
+            Assert.That(back[(Block - 1)..(3 * Block + 1)], Is.All.EqualTo(0));
+            Assert.That(back[(3 * Block + 1)..], Is.All.EqualTo(2));
+            Assert.That(extents, Is.EqualTo(new[] { new Extent(4 * Block, ExtentState.Data) }), "the zeros were written, not punched");
+        });
+    }
+
+    /// <summary>A directory on /dev/shm (tmpfs: punches holes, has no zero ranges), or the test is skipped.</summary>
+    private static TempDirectory TmpfsDirectory()
+    {
+        bool tmpfs = File.Exists("/proc/mounts") && File.ReadLines("/proc/mounts")
+            .Select(line => line.Split(' '))
+            .Any(fields => fields.Length > 2 && fields[1] == "/dev/shm" && fields[2] == "tmpfs");
+        if (!tmpfs)
+        {
+            Assert.Ignore("/dev/shm is not a tmpfs here.");
+        }
+
+        return new TempDirectory("/dev/shm");
+    }
+
+    /// <summary>Bytes the file system allocated to the file (st_blocks × 512), from stat(1).</summary>
+    private static long AllocatedBytes(string path)
+    {
+        var start = new ProcessStartInfo("stat", ["-c", "%b", path]) { RedirectStandardOutput = true };
+        using Process process = Process.Start(start) ?? throw new InvalidOperationException("stat did not start");
+        string output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        Assert.That(process.ExitCode, Is.Zero, "stat -c %b failed");
+        return long.Parse(output.Trim(), CultureInfo.InvariantCulture) * 512;
+    }
+
+    private static byte[] Filled(int length, byte value)
+    {
+        byte[] bytes = new byte[length];
+        bytes.AsSpan().Fill(value);
+        return bytes;
+    }
+}
