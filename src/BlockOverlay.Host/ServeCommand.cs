@@ -93,10 +93,13 @@ internal static class ServeCommand
                 addresses.Add(ListenAddress.Parse($"tcp:127.0.0.1:{ListenAddress.DefaultPort}"));
             }
 
+            var bound = activated.Select(s => s.LocalEndPoint).OfType<System.Net.EndPoint>().ToList();
             foreach (var address in addresses)
             {
-                server.Listen(address);
+                bound.Add(server.Listen(address));
             }
+
+            Console.Error.Write(AttachHints.Describe(specs.Select(s => s.Name), bound));
 
             await WaitForStopSignalAsync(logger);
             await server.StopAsync();
