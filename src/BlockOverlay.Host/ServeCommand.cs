@@ -70,7 +70,7 @@ internal static class ServeCommand
         {
             foreach (var spec in specs)
             {
-                var export = spec.Open();
+                var export = OpenExport(spec);
                 opened.Add(export);
                 catalog.Add(spec.Name, export);
             }
@@ -116,6 +116,20 @@ internal static class ServeCommand
             {
                 await export.DisposeAsync();
             }
+        }
+    }
+
+    private static IExport OpenExport(ExportSpec spec)
+    {
+        try
+        {
+            return spec.Open();
+        }
+        catch (IOException e) when (spec is FileExportSpec file)
+        {
+            // The usual cause is the image's lock: it is exported twice, or another server has it.
+            throw new IOException($"export '{spec.Name}': cannot open {file.Path}: {e.Message} " +
+                                  "(a writable image can be served by one export of one server at a time)", e);
         }
     }
 

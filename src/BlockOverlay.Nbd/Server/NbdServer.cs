@@ -63,13 +63,12 @@ public sealed class NbdServer : IAsyncDisposable
     public void Adopt(Socket listening)
     {
         ArgumentNullException.ThrowIfNull(listening);
+        _logger.Listening(listening.LocalEndPoint);
         lock (_lock)
         {
             _listeners.Add(listening);
             _acceptLoops.Add(AcceptLoopAsync(listening));
         }
-
-        _logger.Listening(listening.LocalEndPoint);
     }
 
     /// <summary>Serves one connection over a pair of streams (stdio mode) until it ends.</summary>

@@ -1,0 +1,258 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace BlockOverlay.Clients.Tests.Fixtures;
+
+/// <summary>
+/// <c>bin/blockoverlay serve</c> as a child process, listening on a unix socket in its own
+/// temporary directory and, if asked, on 127.0.0.1 at a free port. Ready once a connection
+/// is accepted. Its log (stderr) is kept for failure messages and written to the test's
+/// output when it stops; stopping is SIGTERM, then SIGKILL if it lingers.
+/// </summary>
+internal sealed partial class ServerProcess : IDisposable
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
+    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly Process _process;
+    private readonly StringBuilder _log = new();
+    private readonly string _directory;
+    private bool _disposed;
+
+    private ServerProcess(string directory, IReadOnlyList<string> exports, int? port)
+    {
+        _directory = directory;
+        Port = port;
+        var startInfo = new ProcessStartInfo(BinaryPath)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        startInfo.ArgumentList.Add("serve");
+        foreach (var export in exports)
+        {
+            startInfo.ArgumentList.Add("--export");
+            startInfo.ArgumentList.Add(export);
+        }
+
+        startInfo.ArgumentList.Add("--listen");
+        startInfo.ArgumentList.Add("unix:" + SocketPath);
+        if (port is { } p)
+        {
+            startInfo.ArgumentList.Add("--listen");
+            startInfo.ArgumentList.Add(string.Create(CultureInfo.InvariantCulture, $"tcp:127.0.0.1:{p}"));
+        }
+
+        _process = new Process { StartInfo = startInfo };
+        _process.OutputDataReceived += (_, e) => AppendLog(e.Data);
+        _process.ErrorDataReceived += (_, e) => AppendLog(e.Data);
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    /// <summary>The unix socket the server listens on.</summary>
+    public string SocketPath => Path.Combine(_directory, "nbd.sock");
+
+    /// <summary>The TCP port on 127.0.0.1, when started with <see cref="StartWithTcp"/>.</summary>
+    public int? Port { get; }
+
+    /// <summary>Everything the server has logged so far.</summary>
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    /// <summary><c>bin/blockoverlay</c> of this checkout; fails the test when it was not built.</summary>
+    public static string BinaryPath
+    {
+        get
+        {
+            var path = Path.Combine(RepositoryRoot, "bin", "blockoverlay");
+            if (!File.Exists(path))
+            {
+                Assert.Fail($"the server is not built: {path} is missing; run `make build` (`make test` builds first)");
+            }
+
+            return path;
+        }
+    }
+
+    /// <summary>The folder holding BlockOverlay.sln, found upwards from the test assembly.</summary>
+    public static string RepositoryRoot
+    {
+        get
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            {
+                if (File.Exists(Path.Combine(dir.FullName, "BlockOverlay.sln")))
+                {
+                    return dir.FullName;
+                }
+            }
+
+            throw new InvalidOperationException($"no BlockOverlay.sln above {AppContext.BaseDirectory}");
+        }
+    }
+
+    /// <summary>A server on a unix socket with the given exports (NAME=memory:SIZE, NAME=file:PATH[:ro]).</summary>
+    public static ServerProcess Start(params string[] exports) => StartListening(exports, tcp: false);
+
+    /// <summary>A server on a unix socket and on 127.0.0.1 at a port that was free a moment ago.</summary>
+    public static ServerProcess StartWithTcp(params string[] exports) => StartListening(exports, tcp: true);
+
+    /// <summary><c>nbd+unix:///NAME?socket=…</c></summary>
+    public string UnixUri(string export) => $"nbd+unix:///{export}?socket={SocketPath}";
+
+    /// <summary><c>nbd://127.0.0.1:PORT/NAME</c></summary>
+    public string TcpUri(string export) =>
+        Port is { } p
+            ? string.Create(CultureInfo.InvariantCulture, $"nbd://127.0.0.1:{p}/{export}")
+            : throw new InvalidOperationException("this server was started without TCP; use StartWithTcp");
+
+    /// <summary>The server's log, for assertion messages.</summary>
+    public override string ToString() => $"--- server log ---\n{Log}";
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        try
+        {
+            Stop();
+            TestContext.Out.WriteLine($"--- server log ({_process.StartInfo.FileName} exited with {_process.ExitCode}) ---");
+            TestContext.Out.WriteLine(Log);
+        }
+        finally
+        {
+            _process.Dispose();
+            Directory.Delete(_directory, recursive: true);
+        }
+    }
+
+    private static ServerProcess StartListening(IReadOnlyList<string> exports, bool tcp)
+    {
+        // The port is free when probed but another process may take it before the server
+        // binds; that shows as a server that exits at once, so try a few ports.
+        const int Attempts = 3;
+        for (var attempt = 1; ; attempt++)
+        {
+            var directory = Directory.CreateTempSubdirectory("blockoverlay-clients-").FullName;
+            var server = new ServerProcess(directory, exports, tcp ? FreeLoopbackPort() : null);
+            try
+            {
+                server.WaitUntilAccepting();
+                return server;
+            }
+            catch (AddressInUseException) when (attempt < Attempts)
+            {
+                server.Dispose();
+            }
+            catch
+            {
+                server.Dispose();
+                throw;
+            }
+        }
+    }
+
+    private static int FreeLoopbackPort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+
+    private void WaitUntilAccepting()
+    {
+        var clock = Stopwatch.StartNew();
+        while (!Accepts(new UnixDomainSocketEndPoint(SocketPath), AddressFamily.Unix, ProtocolType.Unspecified)
+            || (Port is { } p && !Accepts(new IPEndPoint(IPAddress.Loopback, p), AddressFamily.InterNetwork, ProtocolType.Tcp)))
+        {
+            if (_process.HasExited)
+            {
+                _process.WaitForExit();
+                if (Log.Contains("already in use", StringComparison.OrdinalIgnoreCase))
+                {
+                    throw new AddressInUseException();
+                }
+
+                Assert.Fail($"the server exited with {_process.ExitCode} before accepting connections\n{this}");
+            }
+
+            if (clock.Elapsed > StartTimeout)
+            {
+                Assert.Fail($"the server did not accept connections within {StartTimeout.TotalSeconds} s\n{this}");
+            }
+
+            Thread.Sleep(20);
+        }
+    }
+
+    private static bool Accepts(EndPoint endPoint, AddressFamily family, ProtocolType protocol)
+    {
+        using var socket = new Socket(family, SocketType.Stream, protocol);
+        try
+        {
+            socket.Connect(endPoint);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    private void Stop()
+    {
+        if (_process.HasExited)
+        {
+            _process.WaitForExit();
+            return;
+        }
+
+        const int Sigterm = 15;
+        _ = kill(_process.Id, Sigterm);
+        if (!_process.WaitForExit(StopTimeout))
+        {
+            AppendLog($"[test] the server ignored SIGTERM for {StopTimeout.TotalSeconds} s; killing it");
+            _process.Kill(entireProcessTree: true);
+        }
+
+        _process.WaitForExit();
+    }
+
+    private void AppendLog(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_log)
+        {
+            _log.AppendLine(line);
+        }
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    private sealed class AddressInUseException : Exception;
+}
