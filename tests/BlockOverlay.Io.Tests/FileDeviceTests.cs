@@ -1,0 +1,225 @@
+using BlockOverlay.Io;
+
+namespace BlockOverlay.Io.Tests;
+
+/// <summary>What only a real file can show: the lock, creation, reopening, O_DIRECT itself.</summary>
+public sealed class FileDeviceTests
+{
+    private const int Block = TestData.Block;
+    private const long StoreSize = 1 << 20;
+
+    private ScratchDirectory _scratch = null!;
+
+    [SetUp]
+    public void CreateScratch() => _scratch = new ScratchDirectory();
+
+    [TearDown]
+    public void RemoveScratch() => _scratch.Dispose();
+
+    [Test]
+    public async Task Create_writes_every_block_so_the_file_has_no_holes()
+    {
+        const long size = (3 << 20) + Block;
+        var path = _scratch.File("store");
+
+        await (await _scratch.CreateStoreAsync("store", size)).DisposeAsync();
+
+        using var handle = File.OpenHandle(path);
+        Assert.Multiple(() =>
+        {
+            Assert.That(new FileInfo(path).Length, Is.EqualTo(size));
+            Assert.That(LibC.lseek(handle, 0, LibC.SEEK_HOLE), Is.EqualTo(size), "first hole is at the end: no sparse range");
+            Assert.That(File.ReadAllBytes(path), Is.All.EqualTo(0));
+        });
+    }
+
+    [Test]
+    public async Task Create_refuses_an_existing_file_and_leaves_it_alone()
+    {
+        var path = _scratch.File("store");
+        await File.WriteAllTextAsync(path, "somebody's data");
+
+        var error = Assert.CatchAsync<IOException>(async () => await FileDevice.CreateAsync(path, StoreSize));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error!.Message, Does.Contain("already exists").And.Contain(path));
+            Assert.That(error.HResult, Is.EqualTo(17), "EEXIST");
+            Assert.That(File.ReadAllText(path), Is.EqualTo("somebody's data"));
+        });
+    }
+
+    [TestCase(0L)]
+    [TestCase(StoreSize + 512)]
+    public void Create_refuses_a_size_that_is_not_whole_blocks_and_creates_nothing(long size)
+    {
+        var path = _scratch.File("store");
+
+        Assert.CatchAsync<ArgumentException>(async () => await FileDevice.CreateAsync(path, size));
+        Assert.That(File.Exists(path), Is.False);
+    }
+
+    [Test]
+    public async Task A_second_open_of_a_store_in_use_fails_naming_it()
+    {
+        var path = _scratch.File("store");
+        await using var first = await _scratch.CreateStoreAsync("store", StoreSize);
+
+        var error = Assert.Throws<IOException>(() => FileDevice.Open(path));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error!.Message, Does.Contain("in use").And.Contain(path));
+            Assert.That(error.HResult, Is.EqualTo(11), "EWOULDBLOCK");
+        });
+    }
+
+    [Test]
+    public async Task Readers_share_a_store_but_exclude_a_writer()
+    {
+        var path = _scratch.File("store");
+        await (await _scratch.CreateStoreAsync("store", StoreSize)).DisposeAsync();
+
+        await using (var reader = FileDevice.Open(path, readOnly: true))
+        {
+            await using var otherReader = FileDevice.Open(path, readOnly: true);
+            Assert.That(() => FileDevice.Open(path), Throws.InstanceOf<IOException>().With.Message.Contains("in use"));
+        }
+
+        await using var writer = FileDevice.Open(path);
+        Assert.That(() => FileDevice.Open(path, readOnly: true), Throws.InstanceOf<IOException>().With.Message.Contains("in use"));
+    }
+
+    [Test]
+    public async Task A_read_only_device_refuses_writes_and_flushes()
+    {
+        var path = _scratch.File("store");
+        await (await _scratch.CreateStoreAsync("store", StoreSize)).DisposeAsync();
+        await using var reader = FileDevice.Open(path, readOnly: true);
+        using var buffer = new AlignedBuffer(Block);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(reader.IsReadOnly, Is.True);
+            Assert.CatchAsync<InvalidOperationException>(async () => await reader.WriteAsync(0, buffer.Memory, durable: true));
+            Assert.CatchAsync<InvalidOperationException>(async () => await reader.FlushAsync());
+        });
+    }
+
+    [Test]
+    public async Task Writes_survive_closing_and_reopening()
+    {
+        var path = _scratch.File("store");
+        await using (var device = await _scratch.CreateStoreAsync("store", StoreSize))
+        {
+            await TestData.WriteAsync(device, 0, tag: 1, 2 * Block, durable: true);
+            await TestData.WriteAsync(device, StoreSize - Block, tag: 2, Block, durable: false);
+            await device.FlushAsync();
+        }
+
+        await using var reopened = FileDevice.Open(path);
+
+        await Assert.MultipleAsync(async () =>
+        {
+            Assert.That(reopened.Size, Is.EqualTo(StoreSize));
+            Assert.That(await TestData.ReadAsync(reopened, 0, 2 * Block), Is.EqualTo(TestData.Pattern(1, 2 * Block)));
+            Assert.That(await TestData.ReadAsync(reopened, StoreSize - Block, Block), Is.EqualTo(TestData.Pattern(2, Block)));
+        });
+    }
+
+    [Test]
+    public async Task The_store_is_opened_with_O_DIRECT_and_O_CLOEXEC()
+    {
+        var path = _scratch.File("store");
+        await using var device = await _scratch.CreateStoreAsync("store", StoreSize);
+
+        var flags = OpenFlagsOf(path);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(flags & LibC.O_DIRECT, Is.EqualTo(LibC.O_DIRECT), "O_DIRECT");
+            Assert.That(flags & LibC.O_CLOEXEC, Is.EqualTo(LibC.O_CLOEXEC), "O_CLOEXEC");
+        });
+    }
+
+    [Test]
+    public void Opening_a_missing_store_names_the_path_and_errno()
+    {
+        var path = _scratch.File("missing");
+
+        var error = Assert.Throws<IOException>(() => FileDevice.Open(path));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error!.Message, Does.Contain(path));
+            Assert.That(error.HResult, Is.EqualTo(2), "ENOENT");
+        });
+    }
+
+    [Test]
+    public void A_file_system_without_direct_io_is_named_as_the_cause()
+    {
+        // procfs refuses O_DIRECT with EINVAL, as tmpfs did before Linux 6.6.
+        const string path = "/proc/version";
+        if (!File.Exists(path))
+        {
+            Assert.Ignore("no procfs here to stand in for a file system without O_DIRECT");
+        }
+
+        var error = Assert.Throws<IOException>(() => FileDevice.Open(path, readOnly: true));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error!.Message, Does.Contain("does not support O_DIRECT").And.Contain(path));
+            Assert.That(error.HResult, Is.EqualTo(22), "EINVAL");
+        });
+    }
+
+    [Test]
+    public async Task An_existing_file_is_used_in_whole_blocks_only()
+    {
+        var path = _scratch.File("odd");
+        await File.WriteAllBytesAsync(path, new byte[(2 * Block) + 100]);
+
+        await using var device = FileDevice.Open(path);
+
+        Assert.That(device.Size, Is.EqualTo(2 * Block));
+    }
+
+    [Test]
+    public async Task A_file_shorter_than_one_block_is_refused()
+    {
+        var path = _scratch.File("tiny");
+        await File.WriteAllBytesAsync(path, new byte[100]);
+
+        Assert.That(() => FileDevice.Open(path), Throws.InstanceOf<IOException>().With.Message.Contains("not even one"));
+    }
+
+    [Test]
+    public async Task A_store_truncated_underneath_fails_reads_with_EIO_instead_of_returning_short()
+    {
+        var path = _scratch.File("store");
+        await using var device = await _scratch.CreateStoreAsync("store", StoreSize);
+        await using (var file = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+        {
+            file.SetLength(Block);
+        }
+
+        var error = Assert.CatchAsync<IOException>(async () => await TestData.ReadAsync(device, 0, 2 * Block));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error!.Message, Does.Contain("end of file").And.Contain(path));
+            Assert.That(error.HResult, Is.EqualTo(5), "EIO");
+        });
+    }
+
+    /// <summary>The open-file flags of this process's descriptor for <paramref name="path"/>, from /proc/self/fdinfo.</summary>
+    private static int OpenFlagsOf(string path)
+    {
+        var descriptor = new DirectoryInfo("/proc/self/fd").EnumerateFileSystemInfos()
+            .Single(fd => fd.ResolveLinkTarget(returnFinalTarget: false)?.FullName == path).Name;
+        var flagsLine = File.ReadLines($"/proc/self/fdinfo/{descriptor}").Single(line => line.StartsWith("flags:", StringComparison.Ordinal));
+        return Convert.ToInt32(flagsLine["flags:".Length..].Trim(), 8);
+    }
+}
