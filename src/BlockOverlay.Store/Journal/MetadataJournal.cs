@@ -1,0 +1,370 @@
+using System.Buffers.Binary;
+using BlockOverlay.Io;
+using BlockOverlay.Store.Format;
+
+namespace BlockOverlay.Store.Journal;
+
+/// <summary>
+/// The metadata journal: a circular region of the device, appended in durable batches.
+/// </summary>
+/// <remarks>
+/// Design and implementation.
+/// <para>
+/// <b>States.</b> The region holds, from the <i>tail</i> (the replay position recorded in the
+/// superblock) to the <i>head</i> (where the next batch goes), the batches written since the
+/// last checkpoint, with consecutive sequence numbers. Everything else is free: stale batches
+/// of earlier laps (lower sequence numbers) or never written. A batch that would run past the
+/// end of the region is preceded by a one-block Wrap batch, and the log continues at block 0.
+/// </para>
+/// <para>
+/// <b>Group commit.</b> Callers queue commits and wait. One writer at a time (the write gate)
+/// takes everything queued, packs it into one batch of at most <see cref="MaxBatchBlocks"/>
+/// blocks and writes it durably (FUA); callers whose commits it carried are released when
+/// it completes. While it is in flight, new commits queue for the next batch, so under
+/// load one device write carries many commits. Each commit stays one instance's; a
+/// commit larger than a batch is split into several commits of the same instance (its
+/// records are idempotent "set this range" operations, so a prefix of them surviving a
+/// crash is a valid state: some of an unacknowledged flush's writes became durable).
+/// </para>
+/// <para>
+/// <b>Durability and recovery.</b> Exactly one batch is in flight at a time and each is durable
+/// before the next starts, so after a crash only the last batch can be torn. Replay reads from
+/// the tail while each position holds the next sequence number of this store with an intact
+/// checksum; the first that does not is the end. If a later intact batch with a higher sequence
+/// exists anyway, the log was damaged in the middle, and opening is refused rather than
+/// silently dropping committed records.
+/// </para>
+/// <para>
+/// <b>Space.</b> The head may not come within one block of the tail. When a batch does not fit,
+/// the writer asks the store for a checkpoint (<see cref="MetadataJournal(IBlockDevice, Guid, long, long, long, ulong, Func{Task})"/>),
+/// which moves the tail forward through <see cref="Release"/>.
+/// </para>
+/// </remarks>
+internal sealed class MetadataJournal : IDisposable
+{
+    /// <summary>Largest batch in blocks (1 MiB), bounding one device write and the replay buffer.</summary>
+    public const int MaxBatchBlocks = 256;
+    private const int BlockSize = Superblock.Size;
+    private static readonly int MaxPayload = (MaxBatchBlocks * BlockSize) - JournalFormat.BatchHeaderBytes;
+
+    private readonly IBlockDevice _device;
+    private readonly Guid _storeId;
+    private readonly long _start;
+    private readonly long _blocks;
+    private readonly Func<Task> _makeRoom;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Lock _lock = new();
+    private readonly Queue<Pending> _queue = new();
+    private long _head;
+    private long _tail;
+    private ulong _nextSequence;
+
+    public MetadataJournal(IBlockDevice device, Guid storeId, long start, long blocks, long position, ulong sequence, Func<Task> makeRoom)
+    {
+        _device = device;
+        _storeId = storeId;
+        _start = start;
+        _blocks = blocks;
+        _head = _tail = position;
+        _nextSequence = sequence;
+        _makeRoom = makeRoom;
+    }
+
+    /// <summary>Where the next batch goes and its sequence: a checkpoint's replay start.</summary>
+    public (long Position, ulong Sequence) Head
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return (_head, _nextSequence);
+            }
+        }
+    }
+
+    /// <summary>Blocks between tail and head.</summary>
+    public long UsedBlocks
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return Used();
+            }
+        }
+    }
+
+    public long TotalBlocks => _blocks;
+
+    /// <summary>Bytes written to the journal so far (for the counters).</summary>
+    public long BytesWritten => Interlocked.Read(ref _bytesWritten);
+
+    private long _bytesWritten;
+
+    /// <summary>Makes the commit durable; completes when it is. Returns the sequence of the (last) batch that carried it.</summary>
+    public async Task<ulong> CommitAsync(JournalCommit commit)
+    {
+        var pending = Split(commit).Select(c => new Pending(c)).ToList();
+        lock (_lock)
+        {
+            pending.ForEach(_queue.Enqueue);
+        }
+
+        var last = pending[^1];
+        while (!last.Done.Task.IsCompleted)
+        {
+            await _gate.WaitAsync();
+            try
+            {
+                if (!last.Done.Task.IsCompleted)
+                {
+                    await WriteQueuedAsync();
+                }
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+
+        return await last.Done.Task;
+    }
+
+    /// <summary>Moves the tail: everything before <paramref name="position"/> is folded into a durable checkpoint.</summary>
+    public void Release(long position)
+    {
+        lock (_lock)
+        {
+            _tail = position;
+        }
+    }
+
+    /// <summary>
+    /// Reads the log from the replay position. Returns the commits in order and the position
+    /// and sequence where the next batch goes.
+    /// </summary>
+    public static async Task<(List<JournalCommit> Commits, long Position, ulong Sequence)> ReplayAsync(
+        IBlockDevice device, Superblock superblock)
+    {
+        var commits = new List<JournalCommit>();
+        using var buffer = new AlignedBuffer(MaxBatchBlocks * BlockSize);
+        long position = superblock.ReplayPosition;
+        ulong sequence = superblock.ReplaySequence;
+        long start = superblock.JournalStart, blocks = superblock.JournalBlocks;
+        while (true)
+        {
+            var first = buffer.Memory[..BlockSize];
+            await device.ReadAsync((start + position) * BlockSize, first);
+            if (!JournalFormat.TryReadHeader(first.Span, superblock.StoreId, sequence, Math.Min(MaxBatchBlocks, blocks - position), out var header))
+            {
+                break;
+            }
+
+            var batch = buffer.Memory[..(header.Blocks * BlockSize)];
+            if (header.Blocks > 1)
+            {
+                await device.ReadAsync((start + position + 1) * BlockSize, batch[BlockSize..]);
+            }
+
+            if (!JournalFormat.IsIntact(batch.Span, header))
+            {
+                break; // the torn tail
+            }
+
+            string where = $"journal batch {sequence} at block {start + position}";
+            if (header.Kind == BatchKind.Commits)
+            {
+                commits.AddRange(JournalFormat.DecodeCommits(batch.Span, header, where));
+                position = (position + header.Blocks) % blocks;
+            }
+            else
+            {
+                position = 0;
+            }
+
+            sequence++;
+        }
+
+        await RefuseLaterBatchesAsync(device, superblock, sequence, buffer);
+        return (commits, position, sequence);
+    }
+
+    /// <summary>
+    /// An intact batch of this store with a sequence at or past where replay stopped means the
+    /// log was damaged in the middle: refuse, naming where, instead of losing what follows.
+    /// </summary>
+    private static async Task RefuseLaterBatchesAsync(IBlockDevice device, Superblock superblock, ulong stoppedAt, AlignedBuffer buffer)
+    {
+        long start = superblock.JournalStart, blocks = superblock.JournalBlocks;
+        for (long p = 0; p < blocks; p++)
+        {
+            var first = buffer.Memory[..BlockSize];
+            await device.ReadAsync((start + p) * BlockSize, first);
+            ulong sequence = BinaryPrimitives.ReadUInt64LittleEndian(first.Span[8..]);
+            if (sequence <= stoppedAt ||
+                !JournalFormat.TryReadHeader(first.Span, superblock.StoreId, sequence, Math.Min(MaxBatchBlocks, blocks - p), out var header))
+            {
+                continue;
+            }
+
+            var batch = buffer.Memory[..(header.Blocks * BlockSize)];
+            if (header.Blocks > 1)
+            {
+                await device.ReadAsync((start + p + 1) * BlockSize, batch[BlockSize..]);
+            }
+
+            if (JournalFormat.IsIntact(batch.Span, header))
+            {
+                throw new StoreFormatException(
+                    $"journal: the batch with sequence {stoppedAt} (expected at block {start + superblock.ReplayPosition} onwards) " +
+                    $"is missing or corrupt, yet batch {sequence} at block {start + p} is intact: the journal is damaged in the middle");
+            }
+        }
+    }
+
+    private async Task WriteQueuedAsync()
+    {
+        var batch = TakeBatch();
+        if (batch.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            int payload = batch.Sum(p => JournalFormat.EncodedSize(p.Commit));
+            int blocks = JournalFormat.BlocksFor(payload);
+            await EnsureRoomAsync(blocks);
+            ulong sequence;
+            long position;
+            using var buffer = new AlignedBuffer(blocks * BlockSize);
+            lock (_lock)
+            {
+                (position, sequence) = (_head, _nextSequence);
+            }
+
+            if (position + blocks > _blocks)
+            {
+                await WriteWrapAsync(position, sequence);
+                (position, sequence) = (0, sequence + 1);
+            }
+
+            JournalFormat.EncodeBatch(buffer.Span, _storeId, sequence, BatchKind.Commits, batch.Select(p => p.Commit).ToList());
+            await _device.WriteAsync((_start + position) * BlockSize, buffer.Memory, durable: true);
+            Interlocked.Add(ref _bytesWritten, blocks * BlockSize);
+            lock (_lock)
+            {
+                _head = (position + blocks) % _blocks;
+                _nextSequence = sequence + 1;
+            }
+
+            batch.ForEach(p => p.Done.TrySetResult(sequence));
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or StoreFormatException)
+        {
+            // Every commit in the batch fails; each waiter sees it through its own task, and
+            // the next batch goes to the same position with the same sequence.
+            batch.ForEach(p => p.Done.TrySetException(e));
+        }
+    }
+
+    private async Task WriteWrapAsync(long position, ulong sequence)
+    {
+        using var wrap = new AlignedBuffer(BlockSize);
+        JournalFormat.EncodeBatch(wrap.Span, _storeId, sequence, BatchKind.Wrap, []);
+        await _device.WriteAsync((_start + position) * BlockSize, wrap.Memory, durable: true);
+        Interlocked.Add(ref _bytesWritten, BlockSize);
+        lock (_lock)
+        {
+            _head = 0;
+            _nextSequence = sequence + 1;
+        }
+    }
+
+    /// <summary>Waits (through checkpoints) until a batch of <paramref name="blocks"/> fits, wrap included.</summary>
+    private async Task EnsureRoomAsync(int blocks)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            long needed;
+            lock (_lock)
+            {
+                // A wrap may waste the blocks up to the region's end.
+                long wasted = _head + blocks > _blocks ? _blocks - _head : 0;
+                needed = wasted + blocks + 1;
+                if (_blocks - Used() >= needed)
+                {
+                    return;
+                }
+            }
+
+            if (attempt == 2)
+            {
+                throw new IOException($"journal full: {needed} blocks needed, {_blocks - UsedBlocks} free after a checkpoint");
+            }
+
+            await _makeRoom();
+        }
+    }
+
+    private List<Pending> TakeBatch()
+    {
+        var batch = new List<Pending>();
+        int payload = 0;
+        lock (_lock)
+        {
+            while (_queue.TryPeek(out var next))
+            {
+                int size = JournalFormat.EncodedSize(next.Commit);
+                if (batch.Count > 0 && payload + size > MaxPayload)
+                {
+                    break;
+                }
+
+                batch.Add(_queue.Dequeue());
+                payload += size;
+            }
+        }
+
+        return batch;
+    }
+
+    private long Used() => ((_head - _tail) % _blocks + _blocks) % _blocks;
+
+    /// <summary>Splits a commit whose encoding would not fit in one batch.</summary>
+    private static IEnumerable<JournalCommit> Split(JournalCommit commit)
+    {
+        if (JournalFormat.EncodedSize(commit) <= MaxPayload)
+        {
+            yield return commit;
+            yield break;
+        }
+
+        var part = new List<JournalRecord>();
+        int size = JournalFormat.CommitHeaderBytes;
+        foreach (var record in commit.Records)
+        {
+            int recordSize = JournalFormat.EncodedSize(new JournalCommit(0, [record])) - JournalFormat.CommitHeaderBytes;
+            if (part.Count > 0 && size + recordSize > MaxPayload)
+            {
+                yield return commit with { Records = part };
+                part = [];
+                size = JournalFormat.CommitHeaderBytes;
+            }
+
+            part.Add(record);
+            size += recordSize;
+        }
+
+        yield return commit with { Records = part };
+    }
+
+    public void Dispose() => _gate.Dispose();
+
+    private sealed class Pending(JournalCommit commit)
+    {
+        public JournalCommit Commit { get; } = commit;
+
+        public TaskCompletionSource<ulong> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}

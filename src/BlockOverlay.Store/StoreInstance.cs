@@ -1,0 +1,50 @@
+using BlockOverlay.Store.Format;
+using BlockOverlay.Store.Maps;
+
+namespace BlockOverlay.Store;
+
+/// <summary>
+/// The store's state of one instance: its definition, its extent map and what its next
+/// commit must carry. Owned by <see cref="UpperStore"/>; the Engine holds it as a handle.
+/// </summary>
+/// <remarks>
+/// Locking: <see cref="Gate"/> guards the map and the lists below; it is held only for
+/// in-memory work, never across I/O. Map entries not yet journaled are "uncommitted";
+/// <see cref="FreeAfterCommit"/> holds store blocks that a durable mapping still names but
+/// the current map no longer does: they become free once the commit that changes the
+/// mapping is durable (invariant 4). <see cref="RetryRecords"/> holds records of a commit
+/// whose journal write failed, so the next commit carries them again.
+/// </remarks>
+public sealed class StoreInstance
+{
+    internal StoreInstance(InstanceDefinition definition) => Definition = definition;
+
+    public InstanceDefinition Definition { get; }
+
+    public string Name => Definition.Name;
+
+    /// <summary>Size of the virtual disk in blocks.</summary>
+    public long Blocks => Definition.VirtualSize / Superblock.Size;
+
+    internal Lock Gate { get; } = new();
+
+    internal ExtentMap Map { get; } = new();
+
+    internal List<(long Start, long Length)> FreeAfterCommit { get; set; } = [];
+
+    internal List<JournalRecord> RetryRecords { get; set; } = [];
+
+    internal bool Deleted { get; set; }
+
+    /// <summary>Upper blocks this instance holds in the store.</summary>
+    public long UpperBlocks
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return Map.UpperBlocks;
+            }
+        }
+    }
+}

@@ -1,0 +1,731 @@
+using BlockOverlay.Io;
+using BlockOverlay.Store.Format;
+using BlockOverlay.Store.Journal;
+using BlockOverlay.Store.Maps;
+
+namespace BlockOverlay.Store;
+
+/// <summary>
+/// The upper extent store: one device holding the copy-on-write data of every instance,
+/// each allocation owned by the instance whose map names it.
+/// </summary>
+/// <remarks>
+/// Design and implementation (the on-disk format is in docs/FORMAT.md and Format/).
+/// <para>
+/// <b>Writes are redirected.</b> Data of a write always goes to freshly allocated blocks,
+/// written durably (FUA), and only then does the instance's map point at them. So a mapping
+/// never names data that is not durable (invariant 3), and a block's content changes only by
+/// switching its mapping, which is atomic: after a crash a block reads old or new, never a
+/// torn mix.
+/// </para>
+/// <para>
+/// <b>Commit(X)</b> journals exactly X's uncommitted map entries in one commit of X, durably,
+/// and nothing of any other instance (several instances' commits may share one journal write).
+/// Blocks that a durable mapping still names are freed only after the commit that drops that
+/// mapping is durable; blocks never durably mapped are freed at once (invariant 4).
+/// </para>
+/// <para>
+/// <b>Reads</b> look the range up, read the upper blocks, then look again: if the range's
+/// upper blocks changed meanwhile (a block may have been freed and reused by another
+/// instance), the read starts over. A read therefore never returns another instance's data.
+/// </para>
+/// <para>
+/// <b>Checkpoints</b> write every instance's whole map (as of "now") to data blocks, then a new
+/// superblock naming it and the journal position to replay from. Commits racing a checkpoint
+/// land after that position and are replayed over it; their records set ranges, so replaying
+/// one the checkpoint already holds changes nothing. A checkpoint also counts as a commit of
+/// every instance: it makes their current maps durable, after which their pending frees go.
+/// </para>
+/// <para>
+/// <b>Recovery</b> loads the newest valid superblock copy, the checkpoint, replays the journal's
+/// valid prefix, and rebuilds free space as everything no map or the checkpoint names; a
+/// store block named twice is corruption and refuses to open.
+/// </para>
+/// <para>
+/// <b>Locking.</b> <see cref="_namespaceLock"/> (async) serializes instance creation and deletion;
+/// <see cref="_checkpointLock"/> (async) serializes checkpoints. They are separate because a
+/// commit that finds the journal full waits for a checkpoint, and a create or delete commits.
+/// Each instance's gate guards its map for in-memory work only; <see cref="_spaceLock"/> guards
+/// the allocator. No lock but the two async ones is held across I/O; the order is instance
+/// gate before space lock.
+/// </para>
+/// <para>
+/// <b>Instances and checkpoints.</b> A checkpoint takes the journal head first and lists the
+/// instances after, so: a new instance is listed before its create record is written (a
+/// checkpoint that misses the record has the instance); a deleted one is unlisted before its
+/// delete record is written (a checkpoint that lists it came before the record, which replay
+/// then applies), and its blocks are freed only once that record is durable.
+/// </para>
+/// </remarks>
+public sealed class UpperStore : IAsyncDisposable
+{
+    public const int BlockSize = Superblock.Size;
+
+    private readonly IBlockDevice _device;
+    private readonly SemaphoreSlim _namespaceLock = new(1, 1);
+    private readonly SemaphoreSlim _checkpointLock = new(1, 1);
+    private readonly Lock _spaceLock = new();
+    private readonly Dictionary<string, StoreInstance> _instances;
+    private readonly BlockAllocator _allocator;
+    private readonly MetadataJournal _journal;
+    private Superblock _superblock;
+    private bool _closed;
+
+    private UpperStore(IBlockDevice device, Superblock superblock, Dictionary<string, StoreInstance> instances,
+        BlockAllocator allocator, long journalPosition, ulong journalSequence)
+    {
+        _device = device;
+        _superblock = superblock;
+        _instances = instances;
+        _allocator = allocator;
+        _journal = new MetadataJournal(device, superblock.StoreId, superblock.JournalStart, superblock.JournalBlocks,
+            journalPosition, journalSequence, () => CheckpointAsync());
+        WasClean = superblock.Clean;
+    }
+
+    /// <summary>Whether the store had been shut down cleanly before this open.</summary>
+    public bool WasClean { get; }
+
+    /// <summary>Blocks of the data region that are free.</summary>
+    public long FreeBlocks
+    {
+        get
+        {
+            lock (_spaceLock)
+            {
+                return _allocator.FreeBlocks;
+            }
+        }
+    }
+
+    /// <summary>Bytes written by reason, since open.</summary>
+    public StoreCounters Counters { get; } = new();
+
+    public IReadOnlyList<StoreInstance> Instances
+    {
+        get
+        {
+            lock (_instances)
+            {
+                return [.. _instances.Values.OrderBy(i => i.Definition.Id)];
+            }
+        }
+    }
+
+    /// <summary>Formats a device as an empty store.</summary>
+    public static async Task CreateAsync(IBlockDevice device, StoreCreateOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        options ??= new StoreCreateOptions();
+        long blocks = device.Size / BlockSize;
+        long journal = options.JournalBlocks ?? Math.Clamp(blocks / 64, 64, 16384);
+        if (blocks < 2 + journal + 16)
+        {
+            throw new ArgumentException($"a store needs at least {(2 + journal + 16) * BlockSize} bytes; the device has {device.Size}");
+        }
+
+        var superblock = new Superblock
+        {
+            StoreId = Guid.NewGuid(),
+            DeviceBlocks = blocks,
+            JournalStart = 2,
+            JournalBlocks = journal,
+            DataStart = 2 + journal,
+            Clean = true,
+        };
+        // Both copies, so either alone opens the store.
+        await WriteSuperblockAsync(device, superblock with { Generation = 0 });
+        await WriteSuperblockAsync(device, superblock with { Generation = 1 });
+    }
+
+    /// <summary>Opens a store: recovers it to its last durable state and marks it in use.</summary>
+    public static async Task<UpperStore> OpenAsync(IBlockDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        var superblock = await ReadSuperblockAsync(device);
+        if (superblock.RequiresReadOnly)
+        {
+            throw new StoreFormatException(
+                $"the store uses read-only-compatible features 0x{superblock.ReadOnlyCompatibleFeatures:x} this build cannot write");
+        }
+
+        var instances = new Dictionary<uint, StoreInstance>();
+        if (superblock.CheckpointStart != 0)
+        {
+            foreach (var saved in await ReadCheckpointAsync(device, superblock))
+            {
+                var instance = new StoreInstance(saved.Definition);
+                foreach (var e in saved.Extents)
+                {
+                    instance.Map.Set(e.VirtualBlock, e.Length, e.Zero ? ExtentKind.Zero : ExtentKind.Upper, e.StoreBlock, true, []);
+                }
+
+                instances[saved.Definition.Id] = instance;
+            }
+        }
+
+        var (commits, position, sequence) = await MetadataJournal.ReplayAsync(device, superblock);
+        foreach (var commit in commits)
+        {
+            Apply(instances, commit);
+        }
+
+        var allocator = RebuildFreeSpace(superblock, instances.Values);
+        uint nextId = Math.Max(superblock.NextInstanceId, instances.Count == 0 ? 1 : instances.Keys.Max() + 1);
+        var byName = instances.Values.ToDictionary(i => i.Name, StringComparer.Ordinal);
+        var store = new UpperStore(device, superblock with { NextInstanceId = nextId }, byName, allocator, position, sequence);
+        // In use from now on: a crash before the next clean close is seen as one.
+        await store.PublishSuperblockAsync(store._superblock with { Clean = false });
+        return store;
+    }
+
+    /// <summary>Finds an instance by name.</summary>
+    public StoreInstance? Find(string name)
+    {
+        lock (_instances)
+        {
+            return _instances.GetValueOrDefault(name);
+        }
+    }
+
+    /// <summary>Creates an instance; durable when this returns.</summary>
+    public async Task<StoreInstance> CreateInstanceAsync(string name, long virtualSize, BaseIdentity? baseImage)
+    {
+        if (virtualSize <= 0 || virtualSize % BlockSize != 0)
+        {
+            throw new InstanceException($"instance size {virtualSize} is not a positive multiple of {BlockSize} bytes");
+        }
+
+        await _namespaceLock.WaitAsync();
+        try
+        {
+            ThrowIfClosed();
+            var definition = new InstanceDefinition(_superblock.NextInstanceId, name, virtualSize, baseImage);
+            var instance = new StoreInstance(definition);
+            lock (_instances)
+            {
+                if (!_instances.TryAdd(name, instance))
+                {
+                    throw new InstanceException($"an instance named '{name}' already exists");
+                }
+
+                _superblock = _superblock with { NextInstanceId = definition.Id + 1 };
+            }
+
+            try
+            {
+                await CommitAsync(new JournalCommit(definition.Id, [new CreateInstanceRecord(definition)]), WriteReason.Metadata);
+            }
+            catch
+            {
+                lock (_instances)
+                {
+                    _instances.Remove(name);
+                }
+
+                throw;
+            }
+
+            return instance;
+        }
+        finally
+        {
+            _namespaceLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Deletes an instance: durable when this returns, and its blocks are free for reuse
+    /// from then on (never before the delete record is durable).
+    /// </summary>
+    public async Task DeleteInstanceAsync(string name)
+    {
+        await _namespaceLock.WaitAsync();
+        try
+        {
+            ThrowIfClosed();
+            StoreInstance instance;
+            lock (_instances)
+            {
+                if (!_instances.Remove(name, out instance!))
+                {
+                    throw new InstanceException($"no instance named '{name}'");
+                }
+            }
+
+            try
+            {
+                await CommitAsync(new JournalCommit(instance.Definition.Id, [new DeleteInstanceRecord()]), WriteReason.Metadata);
+            }
+            catch
+            {
+                lock (_instances)
+                {
+                    _instances.Add(name, instance);
+                }
+
+                throw;
+            }
+
+            var removed = new List<MappedExtent>();
+            List<(long, long)> pending;
+            lock (instance.Gate)
+            {
+                instance.Deleted = true;
+                instance.Map.Clear(removed);
+                (pending, instance.FreeAfterCommit) = (instance.FreeAfterCommit, []);
+            }
+
+            Free(removed.Where(e => e.Kind == ExtentKind.Upper).Select(e => (e.StoreBlock, e.Length)).Concat(pending));
+        }
+        finally
+        {
+            _namespaceLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Writes whole blocks of an instance: to new store blocks, durably, then maps them.
+    /// Not yet committed: a crash before <see cref="CommitAsync(StoreInstance)"/> may undo it.
+    /// </summary>
+    public async ValueTask WriteAsync(StoreInstance instance, long virtualBlock, ReadOnlyMemory<byte> data)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        long count = CheckRange(instance, virtualBlock, data.Length);
+        var runs = Allocate(count);
+        try
+        {
+            using var buffer = new AlignedBuffer(data.Length);
+            data.CopyTo(buffer.Memory);
+            long done = 0;
+            foreach (var (start, length) in runs)
+            {
+                await _device.WriteAsync(start * BlockSize, buffer.Memory.Slice((int)(done * BlockSize), (int)(length * BlockSize)), durable: true);
+                done += length;
+            }
+        }
+        catch
+        {
+            Free(runs);
+            throw;
+        }
+
+        Counters.Add(WriteReason.Data, data.Length);
+        var replaced = new List<MappedExtent>();
+        var freeNow = new List<(long, long)>();
+        lock (instance.Gate)
+        {
+            if (instance.Deleted)
+            {
+                freeNow.AddRange(runs);
+            }
+            else
+            {
+                long offset = 0;
+                foreach (var (start, length) in runs)
+                {
+                    instance.Map.Set(virtualBlock + offset, length, ExtentKind.Upper, start, committed: false, replaced);
+                    offset += length;
+                }
+
+                SortReplaced(instance, replaced, freeNow);
+            }
+        }
+
+        Free(freeNow);
+        if (instance.Deleted)
+        {
+            throw new InstanceException($"instance '{instance.Name}' was deleted");
+        }
+    }
+
+    /// <summary>Makes whole blocks read as zeros, releasing their upper blocks (not yet committed).</summary>
+    public void Zero(StoreInstance instance, long virtualBlock, long count)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        CheckRange(instance, virtualBlock, count * BlockSize);
+        var replaced = new List<MappedExtent>();
+        var freeNow = new List<(long, long)>();
+        lock (instance.Gate)
+        {
+            instance.Map.Set(virtualBlock, count, ExtentKind.Zero, 0, committed: false, replaced);
+            SortReplaced(instance, replaced, freeNow);
+        }
+
+        Free(freeNow);
+    }
+
+    /// <summary>
+    /// Reads whole blocks of an instance. Fills the parts held in the store and describes the
+    /// range in <paramref name="layout"/>: the caller fills Base parts from the base image and
+    /// Zero parts with zeros.
+    /// </summary>
+    public async ValueTask ReadAsync(StoreInstance instance, long virtualBlock, Memory<byte> destination, List<MappedExtent> layout)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        ArgumentNullException.ThrowIfNull(layout);
+        long count = CheckRange(instance, virtualBlock, destination.Length);
+        var again = new List<MappedExtent>();
+        while (true)
+        {
+            layout.Clear();
+            Lookup(instance, virtualBlock, count, layout);
+            foreach (var extent in layout.Where(e => e.Kind == ExtentKind.Upper))
+            {
+                using var buffer = new AlignedBuffer((int)(extent.Length * BlockSize));
+                await _device.ReadAsync(extent.StoreBlock * BlockSize, buffer.Memory);
+                buffer.Memory.CopyTo(destination[(int)((extent.VirtualBlock - virtualBlock) * BlockSize)..]);
+            }
+
+            again.Clear();
+            Lookup(instance, virtualBlock, count, again);
+            if (UpperBlocksOf(layout).SequenceEqual(UpperBlocksOf(again)))
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Describes a range of an instance without reading it (block status).</summary>
+    public void Lookup(StoreInstance instance, long virtualBlock, long count, List<MappedExtent> layout)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        ThrowIfClosed();
+        lock (instance.Gate)
+        {
+            instance.Map.Lookup(virtualBlock, count, layout);
+        }
+    }
+
+    /// <summary>
+    /// Makes every write and zeroing of this instance done so far durable, in one commit of
+    /// this instance only. Cheap when there is nothing to commit.
+    /// </summary>
+    public async Task CommitAsync(StoreInstance instance)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        var uncommitted = new List<MappedExtent>();
+        List<JournalRecord> records;
+        List<(long, long)> frees;
+        lock (instance.Gate)
+        {
+            instance.Map.CollectUncommitted(uncommitted);
+            instance.Map.MarkAllCommitted();
+            records = [.. instance.RetryRecords, .. uncommitted.Select(ToRecord)];
+            instance.RetryRecords = [];
+            (frees, instance.FreeAfterCommit) = (instance.FreeAfterCommit, []);
+        }
+
+        if (records.Count == 0)
+        {
+            Free(frees); // only possible after a checkpoint already made the state durable
+            return;
+        }
+
+        try
+        {
+            await CommitAsync(new JournalCommit(instance.Definition.Id, records), WriteReason.Journal);
+        }
+        catch
+        {
+            lock (instance.Gate)
+            {
+                // Carry them again next time, before anything newer.
+                instance.RetryRecords = [.. records, .. instance.RetryRecords];
+                instance.FreeAfterCommit.AddRange(frees);
+            }
+
+            throw;
+        }
+
+        Free(frees);
+    }
+
+    /// <summary>
+    /// Writes a checkpoint of every instance and moves the journal's replay start forward.
+    /// With <paramref name="clean"/> it also marks the store cleanly shut down.
+    /// </summary>
+    public async Task CheckpointAsync(bool clean = false)
+    {
+        await _checkpointLock.WaitAsync();
+        try
+        {
+            ThrowIfClosed();
+            // The head first, the instances after (see "Instances and checkpoints").
+            var (position, sequence) = _journal.Head;
+            var saved = new List<CheckpointInstance>();
+            var frees = new List<(long, long)>();
+            foreach (var instance in Instances)
+            {
+                lock (instance.Gate)
+                {
+                    var extents = instance.Map.Extents
+                        .Select(e => new CheckpointExtent(e.VirtualBlock, e.Length, e.Kind == ExtentKind.Zero, e.StoreBlock)).ToList();
+                    saved.Add(new CheckpointInstance(instance.Definition, extents));
+                    instance.Map.MarkAllCommitted();
+                    instance.RetryRecords = [];
+                    frees.AddRange(instance.FreeAfterCommit);
+                    instance.FreeAfterCommit = [];
+                }
+            }
+
+            byte[] bytes = CheckpointFormat.Encode(sequence, saved);
+            long blocks = Superblock.BlocksFor(bytes.Length);
+            var runs = AllocateForCheckpoint(blocks);
+            using (var buffer = new AlignedBuffer((int)(blocks * BlockSize)))
+            {
+                bytes.CopyTo(buffer.Span);
+                await _device.WriteAsync(runs.Start * BlockSize, buffer.Memory, durable: true);
+            }
+
+            Counters.Add(WriteReason.Checkpoint, blocks * BlockSize);
+            var old = (_superblock.CheckpointStart, Superblock.BlocksFor(_superblock.CheckpointBytes));
+            await PublishSuperblockAsync(_superblock with
+            {
+                CheckpointStart = runs.Start,
+                CheckpointBytes = bytes.Length,
+                CheckpointChecksum = Checksums.Of(bytes),
+                ReplayPosition = position,
+                ReplaySequence = sequence,
+                Clean = clean,
+            });
+            _journal.Release(position);
+            if (old.CheckpointStart != 0)
+            {
+                frees.Add(old);
+            }
+
+            Free(frees);
+        }
+        finally
+        {
+            _checkpointLock.Release();
+        }
+    }
+
+    /// <summary>Checkpoints, marks the store cleanly shut down, and stops accepting work.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (!_closed)
+        {
+            await CheckpointAsync(clean: true);
+            _closed = true;
+        }
+
+        _journal.Dispose();
+        _namespaceLock.Dispose();
+        _checkpointLock.Dispose();
+    }
+
+    private async Task CommitAsync(JournalCommit commit, WriteReason reason)
+    {
+        long before = _journal.BytesWritten;
+        await _journal.CommitAsync(commit);
+        Counters.Add(reason, Math.Max(0, _journal.BytesWritten - before));
+    }
+
+    private static JournalRecord ToRecord(MappedExtent e) => e.Kind == ExtentKind.Upper
+        ? new MapRecord(e.VirtualBlock, e.StoreBlock, e.Length)
+        : new ZeroRecord(e.VirtualBlock, e.Length);
+
+    /// <summary>Replaced upper blocks: those a durable mapping may name wait for the next commit; the rest go now.</summary>
+    private static void SortReplaced(StoreInstance instance, List<MappedExtent> replaced, List<(long, long)> freeNow)
+    {
+        foreach (var e in replaced.Where(e => e.Kind == ExtentKind.Upper))
+        {
+            (e.Committed ? instance.FreeAfterCommit : freeNow).Add((e.StoreBlock, e.Length));
+        }
+    }
+
+    private static IEnumerable<(long, long)> UpperBlocksOf(List<MappedExtent> layout) =>
+        layout.Where(e => e.Kind == ExtentKind.Upper).Select(e => (e.StoreBlock, e.Length));
+
+    private static long CheckRange(StoreInstance instance, long virtualBlock, long bytes)
+    {
+        if (bytes <= 0 || bytes % BlockSize != 0)
+        {
+            throw new ArgumentException($"{bytes} bytes is not a positive whole number of {BlockSize}-byte blocks");
+        }
+
+        long count = bytes / BlockSize;
+        return virtualBlock < 0 || virtualBlock > instance.Blocks - count
+            ? throw new ArgumentOutOfRangeException(nameof(virtualBlock), $"blocks {virtualBlock}+{count} are outside instance '{instance.Name}' ({instance.Blocks} blocks)")
+            : count;
+    }
+
+    private List<(long Start, long Length)> Allocate(long count)
+    {
+        var runs = new List<(long, long)>();
+        lock (_spaceLock)
+        {
+            // Keep room for the next checkpoint, or the store could never be closed again.
+            if (_allocator.FreeBlocks - count < CheckpointReserveBlocks() || !_allocator.TryAllocate(count, runs))
+            {
+                throw new StoreFullException($"the store is full: {count} blocks wanted, {_allocator.FreeBlocks} free");
+            }
+        }
+
+        return runs;
+    }
+
+    private (long Start, long Length) AllocateForCheckpoint(long blocks)
+    {
+        var runs = new List<(long Start, long Length)>();
+        lock (_spaceLock)
+        {
+            // A checkpoint is read back in one piece, so it needs one contiguous run.
+            if (!_allocator.TryAllocate(blocks, runs) || runs.Count != 1)
+            {
+                runs.ForEach(r => _allocator.Free(r.Start, r.Length));
+                throw new StoreFullException($"no contiguous room for a checkpoint of {blocks} blocks");
+            }
+        }
+
+        return runs[0];
+    }
+
+    /// <summary>Blocks the next checkpoint may need: the maps' size, twice over, plus slack.</summary>
+    private long CheckpointReserveBlocks()
+    {
+        long extents = 0;
+        lock (_instances)
+        {
+            foreach (var instance in _instances.Values)
+            {
+                extents += instance.Map.ExtentCount + 4;
+            }
+        }
+
+        return (2 * Superblock.BlocksFor(CheckpointFormat.HeaderBytes + (extents * 48))) + 16;
+    }
+
+    private void Free(IEnumerable<(long Start, long Length)> runs)
+    {
+        lock (_spaceLock)
+        {
+            foreach (var (start, length) in runs)
+            {
+                _allocator.Free(start, length);
+            }
+        }
+    }
+
+    private async Task PublishSuperblockAsync(Superblock next)
+    {
+        next = next with { Generation = _superblock.Generation + 1 };
+        await WriteSuperblockAsync(_device, next);
+        Counters.Add(WriteReason.Checkpoint, BlockSize);
+        _superblock = next;
+    }
+
+    private static async Task WriteSuperblockAsync(IBlockDevice device, Superblock superblock)
+    {
+        using var buffer = new AlignedBuffer(BlockSize);
+        superblock.Encode(buffer.Span);
+        await device.WriteAsync(superblock.CopyBlock * BlockSize, buffer.Memory, durable: true);
+    }
+
+    /// <summary>The newer valid copy; if neither is valid, an error naming both problems.</summary>
+    private static async Task<Superblock> ReadSuperblockAsync(IBlockDevice device)
+    {
+        long deviceBlocks = device.Size / BlockSize;
+        var copies = new List<Superblock>();
+        var problems = new List<string>();
+        using var buffer = new AlignedBuffer(BlockSize);
+        for (int copy = 0; copy < 2; copy++)
+        {
+            await device.ReadAsync(copy * BlockSize, buffer.Memory);
+            try
+            {
+                copies.Add(Superblock.Decode(buffer.Span, $"superblock copy {(copy == 0 ? 'A' : 'B')} (block {copy})", deviceBlocks));
+            }
+            catch (StoreFormatException e)
+            {
+                problems.Add(e.Message);
+            }
+        }
+
+        return copies.Count > 0
+            ? copies.MaxBy(c => c.Generation)!
+            : throw new StoreFormatException($"cannot open the store: {string.Join("; ", problems)}");
+    }
+
+    private static async Task<List<CheckpointInstance>> ReadCheckpointAsync(IBlockDevice device, Superblock superblock)
+    {
+        long blocks = Superblock.BlocksFor(superblock.CheckpointBytes);
+        using var buffer = new AlignedBuffer((int)(blocks * BlockSize));
+        await device.ReadAsync(superblock.CheckpointStart * BlockSize, buffer.Memory);
+        var bytes = buffer.Span[..(int)superblock.CheckpointBytes];
+        string where = $"checkpoint at block {superblock.CheckpointStart} ({superblock.CheckpointBytes} bytes)";
+        if (Checksums.Of(bytes) != superblock.CheckpointChecksum)
+        {
+            throw new StoreFormatException($"{where}: does not match the checksum the superblock records (corrupt)");
+        }
+
+        var (sequence, instances) = CheckpointFormat.Decode(bytes, where);
+        return sequence != superblock.ReplaySequence
+            ? throw new StoreFormatException($"{where}: made for journal sequence {sequence}, the superblock replays from {superblock.ReplaySequence}")
+            : instances;
+    }
+
+    /// <summary>Applies one replayed commit. Records of instances deleted later are skipped.</summary>
+    private static void Apply(Dictionary<uint, StoreInstance> instances, JournalCommit commit)
+    {
+        foreach (var record in commit.Records)
+        {
+            switch (record)
+            {
+                case CreateInstanceRecord create:
+                    instances.TryAdd(create.Definition.Id, new StoreInstance(create.Definition));
+                    break;
+                case DeleteInstanceRecord:
+                    instances.Remove(commit.InstanceId);
+                    break;
+                case MapRecord map when instances.TryGetValue(commit.InstanceId, out var instance):
+                    instance.Map.Set(map.VirtualBlock, map.Length, ExtentKind.Upper, map.StoreBlock, true, []);
+                    break;
+                case ZeroRecord zero when instances.TryGetValue(commit.InstanceId, out var instance):
+                    instance.Map.Set(zero.VirtualBlock, zero.Length, ExtentKind.Zero, 0, true, []);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Free space is everything in the data region that no map and no checkpoint names.</summary>
+    private static BlockAllocator RebuildFreeSpace(Superblock superblock, IEnumerable<StoreInstance> instances)
+    {
+        var allocator = new BlockAllocator(superblock.DataStart, superblock.DeviceBlocks - superblock.DataStart);
+        if (superblock.CheckpointStart != 0)
+        {
+            allocator.MarkAllocated(superblock.CheckpointStart, Superblock.BlocksFor(superblock.CheckpointBytes));
+        }
+
+        foreach (var instance in instances)
+        {
+            foreach (var extent in instance.Map.Extents.Where(e => e.Kind == ExtentKind.Upper))
+            {
+                try
+                {
+                    allocator.MarkAllocated(extent.StoreBlock, extent.Length);
+                }
+                catch (InvalidOperationException)
+                {
+                    throw new StoreFormatException(
+                        $"store blocks {extent.StoreBlock}+{extent.Length} of instance '{instance.Name}' are outside the data region " +
+                        "or already named by another mapping: the metadata is corrupt");
+                }
+            }
+        }
+
+        return allocator;
+    }
+
+    private void ThrowIfClosed() => ObjectDisposedException.ThrowIf(_closed, this);
+}
+
+/// <summary>Options of a new store.</summary>
+public sealed record StoreCreateOptions
+{
+    /// <summary>Journal size in blocks; default: 1/64 of the device, between 64 blocks (256 KiB) and 16384 (64 MiB).</summary>
+    public long? JournalBlocks { get; init; }
+}

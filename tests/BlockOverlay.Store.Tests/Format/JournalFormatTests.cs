@@ -1,0 +1,102 @@
+using System.Buffers.Binary;
+using BlockOverlay.Store.Format;
+
+namespace BlockOverlay.Store.Tests.Format;
+
+public class JournalFormatTests
+{
+    private static readonly Guid Store = Guid.NewGuid();
+
+    private static readonly JournalCommit[] Commits =
+    [
+        new(3, [new MapRecord(10, 5000, 16), new ZeroRecord(100, 2)]),
+        new(4, [new CreateInstanceRecord(new InstanceDefinition(4, "web-é", 1 << 30, new BaseIdentity("/images/base.raw", 12345, 0xABCDEF)))]),
+        new(5, [new DeleteInstanceRecord()]),
+    ];
+
+    private static (byte[] Batch, BatchHeader Header) Encode(ulong sequence = 9)
+    {
+        int payload = Commits.Sum(JournalFormat.EncodedSize);
+        var bytes = new byte[JournalFormat.BlocksFor(payload) * Superblock.Size];
+        JournalFormat.EncodeBatch(bytes, Store, sequence, BatchKind.Commits, Commits);
+        Assert.That(JournalFormat.TryReadHeader(bytes, Store, sequence, 256, out var header), Is.True);
+        return (bytes, header);
+    }
+
+    [Test]
+    public void A_batch_round_trips_its_commits_and_records()
+    {
+        var (batch, header) = Encode();
+        Assert.That(JournalFormat.IsIntact(batch, header), Is.True);
+        var decoded = JournalFormat.DecodeCommits(batch, header, "test");
+        Assert.That(decoded.Select(c => c.InstanceId), Is.EqualTo(new uint[] { 3, 4, 5 }));
+        Assert.That(decoded[0].Records, Is.EqualTo(Commits[0].Records));
+        Assert.That(decoded[1].Records, Is.EqualTo(Commits[1].Records));
+        Assert.That(decoded[2].Records, Is.EqualTo(Commits[2].Records));
+    }
+
+    [Test]
+    public void Another_sequence_or_store_is_not_this_batch()
+    {
+        var (batch, _) = Encode(sequence: 9);
+        Assert.That(JournalFormat.TryReadHeader(batch, Store, 10, 256, out _), Is.False);
+        Assert.That(JournalFormat.TryReadHeader(batch, Guid.NewGuid(), 9, 256, out _), Is.False);
+    }
+
+    [Test]
+    public void A_flip_anywhere_in_the_payload_makes_the_batch_torn()
+    {
+        var (good, header) = Encode();
+        for (int offset = JournalFormat.BatchHeaderBytes; offset < JournalFormat.BatchHeaderBytes + header.PayloadBytes; offset++)
+        {
+            var bad = (byte[])good.Clone();
+            bad[offset] ^= 0x01;
+            Assert.That(JournalFormat.IsIntact(bad, header), Is.False, $"byte {offset}");
+        }
+    }
+
+    [Test]
+    public void A_record_that_fails_its_checksum_inside_an_intact_batch_is_corruption()
+    {
+        var (batch, header) = Encode();
+        // Flip a byte of the first record's body, then re-seal the commit and the batch so
+        // only the record checksum can catch it.
+        int commit = JournalFormat.BatchHeaderBytes;
+        int body = commit + JournalFormat.CommitHeaderBytes + JournalFormat.RecordHeaderBytes;
+        batch[body] ^= 0x01;
+        int recordsLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(batch.AsSpan(commit + 12));
+        BinaryPrimitives.WriteUInt64LittleEndian(batch.AsSpan(commit + 24),
+            K4os.Hash.xxHash.XXH64.DigestOf(batch.AsSpan(commit + JournalFormat.CommitHeaderBytes, recordsLength)));
+        var state = new K4os.Hash.xxHash.XXH64.State();
+        K4os.Hash.xxHash.XXH64.Reset(ref state);
+        K4os.Hash.xxHash.XXH64.Update(ref state, batch.AsSpan(0, 56));
+        K4os.Hash.xxHash.XXH64.Update(ref state, batch.AsSpan(JournalFormat.BatchHeaderBytes, header.PayloadBytes));
+        BinaryPrimitives.WriteUInt64LittleEndian(batch.AsSpan(56), K4os.Hash.xxHash.XXH64.Digest(state));
+
+        Assert.That(JournalFormat.IsIntact(batch, header), Is.True);
+        Assert.That(() => JournalFormat.DecodeCommits(batch, header, "batch 9"),
+            Throws.TypeOf<StoreFormatException>().With.Message.Contains("record 0 fails its checksum"));
+    }
+
+    [Test]
+    public void A_checkpoint_round_trips_and_refuses_a_flipped_byte()
+    {
+        var instances = new List<CheckpointInstance>
+        {
+            new(new InstanceDefinition(1, "a", 4096 * 100, null), [new(0, 10, false, 500), new(20, 5, true, 0)]),
+            new(new InstanceDefinition(2, "b", 4096 * 8, new BaseIdentity("/b.raw", 999, 7)), []),
+        };
+        var bytes = CheckpointFormat.Encode(77, instances);
+        var (sequence, decoded) = CheckpointFormat.Decode(bytes, "test");
+        Assert.That(sequence, Is.EqualTo(77));
+        Assert.That(decoded.Select(i => i.Definition), Is.EqualTo(instances.Select(i => i.Definition)));
+        Assert.That(decoded[0].Extents, Is.EqualTo(instances[0].Extents));
+
+        for (int offset = 0; offset < bytes.Length; offset += 7)
+        {
+            var bad = (byte[])bytes.Clone();
+            bad[offset] ^= 0x80;
+            Assert.That(() => CheckpointFormat.Decode(bad, "checkpoint"), Throws.TypeOf<StoreFormatException>(), $"byte {offset}");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+using BlockOverlay.Io;
+using BlockOverlay.Store.Format;
+using BlockOverlay.Store.Maps;
+
+namespace BlockOverlay.Store.Tests;
+
+/// <summary>The store's behaviour over a memory device: round trips, commit scope, reopen.</summary>
+public class UpperStoreTests
+{
+    private const int Block = UpperStore.BlockSize;
+
+    private static async Task<MemoryDevice> NewStoreAsync(long blocks = 4096, long? journalBlocks = null)
+    {
+        var device = new MemoryDevice(blocks * Block);
+        await UpperStore.CreateAsync(device, new StoreCreateOptions { JournalBlocks = journalBlocks });
+        return device;
+    }
+
+    private static byte[] Pattern(int blocks, int seed)
+    {
+        var bytes = new byte[blocks * Block];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+
+    /// <summary>What the instance reads: upper data from the store, zeros where Zero, 0xBB marks Base.</summary>
+    private static async Task<byte[]> ReadAsync(UpperStore store, StoreInstance instance, long block, int count)
+    {
+        var data = new byte[count * Block];
+        var layout = new List<MappedExtent>();
+        await store.ReadAsync(instance, block, data, layout);
+        foreach (var e in layout.Where(e => e.Kind != ExtentKind.Upper))
+        {
+            data.AsSpan((int)((e.VirtualBlock - block) * Block), (int)(e.Length * Block)).Fill(e.Kind == ExtentKind.Base ? (byte)0xBB : (byte)0);
+        }
+
+        return data;
+    }
+
+    [Test]
+    public async Task Written_blocks_read_back_and_unwritten_ones_fall_through_to_the_base()
+    {
+        var device = await NewStoreAsync();
+        await using var store = await UpperStore.OpenAsync(device);
+        var x = await store.CreateInstanceAsync("x", 64 * Block, null);
+        var data = Pattern(3, 1);
+        await store.WriteAsync(x, 10, data);
+        var read = await ReadAsync(store, x, 9, 5);
+        Assert.That(read.AsSpan(Block, 3 * Block).ToArray(), Is.EqualTo(data));
+        Assert.That(read.AsSpan(0, Block).ToArray(), Is.All.EqualTo(0xBB));
+        Assert.That(read.AsSpan(4 * Block).ToArray(), Is.All.EqualTo(0xBB));
+    }
+
+    [Test]
+    public async Task Committed_writes_survive_a_reopen_without_close_and_uncommitted_ones_do_not()
+    {
+        var device = await NewStoreAsync();
+        var store = await UpperStore.OpenAsync(device);
+        var x = await store.CreateInstanceAsync("x", 64 * Block, null);
+        await store.WriteAsync(x, 0, Pattern(2, 1));
+        await store.CommitAsync(x);
+        await store.WriteAsync(x, 1, Pattern(1, 2));  // overwrites committed block 1, not committed
+        await store.WriteAsync(x, 5, Pattern(1, 3));  // never committed
+
+        // As after kill -9: the device keeps every completed (durable) write; nothing is closed.
+        await using var reopened = await UpperStore.OpenAsync(device.Clone());
+        Assert.That(reopened.WasClean, Is.False);
+        var again = reopened.Find("x")!;
+        Assert.That(await ReadAsync(reopened, again, 0, 2), Is.EqualTo(Pattern(2, 1)), "the committed state");
+        Assert.That(await ReadAsync(reopened, again, 5, 1), Is.All.EqualTo(0xBB), "the uncommitted write is gone");
+    }
+
+    [Test]
+    public async Task A_commit_carries_only_its_own_instance()
+    {
+        var device = await NewStoreAsync();
+        var store = await UpperStore.OpenAsync(device);
+        var a = await store.CreateInstanceAsync("a", 64 * Block, null);
+        var b = await store.CreateInstanceAsync("b", 64 * Block, null);
+        await store.WriteAsync(a, 0, Pattern(1, 1));
+        await store.WriteAsync(b, 0, Pattern(1, 2));
+        long journalBefore = store.Counters[WriteReason.Journal];
+        await store.CommitAsync(a);
+        Assert.That(store.Counters[WriteReason.Journal] - journalBefore, Is.EqualTo(Block), "one journal block for a's one record");
+
+        await using var reopened = await UpperStore.OpenAsync(device.Clone());
+        Assert.That(await ReadAsync(reopened, reopened.Find("a")!, 0, 1), Is.EqualTo(Pattern(1, 1)));
+        Assert.That(await ReadAsync(reopened, reopened.Find("b")!, 0, 1), Is.All.EqualTo(0xBB), "b never asked");
+    }
+
+    [Test]
+    public async Task Zeroing_reads_as_zeros_over_the_base_and_survives_a_commit()
+    {
+        var device = await NewStoreAsync();
+        var store = await UpperStore.OpenAsync(device);
+        var x = await store.CreateInstanceAsync("x", 64 * Block, null);
+        await store.WriteAsync(x, 0, Pattern(4, 1));
+        store.Zero(x, 1, 4);
+        await store.CommitAsync(x);
+        await using var reopened = await UpperStore.OpenAsync(device.Clone());
+        var read = await ReadAsync(reopened, reopened.Find("x")!, 0, 6);
+        Assert.That(read.AsSpan(0, Block).ToArray(), Is.EqualTo(Pattern(4, 1).AsSpan(0, Block).ToArray()));
+        Assert.That(read.AsSpan(Block, 4 * Block).ContainsAnyExcept((byte)0), Is.False);
+        Assert.That(read.AsSpan(5 * Block).ToArray(), Is.All.EqualTo(0xBB));
+    }
+
+    [Test]
+    public async Task Overwritten_blocks_are_reused_only_after_the_overwrite_is_committed()
+    {
+        var device = await NewStoreAsync(blocks: 256, journalBlocks: 64);
+        await using var store = await UpperStore.OpenAsync(device);
+        var x = await store.CreateInstanceAsync("x", 64 * Block, null);
+        await store.WriteAsync(x, 0, Pattern(8, 1));
+        await store.CommitAsync(x);
+        long free = store.FreeBlocks;
+        await store.WriteAsync(x, 0, Pattern(8, 2));
+        Assert.That(store.FreeBlocks, Is.EqualTo(free - 8), "the old blocks are still named by a durable mapping");
+        await store.CommitAsync(x);
+        Assert.That(store.FreeBlocks, Is.EqualTo(free), "free once the overwrite is durable");
+
+        await store.WriteAsync(x, 20, Pattern(2, 3));
+        await store.WriteAsync(x, 20, Pattern(2, 4));
+        Assert.That(store.FreeBlocks, Is.EqualTo(free - 2), "blocks never durably mapped are freed at once");
+    }
+
+    [Test]
+    public async Task Deleting_an_instance_frees_its_blocks_and_survives_a_reopen()
+    {
+        var device = await NewStoreAsync();
+        var store = await UpperStore.OpenAsync(device);
+        long empty = store.FreeBlocks;
+        var x = await store.CreateInstanceAsync("x", 64 * Block, null);
+        await store.WriteAsync(x, 0, Pattern(16, 1));
+        await store.CommitAsync(x);
+        await store.DeleteInstanceAsync("x");
+        Assert.That(store.FreeBlocks, Is.EqualTo(empty));
+        Assert.That(store.Find("x"), Is.Null);
+        await using var reopened = await UpperStore.OpenAsync(device.Clone());
+        Assert.That(reopened.Instances, Is.Empty);
+        Assert.That(reopened.FreeBlocks, Is.EqualTo(empty));
+    }
+
+    [Test]
+    public async Task Names_are_unique_and_sizes_whole_blocks()
+    {
+        await using var store = await UpperStore.OpenAsync(await NewStoreAsync());
+        await store.CreateInstanceAsync("x", Block, null);
+        Assert.That(() => store.CreateInstanceAsync("x", Block, null), Throws.TypeOf<InstanceException>());
+        Assert.That(() => store.CreateInstanceAsync("y", 1000, null), Throws.TypeOf<InstanceException>());
+        Assert.That(() => store.DeleteInstanceAsync("nope"), Throws.TypeOf<InstanceException>());
+    }
+
+    [Test]
+    public async Task A_full_store_refuses_the_write_and_keeps_what_it_had()
+    {
+        var device = await NewStoreAsync(blocks: 200, journalBlocks: 64);
+        await using var store = await UpperStore.OpenAsync(device);
+        var x = await store.CreateInstanceAsync("x", 1024 * Block, null);
+        await store.WriteAsync(x, 0, Pattern(8, 1));
+        Assert.That(() => store.WriteAsync(x, 100, Pattern(200, 2)).AsTask(), Throws.TypeOf<StoreFullException>());
+        Assert.That(await ReadAsync(store, x, 0, 8), Is.EqualTo(Pattern(8, 1)));
+    }
+
+    [Test]
+    public async Task A_small_journal_wraps_through_checkpoints_and_everything_reopens()
+    {
+        var device = await NewStoreAsync(blocks: 2048, journalBlocks: 8);
+        var store = await UpperStore.OpenAsync(device);
+        var x = await store.CreateInstanceAsync("x", 512 * Block, null);
+        var expected = new Dictionary<long, int>();
+        for (int i = 0; i < 300; i++)
+        {
+            long block = (i * 37) % 512;
+            await store.WriteAsync(x, block, Pattern(1, i));
+            expected[block] = i;
+            await store.CommitAsync(x);
+        }
+
+        await using var reopened = await UpperStore.OpenAsync(device.Clone());
+        var again = reopened.Find("x")!;
+        foreach (var (block, seed) in expected)
+        {
+            Assert.That(await ReadAsync(reopened, again, block, 1), Is.EqualTo(Pattern(1, seed)), $"block {block}");
+        }
+    }
+
+    [Test]
+    public async Task A_clean_close_is_seen_at_the_next_open()
+    {
+        var device = await NewStoreAsync();
+        var store = await UpperStore.OpenAsync(device);
+        var x = await store.CreateInstanceAsync("x", 8 * Block, null);
+        await store.WriteAsync(x, 0, Pattern(1, 5));
+        await store.DisposeAsync();
+        await using var reopened = await UpperStore.OpenAsync(device);
+        Assert.That(reopened.WasClean, Is.True);
+        Assert.That(await ReadAsync(reopened, reopened.Find("x")!, 0, 1), Is.EqualTo(Pattern(1, 5)), "close commits everything");
+    }
+
+    [Test]
+    public async Task A_corrupt_superblock_copy_falls_back_to_the_other_and_two_refuse_to_open()
+    {
+        var device = await NewStoreAsync();
+        device.WriteUnaligned(100, [0xFF]);  // copy A
+        await using (var store = await UpperStore.OpenAsync(device))
+        {
+            Assert.That(store.Instances, Is.Empty);
+        }
+
+        device.WriteUnaligned(Block + 100, [0xFF]);
+        device.WriteUnaligned(100, [0xFF]);
+        var error = Assert.ThrowsAsync<StoreFormatException>(() => UpperStore.OpenAsync(device));
+        Assert.That(error!.Message, Does.Contain("copy A").And.Contain("copy B"));
+    }
+}
