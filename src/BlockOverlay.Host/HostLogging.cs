@@ -23,4 +23,10 @@ internal static partial class HostLog
 {
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "stopping: finishing requests in flight (signal again to exit at once)")]
     public static partial void Stopping(ILogger logger);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Error, Message = "instance '{Instance}' is not served: {Reason}")]
+    public static partial void InstanceRefused(ILogger logger, string instance, string reason);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "store opened with {Count} instances (it was closed {How})")]
+    public static partial void StoreOpened(ILogger logger, int count, string how);
 }

@@ -5,5 +5,7 @@ using BlockOverlay.Host;
 var root = new RootCommand("BlockOverlay: an NBD server of copy-on-write disks for containers and micro-VMs.")
 {
     ServeCommand.Create(),
+    StoreCommands.Create(),
+    InstanceCommands.Create(),
 };
 return await root.Parse(args).InvokeAsync();

@@ -1,6 +1,9 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using BlockOverlay.Engine.Exports;
+using BlockOverlay.Engine.Instances;
+using BlockOverlay.Store;
+using BlockOverlay.Store.Format;
 using BlockOverlay.Nbd.Listeners;
 using BlockOverlay.Nbd.Server;
 using Microsoft.Extensions.Logging;
@@ -8,8 +11,9 @@ using Microsoft.Extensions.Logging;
 namespace BlockOverlay.Host;
 
 /// <summary>
-/// <c>blockoverlay serve</c>: exports disks over NBD until SIGTERM or SIGINT. With no
-/// arguments it serves a 1 GiB memory disk named "demo" on 127.0.0.1:10809, so a first
+/// <c>blockoverlay serve</c>: exports disks over NBD until SIGTERM or SIGINT: every instance
+/// of a store (<c>--store</c>) under its own name, and plain exports (<c>--export</c>). With
+/// no arguments it serves a 1 GiB memory disk named "demo" on 127.0.0.1:10809, so a first
 /// run works out of the box.
 /// </summary>
 internal static class ServeCommand
@@ -33,10 +37,12 @@ internal static class ServeCommand
         {
             Description = "Serve one client over standard input and output, then exit (for nbd_connect_command).",
         };
+        var store = new Option<string>("--store") { Description = "Serve every instance of this store, each as an export of its name." };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log debug events too." };
 
-        var command = new Command("serve", "Serve disks over NBD.") { exports, listens, stdio, verbose };
+        var command = new Command("serve", "Serve disks over NBD.") { store, exports, listens, stdio, verbose };
         command.SetAction((parse, _) => RunAsync(
+            parse.GetValue(store),
             parse.GetValue(exports) ?? [],
             parse.GetValue(listens) ?? [],
             parse.GetValue(stdio),
@@ -44,7 +50,7 @@ internal static class ServeCommand
         return command;
     }
 
-    private static async Task<int> RunAsync(string[] exportSpecs, string[] listenSpecs, bool stdio, bool verbose)
+    private static async Task<int> RunAsync(string? storePath, string[] exportSpecs, string[] listenSpecs, bool stdio, bool verbose)
     {
         using var loggers = HostLogging.Create(verbose ? LogLevel.Debug : LogLevel.Information);
         var logger = loggers.CreateLogger("blockoverlay");
@@ -52,7 +58,8 @@ internal static class ServeCommand
         List<ListenAddress> addresses;
         try
         {
-            specs = (exportSpecs.Length > 0 ? exportSpecs : [DefaultExport]).Select(ExportSpec.Parse).ToList();
+            string[] defaults = storePath is null ? [DefaultExport] : [];
+            specs = (exportSpecs.Length > 0 ? exportSpecs : defaults).Select(ExportSpec.Parse).ToList();
             addresses = listenSpecs.Select(ListenAddress.Parse).ToList();
             if (stdio && addresses.Count > 0)
             {
@@ -66,8 +73,15 @@ internal static class ServeCommand
 
         var catalog = new ExportCatalog();
         var opened = new List<IExport>();
+        StoreSession? session = null;
         try
         {
+            if (storePath is not null)
+            {
+                session = await StoreSession.OpenAsync(storePath);
+                await AddInstancesAsync(session.Store, catalog, opened, logger);
+            }
+
             foreach (var spec in specs)
             {
                 var export = OpenExport(spec);
@@ -99,14 +113,14 @@ internal static class ServeCommand
                 bound.Add(server.Listen(address));
             }
 
-            Console.Error.Write(AttachHints.Describe(specs.Select(s => s.Name), bound));
+            Console.Error.Write(AttachHints.Describe(catalog.Snapshot.Select(e => e.Key), bound));
 
             await WaitForStopSignalAsync(logger);
             await server.StopAsync();
             return 0;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException
-                                       or InvalidOperationException)
+                                       or InvalidOperationException or StoreFormatException)
         {
             return Fail(e.Message);
         }
@@ -116,7 +130,36 @@ internal static class ServeCommand
             {
                 await export.DisposeAsync();
             }
+
+            if (session is not null)
+            {
+                // Checkpoints every instance and marks the store cleanly shut down.
+                await session.DisposeAsync();
+            }
         }
+    }
+
+    /// <summary>
+    /// Exports every instance of the store. One whose base image changed or vanished is not
+    /// served, with an error naming it; the others are (invariant 8).
+    /// </summary>
+    private static async Task AddInstancesAsync(UpperStore store, ExportCatalog catalog, List<IExport> opened, ILogger logger)
+    {
+        foreach (var instance in store.Instances)
+        {
+            try
+            {
+                var export = await InstanceExport.OpenAsync(store, instance);
+                opened.Add(export);
+                catalog.Add(instance.Name, export);
+            }
+            catch (BaseImageChangedException e)
+            {
+                HostLog.InstanceRefused(logger, instance.Name, e.Message);
+            }
+        }
+
+        HostLog.StoreOpened(logger, store.Instances.Count, store.WasClean ? "cleanly" : "after a crash: recovered");
     }
 
     private static IExport OpenExport(ExportSpec spec)

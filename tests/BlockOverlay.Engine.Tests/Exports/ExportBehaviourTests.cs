@@ -122,9 +122,19 @@ public abstract class ExportBehaviourTests
     {
         await Export.WriteAsync(0, Filled(4 * Block, 9), WriteFlags.None);
 
-        await Export.ZeroAsync(Block - 3, 2 * Block + 6, flags);
-
         byte[] back = new byte[4 * Block];
+        try
+        {
+            await Export.ZeroAsync(Block - 3, 2 * Block + 6, flags);
+        }
+        catch (ExportException e) when (e.Error == ExportError.NotSupported && flags.HasFlag(ZeroFlags.FastZero))
+        {
+            // A zero that cannot be fast may be refused, but then it must have changed nothing.
+            await Export.ReadAsync(0, back);
+            Assert.That(back, Is.All.EqualTo(9));
+            return;
+        }
+
         await Export.ReadAsync(0, back);
         Assert.Multiple(() =>
         {

@@ -1,0 +1,142 @@
+using BlockOverlay.Engine.Exports;
+using BlockOverlay.Store.Format;
+using K4os.Hash.xxHash;
+
+namespace BlockOverlay.Engine.Instances;
+
+/// <summary>
+/// A read-only raw image under one or more instances. Never opened for writing
+/// (invariant 8): reads go through a read-only <see cref="FileExport"/>, which also gives
+/// SEEK_DATA/SEEK_HOLE allocation for block status.
+/// </summary>
+/// <remarks>
+/// <b>Identity.</b> An instance records its base's path, size and a fingerprint: XXH64 over
+/// the size, the first and last MiB and 16 evenly spaced 4 KiB samples. That costs a few
+/// milliseconds on any size and catches a replaced, resized, truncated or re-made image; an
+/// in-place edit that touches none of the sampled bytes goes unnoticed, which is the price
+/// of not hashing the whole image on every open.
+/// </remarks>
+public sealed class BaseImage : IAsyncDisposable
+{
+    private const int EdgeBytes = 1 << 20;
+    private const int Samples = 16;
+    private const int SampleBytes = 4096;
+    private readonly FileExport _file;
+
+    private BaseImage(string path, FileExport file)
+    {
+        Path = path;
+        _file = file;
+    }
+
+    public string Path { get; }
+
+    public long Size => _file.Size;
+
+    /// <summary>Opens a base image read-only, checking it is the one an instance was made on.</summary>
+    public static async Task<BaseImage> OpenAsync(BaseIdentity expected)
+    {
+        ArgumentNullException.ThrowIfNull(expected);
+        var image = Open(expected.Path);
+        try
+        {
+            var actual = await image.IdentifyAsync();
+            if (actual.Size != expected.Size || actual.Fingerprint != expected.Fingerprint)
+            {
+                throw new BaseImageChangedException(
+                    $"base image {expected.Path} changed since the instance was made on it " +
+                    $"(size {expected.Size} -> {actual.Size}, fingerprint {expected.Fingerprint:x16} -> {actual.Fingerprint:x16}); " +
+                    "restore the original image or delete the instance");
+            }
+
+            return image;
+        }
+        catch
+        {
+            await image.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Opens an image read-only; a missing or unreadable image gets a message naming it.</summary>
+    public static BaseImage Open(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        try
+        {
+            return new BaseImage(full, FileExport.Open(full, readOnly: true));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new BaseImageChangedException($"cannot open base image {full}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The identity an instance records (see the remarks).</summary>
+    public async Task<BaseIdentity> IdentifyAsync()
+    {
+        var state = new XXH64.State();
+        XXH64.Reset(ref state);
+        XXH64.Update(ref state, BitConverter.GetBytes(Size));
+        foreach (var (offset, length) in SampleRanges(Size))
+        {
+            var bytes = new byte[length];
+            await _file.ReadAsync(offset, bytes);
+            XXH64.Update(ref state, bytes);
+        }
+
+        return new BaseIdentity(Path, Size, XXH64.Digest(state));
+    }
+
+    /// <summary>Reads bytes at any offset; past the image's end, zeros.</summary>
+    public async ValueTask ReadAsync(long offset, Memory<byte> buffer)
+    {
+        long inside = Math.Clamp(Size - offset, 0, buffer.Length);
+        if (inside > 0)
+        {
+            await _file.ReadAsync(offset, buffer[..(int)inside]);
+        }
+
+        buffer.Span[(int)inside..].Clear();
+    }
+
+    /// <summary>Allocation of a range; past the image's end it is a hole of zeros.</summary>
+    public async ValueTask GetAllocationAsync(long offset, long length, int maxExtents, List<Extent> extents)
+    {
+        long inside = Math.Clamp(Size - offset, 0, length);
+        if (inside > 0)
+        {
+            await _file.GetAllocationAsync(offset, inside, maxExtents, extents);
+        }
+        else
+        {
+            extents.Add(new Extent(length, ExtentState.Hole | ExtentState.Zero));
+        }
+    }
+
+    public ValueTask DisposeAsync() => _file.DisposeAsync();
+
+    private static IEnumerable<(long Offset, int Length)> SampleRanges(long size)
+    {
+        yield return (0, (int)Math.Min(size, EdgeBytes));
+        if (size > EdgeBytes)
+        {
+            long tail = Math.Max(EdgeBytes, size - EdgeBytes);
+            yield return (tail, (int)(size - tail));
+        }
+
+        for (int i = 1; i <= Samples && size > SampleBytes; i++)
+        {
+            long offset = size / (Samples + 1) * i / SampleBytes * SampleBytes;
+            yield return (offset, (int)Math.Min(SampleBytes, size - offset));
+        }
+    }
+}
+
+/// <summary>A base image is missing, unreadable, or not the one an instance was made on.</summary>
+public sealed class BaseImageChangedException : Exception
+{
+    public BaseImageChangedException(string message) : base(message) { }
+
+    public BaseImageChangedException(string message, Exception inner) : base(message, inner) { }
+}
