@@ -26,6 +26,22 @@ internal static class StoreCommands
             return 0;
         }));
 
-        return new Command("store", "Manage the upper extent store.") { create };
+        var infoPath = new Argument<string>("PATH") { Description = "The store file." };
+        var info = new Command("info", "Show a store's geometry, free space and metadata size (offline).") { infoPath };
+        info.SetAction((parse, _) => CommandErrors.RunAsync("store info", async () =>
+        {
+            await using var session = await StoreSession.OpenAsync(parse.GetValue(infoPath)!);
+            var i = session.Store.Info;
+            Console.WriteLine($"store id:         {i.StoreId}");
+            Console.WriteLine($"size:             {i.DeviceBytes} bytes ({new ByteSize(i.DeviceBytes)})");
+            Console.WriteLine($"journal:          {i.JournalBytes} bytes, {i.JournalUsedBytes} in use");
+            Console.WriteLine($"data region:      {i.DataBytes} bytes, {i.FreeBytes} free");
+            Console.WriteLine($"last checkpoint:  {i.CheckpointBytes} bytes");
+            Console.WriteLine($"instances:        {i.Instances}, {i.Extents} map extents");
+            Console.WriteLine($"last shutdown:    {(session.Store.WasClean ? "clean" : "unclean (recovered)")}");
+            return 0;
+        }));
+
+        return new Command("store", "Manage the upper extent store.") { create, info };
     }
 }

@@ -36,6 +36,18 @@ public sealed class StoreInstance
 
     internal bool Deleted { get; set; }
 
+    /// <summary>Entries in this instance's map (each 24-48 bytes in memory, 32 in a checkpoint).</summary>
+    public int ExtentCount
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return Map.ExtentCount;
+            }
+        }
+    }
+
     /// <summary>Upper blocks this instance holds in the store.</summary>
     public long UpperBlocks
     {

@@ -98,6 +98,18 @@ public sealed class UpperStore : IAsyncDisposable
         }
     }
 
+    /// <summary>The geometry and state of the store, for operators.</summary>
+    public StoreInfo Info
+    {
+        get
+        {
+            var sb = _superblock;
+            return new StoreInfo(sb.StoreId, sb.DeviceBlocks * BlockSize, sb.JournalBlocks * BlockSize, _journal.UsedBlocks * BlockSize,
+                (sb.DeviceBlocks - sb.DataStart) * BlockSize, FreeBlocks * BlockSize, sb.CheckpointBytes, Instances.Count,
+                Instances.Sum(i => (long)i.ExtentCount));
+        }
+    }
+
     /// <summary>Bytes written by reason, since open.</summary>
     public StoreCounters Counters { get; } = new();
 
@@ -722,6 +734,10 @@ public sealed class UpperStore : IAsyncDisposable
 
     private void ThrowIfClosed() => ObjectDisposedException.ThrowIf(_closed, this);
 }
+
+/// <summary>What a store looks like, in bytes unless said otherwise.</summary>
+public sealed record StoreInfo(Guid StoreId, long DeviceBytes, long JournalBytes, long JournalUsedBytes, long DataBytes,
+    long FreeBytes, long CheckpointBytes, int Instances, long Extents);
 
 /// <summary>Options of a new store.</summary>
 public sealed record StoreCreateOptions

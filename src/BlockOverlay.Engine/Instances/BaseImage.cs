@@ -100,17 +100,23 @@ public sealed class BaseImage : IAsyncDisposable
         buffer.Span[(int)inside..].Clear();
     }
 
-    /// <summary>Allocation of a range; past the image's end it is a hole of zeros.</summary>
+    /// <summary>
+    /// Allocation of a range; past the image's end it is a hole of zeros. Like any export it
+    /// may describe less than asked (when <paramref name="maxExtents"/> runs out).
+    /// </summary>
     public async ValueTask GetAllocationAsync(long offset, long length, int maxExtents, List<Extent> extents)
     {
         long inside = Math.Clamp(Size - offset, 0, length);
+        int before = extents.Count;
         if (inside > 0)
         {
             await _file.GetAllocationAsync(offset, inside, maxExtents, extents);
         }
-        else
+
+        long covered = extents.Skip(before).Sum(e => e.Length);
+        if (covered == inside && inside < length && extents.Count - before < maxExtents)
         {
-            extents.Add(new Extent(length, ExtentState.Hole | ExtentState.Zero));
+            extents.Add(new Extent(length - inside, ExtentState.Hole | ExtentState.Zero));
         }
     }
 

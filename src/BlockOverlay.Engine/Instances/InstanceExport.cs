@@ -34,7 +34,7 @@ namespace BlockOverlay.Engine.Instances;
 /// with NoHole fails with <see cref="ExportError.NotSupported"/>.
 /// </para>
 /// </remarks>
-public sealed class InstanceExport : IExport
+public sealed class InstanceExport : ILayeredExport
 {
     private const int Block = UpperStore.BlockSize;
     private readonly UpperStore _store;
@@ -192,7 +192,15 @@ public sealed class InstanceExport : IExport
                     pieces.Add(new Extent(to - from, ExtentState.Hole | ExtentState.Zero));
                     break;
                 default:
+                    int before = pieces.Count;
                     await BaseAllocationAsync(from, to - from, maxExtents, pieces);
+                    if (pieces.Skip(before).Sum(p => p.Length) < to - from)
+                    {
+                        // The base described less than asked: stop here, the rest stays undescribed.
+                        Merge(pieces, maxExtents, extents);
+                        return;
+                    }
+
                     break;
             }
 
@@ -207,6 +215,51 @@ public sealed class InstanceExport : IExport
     }
 
     /// <summary>Detaches the export (its data stays in the store); later calls fail.</summary>
+    public ValueTask GetLayersAsync(long offset, long length, int maxExtents, List<LayerExtent> extents)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(extents);
+        var (first, count) = BlocksOf(offset, length);
+        var layout = new List<MappedExtent>();
+        _store.Lookup(_instance, first, count, layout);
+        long end = offset + length, baseEnd = _base?.Size ?? 0;
+        int start = extents.Count;
+        bool full = false;
+        foreach (var e in layout)
+        {
+            long from = Math.Max(offset, e.VirtualBlock * Block);
+            long to = Math.Min(end, (e.VirtualBlock + e.Length) * Block);
+            // A base range may run past the base's end, where it reads as zeros.
+            long split = e.Kind == ExtentKind.Base ? Math.Clamp(baseEnd, from, to) : to;
+            Append(from, split, e.Kind switch { ExtentKind.Upper => Layer.Upper, ExtentKind.Zero => Layer.Zero, _ => Layer.Base });
+            Append(split, to, Layer.Zero);
+        }
+
+        return ValueTask.CompletedTask;
+
+        // Once one piece does not fit, nothing after it may be described: extents are consecutive.
+        void Append(long from, long to, Layer layer)
+        {
+            if (to <= from || full)
+            {
+                return;
+            }
+
+            if (extents.Count > start && extents[^1].Layer == layer)
+            {
+                extents[^1] = extents[^1] with { Length = extents[^1].Length + (to - from) };
+            }
+            else if (extents.Count - start < maxExtents)
+            {
+                extents.Add(new LayerExtent(to - from, layer));
+            }
+            else
+            {
+                full = true;
+            }
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         _disposed = true;

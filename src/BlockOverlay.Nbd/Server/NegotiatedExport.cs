@@ -8,7 +8,7 @@ internal sealed record NegotiatedExport(
     string Name,
     IExport Export,
     bool StructuredReplies,
-    bool BaseAllocation)
+    IReadOnlyList<MetaContext> MetaContexts)
 {
     public TransmissionFlags Flags => TransmissionFlagsFor(Export, StructuredReplies);
 

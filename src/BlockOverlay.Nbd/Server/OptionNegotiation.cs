@@ -29,7 +29,7 @@ internal sealed class OptionNegotiation(
 
     // The contexts chosen by SET_META_CONTEXT, valid only for the export they were chosen on.
     private string? _metaExport;
-    private bool _baseAllocation;
+    private IReadOnlyList<MetaContext> _metaContexts = [];
 
     /// <summary>The chosen export, or null when the client left without choosing one.</summary>
     public async Task<NegotiatedExport?> RunAsync(CancellationToken cancel)
@@ -180,11 +180,11 @@ internal sealed class OptionNegotiation(
             throw new NbdOptionException(OptionReplyType.ErrInvalid, "meta contexts need structured replies to be negotiated first");
         }
 
-        FindExport(request.ExportName, out string canonical);
+        var export = FindExport(request.ExportName, out string canonical);
         var matched = listing && request.Queries.Count == 0
-            ? MetaContexts.All()
-            : request.Queries.SelectMany(q => MetaContexts.Match(q, listing));
-        var distinct = matched.DistinctBy(c => c.Id).ToList();
+            ? MetaContexts.All(export)
+            : request.Queries.SelectMany(q => MetaContexts.Match(q, listing, export));
+        var distinct = matched.DistinctBy(c => c.Id).OrderBy(c => c.Id).ToList();
         foreach (var (id, name) in distinct)
         {
             // LIST's context ids are "reserved and SHOULD be set to zero".
@@ -194,7 +194,7 @@ internal sealed class OptionNegotiation(
         if (!listing)
         {
             _metaExport = canonical;
-            _baseAllocation = distinct.Any(c => c.Id == MetaContexts.BaseAllocationId);
+            _metaContexts = distinct;
         }
 
         NbdEncoder.WriteOptionReply(writer, option, OptionReplyType.Ack);
@@ -213,7 +213,7 @@ internal sealed class OptionNegotiation(
     }
 
     private NegotiatedExport Choose(string name, IExport export) =>
-        new(name, export, _structuredReplies, _baseAllocation && _metaExport == name);
+        new(name, export, _structuredReplies, _metaExport == name ? _metaContexts : []);
 
     private void Reject(uint option, OptionReplyType reply, string message)
     {

@@ -111,9 +111,16 @@ internal sealed class ReadReply(ulong cookie, ulong offset, byte[] buffer, int l
     }
 }
 
-/// <summary>A BLOCK_STATUS reply: one chunk for the one context this server has.</summary>
-internal sealed class BlockStatusReply(ulong cookie, uint contextId, BlockStatusDescriptor[] descriptors) : OutgoingReply(cookie)
+/// <summary>A BLOCK_STATUS reply: one chunk per selected context, the last marked done.</summary>
+internal sealed class BlockStatusReply(ulong cookie, IReadOnlyList<(uint ContextId, BlockStatusDescriptor[] Descriptors)> chunks)
+    : OutgoingReply(cookie)
 {
-    public override void WriteTo(IBufferWriter<byte> writer) =>
-        NbdEncoder.WriteBlockStatusChunk(writer, Cookie, ReplyFlags.Done, contextId, descriptors);
+    public override void WriteTo(IBufferWriter<byte> writer)
+    {
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            var flags = i == chunks.Count - 1 ? ReplyFlags.Done : ReplyFlags.None;
+            NbdEncoder.WriteBlockStatusChunk(writer, Cookie, flags, chunks[i].ContextId, chunks[i].Descriptors);
+        }
+    }
 }

@@ -29,7 +29,7 @@ internal static class RequestValidator
             return new(NbdError.NotPermitted, "the export is read-only");
         }
 
-        if (!IsAdvertised(command, flags, export.BaseAllocation))
+        if (!IsAdvertised(command, flags, export.MetaContexts.Count > 0))
         {
             return new(NbdError.InvalidArgument, "command not offered for this export");
         }
@@ -77,7 +77,7 @@ internal static class RequestValidator
     private static bool IsWriteType(NbdCommand command) =>
         command is NbdCommand.Write or NbdCommand.Trim or NbdCommand.WriteZeroes;
 
-    private static bool IsAdvertised(NbdCommand command, TransmissionFlags flags, bool baseAllocation) => command switch
+    private static bool IsAdvertised(NbdCommand command, TransmissionFlags flags, bool anyMetaContext) => command switch
     {
         NbdCommand.Flush => flags.HasFlag(TransmissionFlags.SendFlush),
         NbdCommand.Trim => flags.HasFlag(TransmissionFlags.SendTrim),
@@ -85,7 +85,7 @@ internal static class RequestValidator
         NbdCommand.Cache => flags.HasFlag(TransmissionFlags.SendCache),
         // "A client MUST NOT use NBD_CMD_BLOCK_STATUS unless it selected a nonzero number of
         // metadata contexts ... Servers SHOULD reply to clients doing so anyway with EINVAL."
-        NbdCommand.BlockStatus => baseAllocation,
+        NbdCommand.BlockStatus => anyMetaContext,
         _ => true,
     };
 

@@ -211,37 +211,55 @@ internal sealed class TransmissionSession
             request.Flags.HasFlag(CommandFlags.DontFragment));
     }
 
+    /// <summary>One chunk per selected context, in id order.</summary>
     private async ValueTask<OutgoingReply> BlockStatusAsync(NbdRequest request, long offset)
     {
         int maxExtents = request.Flags.HasFlag(CommandFlags.RequestOne) ? 1 : _options.MaxBlockStatusDescriptors;
-        var extents = new List<Extent>();
-        await _export.GetAllocationAsync(offset, request.Length, maxExtents, extents);
-        var descriptors = ToDescriptors(extents, request.Length, maxExtents);
-        return new BlockStatusReply(request.Cookie, MetaContexts.BaseAllocationId, descriptors);
+        var chunks = new List<(uint, BlockStatusDescriptor[])>();
+        foreach (var context in _negotiated.MetaContexts)
+        {
+            List<(long Length, uint Flags)> runs;
+            if (context == MetaContexts.Layer && _export is ILayeredExport layered)
+            {
+                var layers = new List<LayerExtent>();
+                await layered.GetLayersAsync(offset, request.Length, maxExtents, layers);
+                runs = [.. layers.Select(l => (l.Length, (uint)l.Layer))];
+            }
+            else
+            {
+                var extents = new List<Extent>();
+                await _export.GetAllocationAsync(offset, request.Length, maxExtents, extents);
+                runs = [.. extents.Select(e => (e.Length, (uint)AllocationFlagsOf(e.State)))];
+            }
+
+            chunks.Add((context.Id, ToDescriptors(runs, request.Length, maxExtents)));
+        }
+
+        return new BlockStatusReply(request.Cookie, chunks);
     }
 
     /// <summary>
     /// Converts extents to wire descriptors, enforcing what the protocol demands whatever
     /// the export returned: at least one, none of zero length, none past the request.
     /// </summary>
-    internal static BlockStatusDescriptor[] ToDescriptors(List<Extent> extents, uint requested, int maxExtents)
+    internal static BlockStatusDescriptor[] ToDescriptors(List<(long Length, uint Flags)> runs, uint requested, int maxExtents)
     {
-        var descriptors = new List<BlockStatusDescriptor>(Math.Min(extents.Count, maxExtents));
+        var descriptors = new List<BlockStatusDescriptor>(Math.Min(runs.Count, maxExtents));
         long left = requested;
-        foreach (var extent in extents)
+        foreach (var (extentLength, flags) in runs)
         {
             if (left == 0 || descriptors.Count == maxExtents)
             {
                 break;
             }
 
-            if (extent.Length <= 0)
+            if (extentLength <= 0)
             {
-                throw new InvalidOperationException($"export reported an extent of length {extent.Length}");
+                throw new InvalidOperationException($"export reported an extent of length {extentLength}");
             }
 
-            uint length = (uint)Math.Min(extent.Length, left);
-            descriptors.Add(new BlockStatusDescriptor(length, (uint)AllocationFlagsOf(extent.State)));
+            uint length = (uint)Math.Min(extentLength, left);
+            descriptors.Add(new BlockStatusDescriptor(length, flags));
             left -= length;
         }
 

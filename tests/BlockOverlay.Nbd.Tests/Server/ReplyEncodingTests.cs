@@ -113,7 +113,7 @@ public class ReplyEncodingTests
     [Test]
     public void Block_status_descriptors_never_exceed_the_request_or_the_count()
     {
-        var extents = new List<Extent> { new(100, ExtentState.Data), new(200, ExtentState.Hole | ExtentState.Zero), new(50, ExtentState.Zero) };
+        List<(long, uint)> extents = [(100, 0), (200, 3), (50, 2)];
         Assert.That(TransmissionSession.ToDescriptors(extents, 250, 16), Is.EqualTo(new[]
         {
             new BlockStatusDescriptor(100, 0),
@@ -121,6 +121,6 @@ public class ReplyEncodingTests
         }));
         Assert.That(TransmissionSession.ToDescriptors(extents, 1000, 1), Is.EqualTo(new[] { new BlockStatusDescriptor(100, 0) }));
         Assert.That(() => TransmissionSession.ToDescriptors([], 10, 16), Throws.InvalidOperationException);
-        Assert.That(() => TransmissionSession.ToDescriptors([new(0, ExtentState.Data)], 10, 16), Throws.InvalidOperationException);
+        Assert.That(() => TransmissionSession.ToDescriptors([(0, 0)], 10, 16), Throws.InvalidOperationException);
     }
 }

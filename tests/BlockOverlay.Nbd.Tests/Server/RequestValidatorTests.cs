@@ -10,7 +10,7 @@ public class RequestValidatorTests
     private static readonly BlockSizes Sizes = BlockSizes.Default;
 
     private static NegotiatedExport Writable(bool structured = true, bool baseAllocation = true) =>
-        new("d", new MemoryExport(Size), structured, baseAllocation);
+        new("d", new MemoryExport(Size), structured, baseAllocation ? [MetaContexts.BaseAllocation] : []);
 
     private static NbdError? Validate(NbdCommand command, CommandFlags flags, ulong offset, uint length, NegotiatedExport? export = null) =>
         RequestValidator.Validate(new NbdRequest(flags, (ushort)command, 1, offset, length), export ?? Writable(), Sizes)?.Error;
@@ -76,7 +76,7 @@ public class RequestValidatorTests
     public void Payloads_over_the_maximum_get_eoverflow()
     {
         uint tooBig = Sizes.MaximumPayload + 1;
-        var huge = new NegotiatedExport("d", new MemoryExport(1L << 40), true, true);
+        var huge = new NegotiatedExport("d", new MemoryExport(1L << 40), true, [MetaContexts.BaseAllocation]);
         Assert.Multiple(() =>
         {
             Assert.That(Validate(NbdCommand.Write, 0, 0, tooBig, huge), Is.EqualTo(NbdError.Overflow));
@@ -99,7 +99,7 @@ public class RequestValidatorTests
         {
             await File.WriteAllBytesAsync(path, new byte[4096]);
             await using var export = FileExport.Open(path, readOnly: true);
-            var readOnly = new NegotiatedExport("ro", export, true, true);
+            var readOnly = new NegotiatedExport("ro", export, true, [MetaContexts.BaseAllocation]);
             Assert.Multiple(() =>
             {
                 Assert.That(Validate(NbdCommand.Write, 0, 0, 1, readOnly), Is.EqualTo(NbdError.NotPermitted));
