@@ -69,6 +69,7 @@ public sealed class UpperStore : IAsyncDisposable
     private readonly BlockAllocator _allocator;
     private readonly MetadataJournal _journal;
     private Superblock _superblock;
+    private uint _nextInstanceId;   // guarded by the _instances lock; not in _superblock, which checkpoints replace
     private bool _closed;
 
     private UpperStore(IBlockDevice device, Superblock superblock, Dictionary<string, StoreInstance> instances,
@@ -76,10 +77,13 @@ public sealed class UpperStore : IAsyncDisposable
     {
         _device = device;
         _superblock = superblock;
+        _nextInstanceId = superblock.NextInstanceId;
         _instances = instances;
         _allocator = allocator;
+        // Replayed batches stay in use until a checkpoint folds them in: the tail stays at the
+        // superblock's replay position, not where replay ended.
         _journal = new MetadataJournal(device, superblock.StoreId, superblock.JournalStart, superblock.JournalBlocks,
-            journalPosition, journalSequence, () => CheckpointAsync());
+            superblock.ReplayPosition, journalPosition, journalSequence, () => CheckpointAsync());
         WasClean = superblock.Clean;
     }
 
@@ -212,17 +216,19 @@ public sealed class UpperStore : IAsyncDisposable
         try
         {
             ThrowIfClosed();
-            var definition = new InstanceDefinition(_superblock.NextInstanceId, name, virtualSize, baseImage);
-            var instance = new StoreInstance(definition);
+            StoreInstance instance;
             lock (_instances)
             {
+                instance = new StoreInstance(new InstanceDefinition(_nextInstanceId, name, virtualSize, baseImage));
                 if (!_instances.TryAdd(name, instance))
                 {
                     throw new InstanceException($"an instance named '{name}' already exists");
                 }
 
-                _superblock = _superblock with { NextInstanceId = definition.Id + 1 };
+                _nextInstanceId++;
             }
+
+            var definition = instance.Definition;
 
             try
             {
@@ -597,6 +603,11 @@ public sealed class UpperStore : IAsyncDisposable
     }
 
     /// <summary>Blocks the next checkpoint may need: the maps' size, twice over, plus slack.</summary>
+    /// <remarks>
+    /// Called under the space lock, so it reads each map's extent count without that map's
+    /// gate (taking it here would invert the lock order): a count a few writes stale is fine
+    /// for an estimate that has slack in it, and reading an int cannot tear.
+    /// </remarks>
     private long CheckpointReserveBlocks()
     {
         long extents = 0;
@@ -624,7 +635,11 @@ public sealed class UpperStore : IAsyncDisposable
 
     private async Task PublishSuperblockAsync(Superblock next)
     {
-        next = next with { Generation = _superblock.Generation + 1 };
+        lock (_instances)
+        {
+            next = next with { Generation = _superblock.Generation + 1, NextInstanceId = _nextInstanceId };
+        }
+
         await WriteSuperblockAsync(_device, next);
         Counters.Add(WriteReason.Checkpoint, BlockSize);
         _superblock = next;

@@ -36,7 +36,7 @@ namespace BlockOverlay.Store.Journal;
 /// </para>
 /// <para>
 /// <b>Space.</b> The head may not come within one block of the tail. When a batch does not fit,
-/// the writer asks the store for a checkpoint (<see cref="MetadataJournal(IBlockDevice, Guid, long, long, long, ulong, Func{Task})"/>),
+/// the writer asks the store for a checkpoint (the <c>makeRoom</c> callback),
 /// which moves the tail forward through <see cref="Release"/>.
 /// </para>
 /// </remarks>
@@ -59,13 +59,17 @@ internal sealed class MetadataJournal : IDisposable
     private long _tail;
     private ulong _nextSequence;
 
-    public MetadataJournal(IBlockDevice device, Guid storeId, long start, long blocks, long position, ulong sequence, Func<Task> makeRoom)
+    /// <param name="tail">Where replay starts (the superblock's replay position): batches from here on are still needed.</param>
+    /// <param name="head">Where the next batch goes (where replay ended).</param>
+    /// <param name="sequence">The next batch's sequence number.</param>
+    public MetadataJournal(IBlockDevice device, Guid storeId, long start, long blocks, long tail, long head, ulong sequence, Func<Task> makeRoom)
     {
         _device = device;
         _storeId = storeId;
         _start = start;
         _blocks = blocks;
-        _head = _tail = position;
+        _tail = tail;
+        _head = head;
         _nextSequence = sequence;
         _makeRoom = makeRoom;
     }
@@ -185,7 +189,13 @@ internal sealed class MetadataJournal : IDisposable
             sequence++;
         }
 
-        await RefuseLaterBatchesAsync(device, superblock, sequence, buffer);
+        // After a clean close nothing lies past the replay point; only a crash can leave
+        // (or hide) anything there.
+        if (!superblock.Clean)
+        {
+            await RefuseLaterBatchesAsync(device, superblock, sequence, buffer);
+        }
+
         return (commits, position, sequence);
     }
 
@@ -196,28 +206,31 @@ internal sealed class MetadataJournal : IDisposable
     private static async Task RefuseLaterBatchesAsync(IBlockDevice device, Superblock superblock, ulong stoppedAt, AlignedBuffer buffer)
     {
         long start = superblock.JournalStart, blocks = superblock.JournalBlocks;
-        for (long p = 0; p < blocks; p++)
+        using var batch = new AlignedBuffer(MaxBatchBlocks * BlockSize);
+        // The region is read a buffer (1 MiB) at a time; only candidate headers cost another read.
+        for (long chunk = 0; chunk < blocks; chunk += MaxBatchBlocks)
         {
-            var first = buffer.Memory[..BlockSize];
-            await device.ReadAsync((start + p) * BlockSize, first);
-            ulong sequence = BinaryPrimitives.ReadUInt64LittleEndian(first.Span[8..]);
-            if (sequence <= stoppedAt ||
-                !JournalFormat.TryReadHeader(first.Span, superblock.StoreId, sequence, Math.Min(MaxBatchBlocks, blocks - p), out var header))
+            int count = (int)Math.Min(MaxBatchBlocks, blocks - chunk);
+            await device.ReadAsync((start + chunk) * BlockSize, buffer.Memory[..(count * BlockSize)]);
+            for (int i = 0; i < count; i++)
             {
-                continue;
-            }
+                long p = chunk + i;
+                var first = buffer.Memory.Slice(i * BlockSize, BlockSize);
+                ulong sequence = BinaryPrimitives.ReadUInt64LittleEndian(first.Span[8..]);
+                if (sequence <= stoppedAt ||
+                    !JournalFormat.TryReadHeader(first.Span, superblock.StoreId, sequence, Math.Min(MaxBatchBlocks, blocks - p), out var header))
+                {
+                    continue;
+                }
 
-            var batch = buffer.Memory[..(header.Blocks * BlockSize)];
-            if (header.Blocks > 1)
-            {
-                await device.ReadAsync((start + p + 1) * BlockSize, batch[BlockSize..]);
-            }
-
-            if (JournalFormat.IsIntact(batch.Span, header))
-            {
-                throw new StoreFormatException(
-                    $"journal: the batch with sequence {stoppedAt} (expected at block {start + superblock.ReplayPosition} onwards) " +
-                    $"is missing or corrupt, yet batch {sequence} at block {start + p} is intact: the journal is damaged in the middle");
+                var whole = batch.Memory[..(header.Blocks * BlockSize)];
+                await device.ReadAsync((start + p) * BlockSize, whole);
+                if (JournalFormat.IsIntact(whole.Span, header))
+                {
+                    throw new StoreFormatException(
+                        $"journal: the batch with sequence {stoppedAt} (expected at block {start + superblock.ReplayPosition} onwards) " +
+                        $"is missing or corrupt, yet batch {sequence} at block {start + p} is intact: the journal is damaged in the middle");
+                }
             }
         }
     }
