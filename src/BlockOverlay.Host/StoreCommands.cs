@@ -17,10 +17,25 @@ internal static class StoreCommands
         {
             string file = parse.GetValue(path)!;
             var bytes = ByteSize.Parse(parse.GetValue(size)!);
-            await using (var device = await FileDevice.CreateAsync(file, bytes.Bytes))
+            if (bytes.Bytes <= 0 || bytes.Bytes % UpperStore.BlockSize != 0)
+            {
+                throw new FormatException($"store size {bytes.Bytes} is not a positive multiple of {UpperStore.BlockSize} bytes");
+            }
+
+            var device = await FileDevice.CreateAsync(file, bytes.Bytes);
+            try
             {
                 await UpperStore.CreateAsync(device);
             }
+            catch
+            {
+                // Nothing half-made stays behind: the file is ours, we just created it.
+                await device.DisposeAsync();
+                File.Delete(file);
+                throw;
+            }
+
+            await device.DisposeAsync();
 
             Console.WriteLine($"created store {Path.GetFullPath(file)} ({bytes})");
             return 0;

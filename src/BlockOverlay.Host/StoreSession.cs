@@ -18,6 +18,11 @@ internal sealed class StoreSession : IAsyncDisposable
 
     public static async Task<StoreSession> OpenAsync(string path)
     {
+        if (Directory.Exists(path))
+        {
+            throw new IOException($"{path} is a directory; a store is a file (or a block device) made with: blockoverlay store create PATH --size SIZE");
+        }
+
         if (!File.Exists(path))
         {
             throw new FileNotFoundException($"{path}: no such store (make one with: blockoverlay store create {path} --size SIZE)");

@@ -1,0 +1,219 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+using BlockOverlay.Clients.Tests.Fixtures;
+
+namespace BlockOverlay.Clients.Tests.Store;
+
+/// <summary>
+/// <c>bin/blockoverlay serve --store PATH</c> as a child process on a unix socket in the
+/// workspace (and on 127.0.0.1 at a free port if asked). Ready once a connection is
+/// accepted. Unlike <see cref="ServerProcess"/> it can be killed with SIGKILL or stopped
+/// with SIGTERM by the test, and restarted on the same store and socket.
+/// </summary>
+internal sealed partial class StoreServer : IDisposable
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
+    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly Process _process;
+    private readonly StringBuilder _log = new();
+    private bool _disposed;
+
+    private StoreServer(string storePath, string socketPath, int? port)
+    {
+        SocketPath = socketPath;
+        Port = port;
+        var startInfo = new ProcessStartInfo(ServerProcess.BinaryPath)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in new[] { "serve", "--store", storePath, "--listen", "unix:" + socketPath })
+        {
+            startInfo.ArgumentList.Add(arg);
+        }
+
+        if (port is { } p)
+        {
+            startInfo.ArgumentList.Add("--listen");
+            startInfo.ArgumentList.Add(string.Create(CultureInfo.InvariantCulture, $"tcp:127.0.0.1:{p}"));
+        }
+
+        _process = new Process { StartInfo = startInfo };
+        _process.OutputDataReceived += (_, e) => AppendLog(e.Data);
+        _process.ErrorDataReceived += (_, e) => AppendLog(e.Data);
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public string SocketPath { get; }
+
+    public int? Port { get; }
+
+    public int ProcessId => _process.Id;
+
+    /// <summary>Everything the server printed so far (stdout and stderr).</summary>
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    /// <summary>Serves the workspace's store on <c>workspace/nbd.sock</c> (and TCP when asked).</summary>
+    public static StoreServer Start(StoreWorkspace workspace, bool tcp = false)
+    {
+        const int Attempts = 3;
+        for (var attempt = 1; ; attempt++)
+        {
+            var server = new StoreServer(workspace.StorePath, workspace["nbd.sock"], tcp ? FreeLoopbackPort() : null);
+            try
+            {
+                server.WaitUntilAccepting();
+                return server;
+            }
+            catch (AddressInUseException) when (attempt < Attempts)
+            {
+                server.Dispose();
+            }
+            catch
+            {
+                server.Dispose();
+                throw;
+            }
+        }
+    }
+
+    public string UnixUri(string export) => $"nbd+unix:///{export}?socket={SocketPath}";
+
+    public string TcpUri(string export) =>
+        Port is { } p
+            ? string.Create(CultureInfo.InvariantCulture, $"nbd://127.0.0.1:{p}/{export}")
+            : throw new InvalidOperationException("started without TCP");
+
+    /// <summary>SIGKILL: no chance to commit or close anything.</summary>
+    public void Kill()
+    {
+        AppendLog("[test] kill -9");
+        _process.Kill(); // SIGKILL on Linux
+        _process.WaitForExit();
+    }
+
+    /// <summary>SIGTERM, then waits for the exit; returns the exit code (fails the test if it lingers).</summary>
+    public int Terminate()
+    {
+        const int Sigterm = 15;
+        AppendLog("[test] SIGTERM");
+        _ = kill(_process.Id, Sigterm);
+        if (!_process.WaitForExit(StopTimeout))
+        {
+            _process.Kill();
+            _process.WaitForExit();
+            Assert.Fail($"the server did not exit within {StopTimeout.TotalSeconds} s of SIGTERM\n{this}");
+        }
+
+        _process.WaitForExit(); // drains the log
+        return _process.ExitCode;
+    }
+
+    public override string ToString() => $"--- server log ---\n{Log}";
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        if (!_process.HasExited)
+        {
+            _ = kill(_process.Id, 15);
+            if (!_process.WaitForExit(StopTimeout))
+            {
+                _process.Kill();
+            }
+        }
+
+        _process.WaitForExit();
+        TestContext.Out.WriteLine($"--- server log (exit {_process.ExitCode}) ---");
+        TestContext.Out.WriteLine(Log);
+        _process.Dispose();
+    }
+
+    private static int FreeLoopbackPort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+
+    private void WaitUntilAccepting()
+    {
+        var clock = Stopwatch.StartNew();
+        while (!Accepts(new UnixDomainSocketEndPoint(SocketPath), AddressFamily.Unix, ProtocolType.Unspecified)
+            || (Port is { } p && !Accepts(new IPEndPoint(IPAddress.Loopback, p), AddressFamily.InterNetwork, ProtocolType.Tcp)))
+        {
+            if (_process.HasExited)
+            {
+                _process.WaitForExit();
+                if (Log.Contains("already in use", StringComparison.OrdinalIgnoreCase) && Port is not null)
+                {
+                    throw new AddressInUseException();
+                }
+
+                Assert.Fail($"the server exited with {_process.ExitCode} before accepting connections\n{this}");
+            }
+
+            if (clock.Elapsed > StartTimeout)
+            {
+                Assert.Fail($"the server did not accept connections within {StartTimeout.TotalSeconds} s\n{this}");
+            }
+
+            Thread.Sleep(20);
+        }
+    }
+
+    private static bool Accepts(EndPoint endPoint, AddressFamily family, ProtocolType protocol)
+    {
+        using var socket = new Socket(family, SocketType.Stream, protocol);
+        try
+        {
+            socket.Connect(endPoint);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    private void AppendLog(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_log)
+        {
+            _log.AppendLine(line);
+        }
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    private sealed class AddressInUseException : Exception;
+}
