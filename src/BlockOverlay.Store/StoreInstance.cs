@@ -34,6 +34,13 @@ public sealed class StoreInstance
 
     internal List<JournalRecord> RetryRecords { get; set; } = [];
 
+    /// <summary>
+    /// Completes when the last checkpoint that took this instance's uncommitted changes is
+    /// durable: until then those changes are marked committed but are not yet on disk, and a
+    /// commit must wait for it before it may report them durable.
+    /// </summary>
+    internal Task CheckpointDurable { get; set; } = Task.CompletedTask;
+
     internal bool Deleted { get; set; }
 
     /// <summary>Entries in this instance's map (each 24-48 bytes in memory, 32 in a checkpoint).</summary>

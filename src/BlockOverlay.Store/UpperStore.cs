@@ -37,6 +37,15 @@ namespace BlockOverlay.Store;
 /// every instance: it makes their current maps durable, after which their pending frees go.
 /// </para>
 /// <para>
+/// <b>Failures.</b> A failed data write changes nothing (its blocks go back). A failed commit
+/// keeps its records for the next commit of that instance. A checkpoint takes instances'
+/// changes before it is durable, so a commit also waits for the checkpoint that took part of
+/// its instance; if the checkpoint fails, what it took goes back as records for the next
+/// commits, and the flushes waiting on it fail. A create whose record fails after a
+/// checkpoint listed the instance has happened (the checkpoint made it durable) and says so;
+/// a delete whose record fails keeps the instance and checkpoints it back to durability.
+/// </para>
+/// <para>
 /// <b>Recovery</b> loads the newest valid superblock copy, the checkpoint, replays the journal's
 /// valid prefix, and rebuilds free space as everything no map or the checkpoint names; a
 /// store block named twice is corruption and refuses to open.
@@ -234,8 +243,14 @@ public sealed class UpperStore : IAsyncDisposable
             {
                 await CommitAsync(new JournalCommit(definition.Id, [new CreateInstanceRecord(definition)]), WriteReason.Metadata);
             }
-            catch
+            catch (IOException)
             {
+                if (await DurableThroughCheckpointAsync(instance))
+                {
+                    // A checkpoint that listed the instance made it durable even though its record failed.
+                    return instance;
+                }
+
                 lock (_instances)
                 {
                     _instances.Remove(name);
@@ -262,26 +277,26 @@ public sealed class UpperStore : IAsyncDisposable
         try
         {
             ThrowIfClosed();
-            StoreInstance instance;
-            lock (_instances)
+            var instance = Find(name) ?? throw new InstanceException($"no instance named '{name}'");
+            lock (instance.Gate)
             {
-                if (!_instances.Remove(name, out instance!))
-                {
-                    throw new InstanceException($"no instance named '{name}'");
-                }
+                instance.Deleted = true; // from now on checkpoints leave it out (see "Instances and checkpoints")
             }
 
             try
             {
                 await CommitAsync(new JournalCommit(instance.Definition.Id, [new DeleteInstanceRecord()]), WriteReason.Metadata);
             }
-            catch
+            catch (IOException)
             {
-                lock (_instances)
+                lock (instance.Gate)
                 {
-                    _instances.Add(name, instance);
+                    instance.Deleted = false;
                 }
 
+                // A checkpoint may have left it out meanwhile: make it durable again before
+                // saying the delete failed (if this fails too, the error says so).
+                await CheckpointAsync();
                 throw;
             }
 
@@ -289,9 +304,13 @@ public sealed class UpperStore : IAsyncDisposable
             List<(long, long)> pending;
             lock (instance.Gate)
             {
-                instance.Deleted = true;
                 instance.Map.Clear(removed);
                 (pending, instance.FreeAfterCommit) = (instance.FreeAfterCommit, []);
+            }
+
+            lock (_instances)
+            {
+                _instances.Remove(name);
             }
 
             Free(removed.Where(e => e.Kind == ExtentKind.Upper).Select(e => (e.StoreBlock, e.Length)).Concat(pending));
@@ -425,6 +444,7 @@ public sealed class UpperStore : IAsyncDisposable
         var uncommitted = new List<MappedExtent>();
         List<JournalRecord> records;
         List<(long, long)> frees;
+        Task checkpoint;
         lock (instance.Gate)
         {
             instance.Map.CollectUncommitted(uncommitted);
@@ -432,11 +452,15 @@ public sealed class UpperStore : IAsyncDisposable
             records = [.. instance.RetryRecords, .. uncommitted.Select(ToRecord)];
             instance.RetryRecords = [];
             (frees, instance.FreeAfterCommit) = (instance.FreeAfterCommit, []);
+            checkpoint = instance.CheckpointDurable;
         }
 
         if (records.Count == 0)
         {
-            Free(frees); // only possible after a checkpoint already made the state durable
+            // Everything this instance changed is durable, or taken by a checkpoint still
+            // being written: its completion is what makes it durable.
+            await checkpoint;
+            Free(frees);
             return;
         }
 
@@ -456,6 +480,8 @@ public sealed class UpperStore : IAsyncDisposable
             throw;
         }
 
+        // Changes a checkpoint took before this commit are durable only with that checkpoint.
+        await checkpoint;
         Free(frees);
     }
 
@@ -473,23 +499,59 @@ public sealed class UpperStore : IAsyncDisposable
             var (position, sequence) = _journal.Head;
             var saved = new List<CheckpointInstance>();
             var frees = new List<(long, long)>();
-            foreach (var instance in Instances)
+            var durable = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var taken = new List<(StoreInstance Instance, List<(long, long)> Frees)>();
+            try
             {
-                lock (instance.Gate)
-                {
-                    var extents = instance.Map.Extents
-                        .Select(e => new CheckpointExtent(e.VirtualBlock, e.Length, e.Kind == ExtentKind.Zero, e.StoreBlock)).ToList();
-                    saved.Add(new CheckpointInstance(instance.Definition, extents));
-                    instance.Map.MarkAllCommitted();
-                    instance.RetryRecords = [];
-                    frees.AddRange(instance.FreeAfterCommit);
-                    instance.FreeAfterCommit = [];
-                }
+                await WriteCheckpointAsync(position, sequence, saved, taken, frees, durable, clean);
+                durable.SetResult();
             }
+            catch (Exception e) when (e is IOException or StoreFullException)
+            {
+                // What it took is marked committed but is not durable: give it back, as records
+                // the instances' next commits carry first; flushes waiting on it fail.
+                GiveBack(saved, taken, durable.Task);
+                durable.SetException(new IOException($"a checkpoint failed: {e.Message}", e));
+                throw;
+            }
+        }
+        finally
+        {
+            _checkpointLock.Release();
+        }
+    }
 
-            byte[] bytes = CheckpointFormat.Encode(sequence, saved);
-            long blocks = Superblock.BlocksFor(bytes.Length);
-            var runs = AllocateForCheckpoint(blocks);
+    private async Task WriteCheckpointAsync(long position, ulong sequence, List<CheckpointInstance> saved,
+        List<(StoreInstance, List<(long, long)>)> taken, List<(long, long)> frees, TaskCompletionSource durable, bool clean)
+    {
+        foreach (var instance in Instances)
+        {
+            lock (instance.Gate)
+            {
+                if (instance.Deleted)
+                {
+                    continue; // its delete record is being written: it must not come back from here
+                }
+
+                instance.CheckpointDurable = durable.Task;
+                var extents = instance.Map.Extents
+                    .Select(e => new CheckpointExtent(e.VirtualBlock, e.Length, e.Kind == ExtentKind.Zero, e.StoreBlock)).ToList();
+                saved.Add(new CheckpointInstance(instance.Definition, extents));
+                instance.Map.MarkAllCommitted();
+                instance.RetryRecords = [];
+                taken.Add((instance, instance.FreeAfterCommit));
+                instance.FreeAfterCommit = [];
+            }
+        }
+
+        frees.AddRange(taken.SelectMany(t => t.Item2));
+
+        byte[] bytes = CheckpointFormat.Encode(sequence, saved);
+        long blocks = Superblock.BlocksFor(bytes.Length);
+        var runs = AllocateForCheckpoint(blocks);
+        var old = (_superblock.CheckpointStart, Superblock.BlocksFor(_superblock.CheckpointBytes));
+        try
+        {
             using (var buffer = new AlignedBuffer((int)(blocks * BlockSize)))
             {
                 bytes.CopyTo(buffer.Span);
@@ -497,7 +559,6 @@ public sealed class UpperStore : IAsyncDisposable
             }
 
             Counters.Add(WriteReason.Checkpoint, blocks * BlockSize);
-            var old = (_superblock.CheckpointStart, Superblock.BlocksFor(_superblock.CheckpointBytes));
             await PublishSuperblockAsync(_superblock with
             {
                 CheckpointStart = runs.Start,
@@ -507,17 +568,60 @@ public sealed class UpperStore : IAsyncDisposable
                 ReplaySequence = sequence,
                 Clean = clean,
             });
-            _journal.Release(position);
-            if (old.CheckpointStart != 0)
-            {
-                frees.Add(old);
-            }
-
-            Free(frees);
         }
-        finally
+        catch (IOException)
         {
-            _checkpointLock.Release();
+            Free([runs]); // no superblock names this checkpoint: its blocks are free again
+            throw;
+        }
+
+        _journal.Release(position);
+        if (old.CheckpointStart != 0)
+        {
+            frees.Add(old);
+        }
+
+        Free(frees);
+    }
+
+    /// <summary>Whether a checkpoint that listed the instance has become durable.</summary>
+    private static async Task<bool> DurableThroughCheckpointAsync(StoreInstance instance)
+    {
+        Task checkpoint;
+        lock (instance.Gate)
+        {
+            checkpoint = instance.CheckpointDurable;
+        }
+
+        try
+        {
+            await checkpoint;
+            return !ReferenceEquals(checkpoint, Task.CompletedTask);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>After a failed checkpoint: each instance's next commit carries its whole map as it was taken, first.</summary>
+    private static void GiveBack(List<CheckpointInstance> saved, List<(StoreInstance Instance, List<(long, long)> Frees)> taken, Task failed)
+    {
+        for (int i = 0; i < taken.Count; i++)
+        {
+            var (instance, pendingFrees) = taken[i];
+            var records = saved[i].Extents.Select(e => e.Zero
+                ? (JournalRecord)new ZeroRecord(e.VirtualBlock, e.Length)
+                : new MapRecord(e.VirtualBlock, e.StoreBlock, e.Length));
+            lock (instance.Gate)
+            {
+                instance.RetryRecords = [.. records, .. instance.RetryRecords];
+                instance.FreeAfterCommit.AddRange(pendingFrees);
+                if (ReferenceEquals(instance.CheckpointDurable, failed))
+                {
+                    instance.CheckpointDurable = Task.CompletedTask; // commits now carry what it took
+                }
+            }
         }
     }
 
@@ -703,6 +807,13 @@ public sealed class UpperStore : IAsyncDisposable
             switch (record)
             {
                 case CreateInstanceRecord create:
+                    // A create whose record failed may still be durable through a checkpoint; a later
+                    // acknowledged create of the same name is the one that counts.
+                    foreach (var stale in instances.Values.Where(i => i.Name == create.Definition.Name && i.Definition.Id != create.Definition.Id).ToList())
+                    {
+                        instances.Remove(stale.Definition.Id);
+                    }
+
                     instances.TryAdd(create.Definition.Id, new StoreInstance(create.Definition));
                     break;
                 case DeleteInstanceRecord:

@@ -45,7 +45,6 @@ internal sealed class MetadataJournal : IDisposable
     /// <summary>Largest batch in blocks (1 MiB), bounding one device write and the replay buffer.</summary>
     public const int MaxBatchBlocks = 256;
     private const int BlockSize = Superblock.Size;
-    private static readonly int MaxPayload = (MaxBatchBlocks * BlockSize) - JournalFormat.BatchHeaderBytes;
 
     private readonly IBlockDevice _device;
     private readonly Guid _storeId;
@@ -72,7 +71,12 @@ internal sealed class MetadataJournal : IDisposable
         _head = head;
         _nextSequence = sequence;
         _makeRoom = makeRoom;
+        // A batch never takes more than a quarter of the region, so any batch fits once a
+        // checkpoint has emptied the journal, however small the journal is.
+        _maxPayload = (int)(Math.Min(MaxBatchBlocks, Math.Max(1, blocks / 4)) * BlockSize) - JournalFormat.BatchHeaderBytes;
     }
+
+    private readonly int _maxPayload;
 
     /// <summary>Where the next batch goes and its sequence: a checkpoint's replay start.</summary>
     public (long Position, ulong Sequence) Head
@@ -329,7 +333,7 @@ internal sealed class MetadataJournal : IDisposable
             while (_queue.TryPeek(out var next))
             {
                 int size = JournalFormat.EncodedSize(next.Commit);
-                if (batch.Count > 0 && payload + size > MaxPayload)
+                if (batch.Count > 0 && payload + size > _maxPayload)
                 {
                     break;
                 }
@@ -345,9 +349,9 @@ internal sealed class MetadataJournal : IDisposable
     private long Used() => ((_head - _tail) % _blocks + _blocks) % _blocks;
 
     /// <summary>Splits a commit whose encoding would not fit in one batch.</summary>
-    private static IEnumerable<JournalCommit> Split(JournalCommit commit)
+    private IEnumerable<JournalCommit> Split(JournalCommit commit)
     {
-        if (JournalFormat.EncodedSize(commit) <= MaxPayload)
+        if (JournalFormat.EncodedSize(commit) <= _maxPayload)
         {
             yield return commit;
             yield break;
@@ -358,7 +362,7 @@ internal sealed class MetadataJournal : IDisposable
         foreach (var record in commit.Records)
         {
             int recordSize = JournalFormat.EncodedSize(new JournalCommit(0, [record])) - JournalFormat.CommitHeaderBytes;
-            if (part.Count > 0 && size + recordSize > MaxPayload)
+            if (part.Count > 0 && size + recordSize > _maxPayload)
             {
                 yield return commit with { Records = part };
                 part = [];
