@@ -339,12 +339,18 @@ internal static class CrashTestKit
     public static long EnvironmentCount(string name, long fallback) =>
         long.TryParse(Environment.GetEnvironmentVariable(name), out long value) && value > 0 ? value : fallback;
 
-    /// <summary>Says something in the test output and on the console (so it shows in make test).</summary>
+    /// <summary>
+    /// Says something in the test output, and in the file tests/run-all names in
+    /// BLOCKOVERLAY_TEST_REPORT, whose lines it prints above the closing line of make test
+    /// (dotnet test's quiet console shows no test output).
+    /// </summary>
     public static void Report(string line)
     {
         TestContext.Out.WriteLine(line);
-        TestContext.Progress.WriteLine(line);
-        Console.WriteLine(line);
+        if (Environment.GetEnvironmentVariable("BLOCKOVERLAY_TEST_REPORT") is { Length: > 0 } report)
+        {
+            File.AppendAllText(report, line + Environment.NewLine);
+        }
     }
 
     public static string Trail(IEnumerable<string> steps, int last = 12)
