@@ -25,9 +25,11 @@ namespace BlockOverlay.Store;
 /// mapping is durable; blocks never durably mapped are freed at once (invariant 4).
 /// </para>
 /// <para>
-/// <b>Reads</b> look the range up, read the upper blocks, then look again: if the range's
-/// upper blocks changed meanwhile (a block may have been freed and reused by another
-/// instance), the read starts over. A read therefore never returns another instance's data.
+/// <b>Reads</b> hold a ticket while they look up and read upper blocks, and a freed block is
+/// quarantined until every read that started before the free has finished: a block a read
+/// found in a map cannot be reused (by this instance or another) under it. A read therefore
+/// returns this instance's old or new data, never another instance's. (Comparing block
+/// numbers after the read would not do: a block can be freed, reused and mapped back.)
 /// </para>
 /// <para>
 /// <b>Checkpoints</b> write every instance's whole map (as of "now") to data blocks, then a new
@@ -55,8 +57,9 @@ namespace BlockOverlay.Store;
 /// <see cref="_checkpointLock"/> (async) serializes checkpoints. They are separate because a
 /// commit that finds the journal full waits for a checkpoint, and a create or delete commits.
 /// Each instance's gate guards its map for in-memory work only; <see cref="_spaceLock"/> guards
-/// the allocator. No lock but the two async ones is held across I/O; the order is instance
-/// gate before space lock.
+/// the allocator; <see cref="_readLock"/> the read tickets and the quarantine of freed blocks.
+/// No lock but the two async ones is held across I/O, and no lock is taken inside another
+/// (frees take the read lock, release it, then take the space lock).
 /// </para>
 /// <para>
 /// <b>Instances and checkpoints.</b> A checkpoint takes the journal head first and lists the
@@ -74,6 +77,10 @@ public sealed class UpperStore : IAsyncDisposable
     private readonly SemaphoreSlim _namespaceLock = new(1, 1);
     private readonly SemaphoreSlim _checkpointLock = new(1, 1);
     private readonly Lock _spaceLock = new();
+    private readonly Lock _readLock = new();
+    private readonly SortedSet<long> _readsInFlight = [];
+    private readonly Queue<(long Ticket, List<(long Start, long Length)> Runs)> _quarantine = new();
+    private long _lastTicket;
     private readonly Dictionary<string, StoreInstance> _instances;
     private readonly BlockAllocator _allocator;
     private readonly MetadataJournal _journal;
@@ -190,13 +197,15 @@ public sealed class UpperStore : IAsyncDisposable
         }
 
         var (commits, position, sequence) = await MetadataJournal.ReplayAsync(device, superblock);
+        uint highestId = instances.Count == 0 ? 0 : instances.Keys.Max();
         foreach (var commit in commits)
         {
             Apply(instances, commit);
+            highestId = Math.Max(highestId, commit.InstanceId); // deleted ones too: ids are never reused
         }
 
         var allocator = RebuildFreeSpace(superblock, instances.Values);
-        uint nextId = Math.Max(superblock.NextInstanceId, instances.Count == 0 ? 1 : instances.Keys.Max() + 1);
+        uint nextId = Math.Max(superblock.NextInstanceId, highestId + 1);
         var byName = instances.Values.ToDictionary(i => i.Name, StringComparer.Ordinal);
         var store = new UpperStore(device, superblock with { NextInstanceId = nextId }, byName, allocator, position, sequence);
         // In use from now on: a crash before the next clean close is seen as one.
@@ -402,8 +411,8 @@ public sealed class UpperStore : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(instance);
         ArgumentNullException.ThrowIfNull(layout);
         long count = CheckRange(instance, virtualBlock, destination.Length);
-        var again = new List<MappedExtent>();
-        while (true)
+        long ticket = BeginRead();
+        try
         {
             layout.Clear();
             Lookup(instance, virtualBlock, count, layout);
@@ -413,13 +422,10 @@ public sealed class UpperStore : IAsyncDisposable
                 await _device.ReadAsync(extent.StoreBlock * BlockSize, buffer.Memory);
                 buffer.Memory.CopyTo(destination[(int)((extent.VirtualBlock - virtualBlock) * BlockSize)..]);
             }
-
-            again.Clear();
-            Lookup(instance, virtualBlock, count, again);
-            if (UpperBlocksOf(layout).SequenceEqual(UpperBlocksOf(again)))
-            {
-                return;
-            }
+        }
+        finally
+        {
+            EndRead(ticket);
         }
     }
 
@@ -459,7 +465,7 @@ public sealed class UpperStore : IAsyncDisposable
         {
             // Everything this instance changed is durable, or taken by a checkpoint still
             // being written: its completion is what makes it durable.
-            await checkpoint;
+            await AwaitCheckpointAsync(instance, checkpoint, frees);
             Free(frees);
             return;
         }
@@ -481,8 +487,26 @@ public sealed class UpperStore : IAsyncDisposable
         }
 
         // Changes a checkpoint took before this commit are durable only with that checkpoint.
-        await checkpoint;
+        await AwaitCheckpointAsync(instance, checkpoint, frees);
         Free(frees);
+    }
+
+    /// <summary>Waits for a checkpoint a commit depends on; if it failed, the commit's frees wait for the next commit.</summary>
+    private static async Task AwaitCheckpointAsync(StoreInstance instance, Task checkpoint, List<(long, long)> frees)
+    {
+        try
+        {
+            await checkpoint;
+        }
+        catch (IOException)
+        {
+            lock (instance.Gate)
+            {
+                instance.FreeAfterCommit.AddRange(frees);
+            }
+
+            throw;
+        }
     }
 
     /// <summary>
@@ -510,7 +534,7 @@ public sealed class UpperStore : IAsyncDisposable
             {
                 // What it took is marked committed but is not durable: give it back, as records
                 // the instances' next commits carry first; flushes waiting on it fail.
-                GiveBack(saved, taken, durable.Task);
+                GiveBack(taken, durable.Task);
                 durable.SetException(new IOException($"a checkpoint failed: {e.Message}", e));
                 throw;
             }
@@ -604,18 +628,19 @@ public sealed class UpperStore : IAsyncDisposable
         }
     }
 
-    /// <summary>After a failed checkpoint: each instance's next commit carries its whole map as it was taken, first.</summary>
-    private static void GiveBack(List<CheckpointInstance> saved, List<(StoreInstance Instance, List<(long, long)> Frees)> taken, Task failed)
+    /// <summary>
+    /// After a failed checkpoint: each instance's next commit carries its whole map, as it is
+    /// now. Not as the checkpoint took it: commits journaled since may hold newer state, and
+    /// replaying the older snapshot after them would undo it. The current map supersedes
+    /// everything earlier, including older retry records.
+    /// </summary>
+    private static void GiveBack(List<(StoreInstance Instance, List<(long, long)> Frees)> taken, Task failed)
     {
-        for (int i = 0; i < taken.Count; i++)
+        foreach (var (instance, pendingFrees) in taken)
         {
-            var (instance, pendingFrees) = taken[i];
-            var records = saved[i].Extents.Select(e => e.Zero
-                ? (JournalRecord)new ZeroRecord(e.VirtualBlock, e.Length)
-                : new MapRecord(e.VirtualBlock, e.StoreBlock, e.Length));
             lock (instance.Gate)
             {
-                instance.RetryRecords = [.. records, .. instance.RetryRecords];
+                instance.RetryRecords = [.. instance.Map.Extents.Select(ToRecord)];
                 instance.FreeAfterCommit.AddRange(pendingFrees);
                 if (ReferenceEquals(instance.CheckpointDurable, failed))
                 {
@@ -658,9 +683,6 @@ public sealed class UpperStore : IAsyncDisposable
             (e.Committed ? instance.FreeAfterCommit : freeNow).Add((e.StoreBlock, e.Length));
         }
     }
-
-    private static IEnumerable<(long, long)> UpperBlocksOf(List<MappedExtent> layout) =>
-        layout.Where(e => e.Kind == ExtentKind.Upper).Select(e => (e.StoreBlock, e.Length));
 
     private static long CheckRange(StoreInstance instance, long virtualBlock, long bytes)
     {
@@ -726,7 +748,31 @@ public sealed class UpperStore : IAsyncDisposable
         return (2 * Superblock.BlocksFor(CheckpointFormat.HeaderBytes + (extents * 48))) + 16;
     }
 
+    /// <summary>
+    /// Frees blocks, through the quarantine: while reads that started before now are still in
+    /// flight (any of them may have found these blocks in a map), the blocks wait.
+    /// </summary>
     private void Free(IEnumerable<(long Start, long Length)> runs)
+    {
+        var list = runs.ToList();
+        if (list.Count == 0)
+        {
+            return;
+        }
+
+        lock (_readLock)
+        {
+            if (_readsInFlight.Count > 0)
+            {
+                _quarantine.Enqueue((_lastTicket, list));
+                return;
+            }
+        }
+
+        FreeNow(list);
+    }
+
+    private void FreeNow(List<(long Start, long Length)> runs)
     {
         lock (_spaceLock)
         {
@@ -734,6 +780,36 @@ public sealed class UpperStore : IAsyncDisposable
             {
                 _allocator.Free(start, length);
             }
+        }
+    }
+
+    private long BeginRead()
+    {
+        lock (_readLock)
+        {
+            long ticket = ++_lastTicket;
+            _readsInFlight.Add(ticket);
+            return ticket;
+        }
+    }
+
+    /// <summary>Ends a read; blocks freed before every read still in flight started are released.</summary>
+    private void EndRead(long ticket)
+    {
+        List<(long, long)>? released = null;
+        lock (_readLock)
+        {
+            _readsInFlight.Remove(ticket);
+            long oldest = _readsInFlight.Count == 0 ? long.MaxValue : _readsInFlight.Min;
+            while (_quarantine.TryPeek(out var held) && held.Ticket < oldest)
+            {
+                (released ??= []).AddRange(_quarantine.Dequeue().Runs);
+            }
+        }
+
+        if (released is not null)
+        {
+            FreeNow(released);
         }
     }
 

@@ -286,6 +286,60 @@ public sealed class FaultTests
         await AssertReadsAsync(reopened, "z", expected, "after a kill");
     }
 
+    /// <summary>
+    /// A checkpoint that fails while a commit waits for it: the commit fails too, but the next
+    /// commit must make the newest writes durable — what the failed checkpoint had taken (an
+    /// older map) must not be journaled after the newer records and roll them back — and no
+    /// block may be lost from the free count.
+    /// </summary>
+    [Test]
+    public async Task A_checkpoint_failing_under_a_waiting_commit_rolls_nothing_back_and_leaks_nothing()
+    {
+        var media = await CrashTestKit.NewStoreAsync(dataBlocks: 256, journalBlocks: 64);
+        var sb = await CrashTestKit.ReadSuperblockAsync(media);
+        var faults = new FaultInjectingDevice(media);
+        var device = new PausingDevice(faults);
+        var store = await UpperStore.OpenAsync(device);
+        var x = await store.CreateInstanceAsync("x", 16 * Block, null);
+        async Task WriteAsync(long block, long serial) =>
+            await store.WriteAsync(x, block, CrashTestKit.Blocks(x.Definition.Id, block, 1, serial));
+
+        await WriteAsync(1, 1);
+        await store.CommitAsync(x);
+        await WriteAsync(1, 2);
+
+        // A checkpoint takes x's map (block 1 = write 2) and is held at its write.
+        var paused = device.PauseNextWrite(sb.DataStart * Block, media.Size);
+        var checkpoint = Task.Run(() => store.CheckpointAsync());
+        await paused.Arrived.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Meanwhile x overwrites block 1 and commits: the commit's record is written, then it
+        // waits for the checkpoint, which fails.
+        await WriteAsync(1, 3);
+        var commit = store.CommitAsync(x);
+        faults.FailNext(DeviceOperation.Write, 1, InjectedError.IoError, sb.DataStart * Block, media.Size - (sb.DataStart * Block));
+        paused.Release();
+        Assert.ThrowsAsync<IOException>(() => checkpoint, "the checkpoint");
+        try
+        {
+            await commit;   // failing with the checkpoint is fine; succeeding is fine too
+        }
+        catch (IOException)
+        {
+        }
+
+        await store.CommitAsync(x);   // succeeds: everything written so far is durable
+        var expected = new long[16];
+        expected[1] = 3;
+        await AssertReadsAsync(store, "x", expected, "in memory");
+        await using (var reopened = await UpperStore.OpenAsync(media.Clone()))
+        {
+            await AssertReadsAsync(reopened, "x", expected, "after the next commit succeeded and a kill");
+        }
+
+        await CrashTestKit.CheckSpaceAsync(store, media, "after the failed checkpoint and the next commit", exactFreeCount: true);
+    }
+
     /// <summary>Commits one-block batches until the next batch cannot fit without a checkpoint.</summary>
     private static async Task FillJournalAsync(Rig rig, StoreInstance filler)
     {
