@@ -1,8 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text;
 
 namespace BlockOverlay.Clients.Tests.Fixtures;
@@ -13,9 +10,8 @@ namespace BlockOverlay.Clients.Tests.Fixtures;
 /// is accepted. Its log (stderr) is kept for failure messages and written to the test's
 /// output when it stops; stopping is SIGTERM, then SIGKILL if it lingers.
 /// </summary>
-internal sealed partial class ServerProcess : IDisposable
+internal sealed class ServerProcess : IDisposable
 {
-    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);
 
     private readonly Process _process;
@@ -154,13 +150,13 @@ internal sealed partial class ServerProcess : IDisposable
         for (var attempt = 1; ; attempt++)
         {
             var directory = Directory.CreateTempSubdirectory("blockoverlay-clients-").FullName;
-            var server = new ServerProcess(directory, exports, tcp ? FreeLoopbackPort() : null);
+            var server = new ServerProcess(directory, exports, tcp ? ServerLauncher.FreeLoopbackPort() : null);
             try
             {
-                server.WaitUntilAccepting();
+                ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString);
                 return server;
             }
-            catch (AddressInUseException) when (attempt < Attempts)
+            catch (ServerLauncher.AddressInUseException) when (attempt < Attempts)
             {
                 server.Dispose();
             }
@@ -172,53 +168,6 @@ internal sealed partial class ServerProcess : IDisposable
         }
     }
 
-    private static int FreeLoopbackPort()
-    {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
-    }
-
-    private void WaitUntilAccepting()
-    {
-        var clock = Stopwatch.StartNew();
-        while (!Accepts(new UnixDomainSocketEndPoint(SocketPath), AddressFamily.Unix, ProtocolType.Unspecified)
-            || (Port is { } p && !Accepts(new IPEndPoint(IPAddress.Loopback, p), AddressFamily.InterNetwork, ProtocolType.Tcp)))
-        {
-            if (_process.HasExited)
-            {
-                _process.WaitForExit();
-                if (Log.Contains("already in use", StringComparison.OrdinalIgnoreCase))
-                {
-                    throw new AddressInUseException();
-                }
-
-                Assert.Fail($"the server exited with {_process.ExitCode} before accepting connections\n{this}");
-            }
-
-            if (clock.Elapsed > StartTimeout)
-            {
-                Assert.Fail($"the server did not accept connections within {StartTimeout.TotalSeconds} s\n{this}");
-            }
-
-            Thread.Sleep(20);
-        }
-    }
-
-    private static bool Accepts(EndPoint endPoint, AddressFamily family, ProtocolType protocol)
-    {
-        using var socket = new Socket(family, SocketType.Stream, protocol);
-        try
-        {
-            socket.Connect(endPoint);
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
-    }
-
     private void Stop()
     {
         if (_process.HasExited)
@@ -227,8 +176,7 @@ internal sealed partial class ServerProcess : IDisposable
             return;
         }
 
-        const int Sigterm = 15;
-        _ = kill(_process.Id, Sigterm);
+        ServerLauncher.Terminate(_process);
         if (!_process.WaitForExit(StopTimeout))
         {
             AppendLog($"[test] the server ignored SIGTERM for {StopTimeout.TotalSeconds} s; killing it");
@@ -250,9 +198,4 @@ internal sealed partial class ServerProcess : IDisposable
             _log.AppendLine(line);
         }
     }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
-
-    private sealed class AddressInUseException : Exception;
 }

@@ -1,8 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Text;
 using BlockOverlay.Clients.Tests.Fixtures;
 
@@ -14,9 +11,8 @@ namespace BlockOverlay.Clients.Tests.Store;
 /// accepted. Unlike <see cref="ServerProcess"/> it can be killed with SIGKILL or stopped
 /// with SIGTERM by the test, and restarted on the same store and socket.
 /// </summary>
-internal sealed partial class StoreServer : IDisposable
+internal sealed class StoreServer : IDisposable
 {
-    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
 
     private readonly Process _process;
@@ -77,13 +73,13 @@ internal sealed partial class StoreServer : IDisposable
         const int Attempts = 3;
         for (var attempt = 1; ; attempt++)
         {
-            var server = new StoreServer(workspace.StorePath, workspace["nbd.sock"], tcp ? FreeLoopbackPort() : null);
+            var server = new StoreServer(workspace.StorePath, workspace["nbd.sock"], tcp ? ServerLauncher.FreeLoopbackPort() : null);
             try
             {
-                server.WaitUntilAccepting();
+                ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString);
                 return server;
             }
-            catch (AddressInUseException) when (attempt < Attempts)
+            catch (ServerLauncher.AddressInUseException) when (attempt < Attempts)
             {
                 server.Dispose();
             }
@@ -113,9 +109,8 @@ internal sealed partial class StoreServer : IDisposable
     /// <summary>SIGTERM, then waits for the exit; returns the exit code (fails the test if it lingers).</summary>
     public int Terminate()
     {
-        const int Sigterm = 15;
         AppendLog("[test] SIGTERM");
-        _ = kill(_process.Id, Sigterm);
+        ServerLauncher.Terminate(_process);
         if (!_process.WaitForExit(StopTimeout))
         {
             _process.Kill();
@@ -139,7 +134,7 @@ internal sealed partial class StoreServer : IDisposable
         _disposed = true;
         if (!_process.HasExited)
         {
-            _ = kill(_process.Id, 15);
+            ServerLauncher.Terminate(_process);
             if (!_process.WaitForExit(StopTimeout))
             {
                 _process.Kill();
@@ -150,53 +145,6 @@ internal sealed partial class StoreServer : IDisposable
         TestContext.Out.WriteLine($"--- server log (exit {_process.ExitCode}) ---");
         TestContext.Out.WriteLine(Log);
         _process.Dispose();
-    }
-
-    private static int FreeLoopbackPort()
-    {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
-    }
-
-    private void WaitUntilAccepting()
-    {
-        var clock = Stopwatch.StartNew();
-        while (!Accepts(new UnixDomainSocketEndPoint(SocketPath), AddressFamily.Unix, ProtocolType.Unspecified)
-            || (Port is { } p && !Accepts(new IPEndPoint(IPAddress.Loopback, p), AddressFamily.InterNetwork, ProtocolType.Tcp)))
-        {
-            if (_process.HasExited)
-            {
-                _process.WaitForExit();
-                if (Log.Contains("already in use", StringComparison.OrdinalIgnoreCase) && Port is not null)
-                {
-                    throw new AddressInUseException();
-                }
-
-                Assert.Fail($"the server exited with {_process.ExitCode} before accepting connections\n{this}");
-            }
-
-            if (clock.Elapsed > StartTimeout)
-            {
-                Assert.Fail($"the server did not accept connections within {StartTimeout.TotalSeconds} s\n{this}");
-            }
-
-            Thread.Sleep(20);
-        }
-    }
-
-    private static bool Accepts(EndPoint endPoint, AddressFamily family, ProtocolType protocol)
-    {
-        using var socket = new Socket(family, SocketType.Stream, protocol);
-        try
-        {
-            socket.Connect(endPoint);
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
     }
 
     private void AppendLog(string? line)
@@ -211,9 +159,4 @@ internal sealed partial class StoreServer : IDisposable
             _log.AppendLine(line);
         }
     }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
-
-    private sealed class AddressInUseException : Exception;
 }
