@@ -68,14 +68,8 @@ stop_servers() {
 trap stop_servers EXIT
 trap 'exit 130' INT TERM
 
-# Runs a command for at most $1 seconds, or less if the budget is nearly spent.
-bounded() {
-    local limit=$1 left=$((budget - (SECONDS - started)))
-    shift
-    [ "$left" -gt 0 ] || fail "out of time budget (${budget} s) before: $*"
-    [ "$left" -lt "$limit" ] && limit=$left
-    timeout --kill-after=5 "$limit" "$@"
-}
+# bounded: one step within the run's time budget.
+source "$repo/perf/lib.sh"
 
 wait_for_socket() {
     local name=$1

@@ -16,7 +16,35 @@ internal static partial class ServerLauncher
     /// <summary>The server exited because its port was taken meanwhile: try another port.</summary>
     public sealed class AddressInUseException : Exception;
 
-    public static int FreeLoopbackPort()
+    /// <summary>
+    /// Launches a server (with a free loopback port when <paramref name="tcp"/>) and waits until
+    /// it accepts. A port is free when probed but another process may take it before the server
+    /// binds; that shows as a server that exits at once, so a few ports are tried.
+    /// </summary>
+    public static T Start<T>(bool tcp, Func<int?, T> launch, Action<T> waitUntilAccepting) where T : IDisposable
+    {
+        const int Attempts = 3;
+        for (var attempt = 1; ; attempt++)
+        {
+            var server = launch(tcp ? FreeLoopbackPort() : null);
+            try
+            {
+                waitUntilAccepting(server);
+                return server;
+            }
+            catch (AddressInUseException) when (attempt < Attempts)
+            {
+                server.Dispose();
+            }
+            catch
+            {
+                server.Dispose();
+                throw;
+            }
+        }
+    }
+
+    private static int FreeLoopbackPort()
     {
         using var probe = new TcpListener(IPAddress.Loopback, 0);
         probe.Start();

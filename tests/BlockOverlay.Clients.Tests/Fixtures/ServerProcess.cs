@@ -142,31 +142,11 @@ internal sealed class ServerProcess : IDisposable
         }
     }
 
-    private static ServerProcess StartListening(IReadOnlyList<string> exports, bool tcp)
-    {
-        // The port is free when probed but another process may take it before the server
-        // binds; that shows as a server that exits at once, so try a few ports.
-        const int Attempts = 3;
-        for (var attempt = 1; ; attempt++)
-        {
-            var directory = Directory.CreateTempSubdirectory("blockoverlay-clients-").FullName;
-            var server = new ServerProcess(directory, exports, tcp ? ServerLauncher.FreeLoopbackPort() : null);
-            try
-            {
-                ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString);
-                return server;
-            }
-            catch (ServerLauncher.AddressInUseException) when (attempt < Attempts)
-            {
-                server.Dispose();
-            }
-            catch
-            {
-                server.Dispose();
-                throw;
-            }
-        }
-    }
+    private static ServerProcess StartListening(IReadOnlyList<string> exports, bool tcp) =>
+        ServerLauncher.Start(
+            tcp,
+            port => new ServerProcess(Directory.CreateTempSubdirectory("blockoverlay-clients-").FullName, exports, port),
+            server => ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString));
 
     private void Stop()
     {

@@ -68,28 +68,11 @@ internal sealed class StoreServer : IDisposable
     }
 
     /// <summary>Serves the workspace's store on <c>workspace/nbd.sock</c> (and TCP when asked).</summary>
-    public static StoreServer Start(StoreWorkspace workspace, bool tcp = false)
-    {
-        const int Attempts = 3;
-        for (var attempt = 1; ; attempt++)
-        {
-            var server = new StoreServer(workspace.StorePath, workspace["nbd.sock"], tcp ? ServerLauncher.FreeLoopbackPort() : null);
-            try
-            {
-                ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString);
-                return server;
-            }
-            catch (ServerLauncher.AddressInUseException) when (attempt < Attempts)
-            {
-                server.Dispose();
-            }
-            catch
-            {
-                server.Dispose();
-                throw;
-            }
-        }
-    }
+    public static StoreServer Start(StoreWorkspace workspace, bool tcp = false) =>
+        ServerLauncher.Start(
+            tcp,
+            port => new StoreServer(workspace.StorePath, workspace["nbd.sock"], port),
+            server => ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString));
 
     public string UnixUri(string export) => $"nbd+unix:///{export}?socket={SocketPath}";
 
