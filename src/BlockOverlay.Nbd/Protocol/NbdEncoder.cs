@@ -126,10 +126,6 @@ public static class NbdEncoder
         writer.Advance(NbdWire.StructuredReplyHeaderSize);
     }
 
-    /// <summary>NBD_REPLY_TYPE_NONE with DONE: the request succeeded.</summary>
-    public static void WriteNoneChunk(IBufferWriter<byte> writer, ulong cookie) =>
-        WriteChunkHeader(writer, ReplyFlags.Done, ReplyChunkType.None, cookie, 0);
-
     /// <summary>NBD_REPLY_TYPE_OFFSET_DATA: <paramref name="data"/> is the content at <paramref name="offset"/>.</summary>
     public static void WriteDataChunk(IBufferWriter<byte> writer, ulong cookie, ReplyFlags flags, ulong offset, ReadOnlySpan<byte> data)
     {

@@ -48,7 +48,6 @@ public static class NbdWire
     public const uint SimpleReplyMagic = 0x67446698;
     public const uint StructuredReplyMagic = 0x668e33ef;
 
-    public const int ClientFlagsSize = 4;
     public const int OptionHeaderSize = 16;
     public const int OptionReplyHeaderSize = 20;
     public const int RequestHeaderSize = 28;

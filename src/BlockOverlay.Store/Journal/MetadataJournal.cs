@@ -102,8 +102,6 @@ internal sealed class MetadataJournal : IDisposable
         }
     }
 
-    public long TotalBlocks => _blocks;
-
     /// <summary>Bytes written to the journal so far (for the counters).</summary>
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
 
