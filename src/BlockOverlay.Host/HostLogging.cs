@@ -29,4 +29,8 @@ internal static partial class HostLog
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "store opened with {Count} instances (it was closed {How})")]
     public static partial void StoreOpened(ILogger logger, int count, string how);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "instance '{Instance}' is unclean: it flushes in volatile mode and the store crashed while it was in use, " +
+                                                                   "so it holds whatever reached the store, not a flushed state (clear with: blockoverlay instance set {Instance} --flush-mode ...)")]
+    public static partial void InstanceUnclean(ILogger logger, string instance);
 }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Store;
+using BlockOverlay.Store.Format;
 
 namespace BlockOverlay.Host;
 
@@ -19,6 +20,7 @@ internal static class InstanceCommands
             CreateCommand(store),
             DeleteCommand(store),
             ListCommand(store),
+            SetCommand(store),
         };
     }
 
@@ -27,7 +29,8 @@ internal static class InstanceCommands
         var name = new Argument<string>("NAME") { Description = "The instance's name; it is also its NBD export name." };
         var baseImage = new Option<string>("--base") { Description = "A raw image the instance starts as (never written)." };
         var size = new Option<string>("--size") { Description = "Virtual size (default: the base's, rounded up to 4 KiB); past the base it reads as zeros." };
-        var command = new Command("create", "Create an instance.") { name, baseImage, size, store };
+        var mode = FlushModeOption("What a flush makes durable (default: isolated).");
+        var command = new Command("create", "Create an instance.") { name, baseImage, size, mode, store };
         command.SetAction((parse, _) => CommandErrors.RunAsync("instance create", async () =>
         {
             string instanceName = parse.GetValue(name)!;
@@ -43,7 +46,7 @@ internal static class InstanceCommands
                 throw new FormatException("an instance needs --base IMAGE, or --size SIZE for one that starts as zeros");
             }
 
-            Store.Format.BaseIdentity? identity = null;
+            BaseIdentity? identity = null;
             if (basePath is not null)
             {
                 await using var image = BaseImage.Open(basePath);
@@ -57,8 +60,9 @@ internal static class InstanceCommands
             }
 
             await using var session = await StoreSession.OpenAsync(parse.GetValue(store)!);
-            await session.Store.CreateInstanceAsync(instanceName, bytes, identity);
-            Console.WriteLine($"created instance '{instanceName}' ({new ByteSize(bytes)}{(identity is null ? "" : $" over {identity.Path}")})");
+            var flushMode = ParseFlushMode(parse.GetValue(mode) ?? "isolated");
+            await session.Store.CreateInstanceAsync(instanceName, bytes, identity, flushMode);
+            Console.WriteLine($"created instance '{instanceName}' ({new ByteSize(bytes)}{(identity is null ? "" : $" over {identity.Path}")}, flush mode {Describe(flushMode)})");
             return 0;
         }));
         return command;
@@ -80,20 +84,54 @@ internal static class InstanceCommands
 
     private static Command ListCommand(Option<string> store)
     {
-        var command = new Command("list", "List instances: name, virtual size, upper data, base.") { store };
+        var command = new Command("list", "List instances: name, virtual size, upper data, flush mode, base.") { store };
         command.SetAction((parse, _) => CommandErrors.RunAsync("instance list", async () =>
         {
             await using var session = await StoreSession.OpenAsync(parse.GetValue(store)!);
             foreach (var instance in session.Store.Instances)
             {
                 var d = instance.Definition;
-                Console.WriteLine($"{d.Name}\t{new ByteSize(d.VirtualSize)}\t{new ByteSize(instance.UpperBlocks * UpperStore.BlockSize)}\t{d.Base?.Path ?? "-"}");
+                string mode = Describe(d.FlushMode) + (d.Unclean ? ",unclean" : "");
+                Console.WriteLine($"{d.Name}\t{new ByteSize(d.VirtualSize)}\t{new ByteSize(instance.UpperBlocks * UpperStore.BlockSize)}\t{mode}\t{d.Base?.Path ?? "-"}");
             }
 
             return 0;
         }));
         return command;
     }
+
+    private static Command SetCommand(Option<string> store)
+    {
+        var name = new Argument<string>("NAME") { Description = "The instance to change." };
+        var mode = FlushModeOption("The new flush mode (also clears an 'unclean' mark left by a crash in volatile mode).");
+        mode.Required = true;
+        var command = new Command("set", "Change an instance's settings.") { name, mode, store };
+        command.SetAction((parse, _) => CommandErrors.RunAsync("instance set", async () =>
+        {
+            var flushMode = ParseFlushMode(parse.GetValue(mode)!);
+            await using var session = await StoreSession.OpenAsync(parse.GetValue(store)!);
+            await session.Store.SetFlushModeAsync(parse.GetValue(name)!, flushMode);
+            Console.WriteLine($"instance '{parse.GetValue(name)}': flush mode {Describe(flushMode)}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Option<string> FlushModeOption(string description) => new("--flush-mode")
+    {
+        Description = description + " isolated: a flush writes this instance's data only; global: every instance's " +
+                      "(the whole-filesystem syncfs baseline); volatile: flushes are acknowledged without persistence.",
+    };
+
+    private static FlushMode ParseFlushMode(string text) => text switch
+    {
+        "isolated" => FlushMode.Isolated,
+        "global" => FlushMode.Global,
+        "volatile" => FlushMode.Volatile,
+        _ => throw new FormatException($"'{text}' is not a flush mode: use isolated, global or volatile"),
+    };
+
+    internal static string Describe(FlushMode mode) => mode.ToString().ToLowerInvariant();
 
     private static long RoundUp(long bytes) => (bytes + UpperStore.BlockSize - 1) / UpperStore.BlockSize * UpperStore.BlockSize;
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
+using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Store;
@@ -74,12 +75,14 @@ internal static class ServeCommand
         var catalog = new ExportCatalog();
         var opened = new List<IExport>();
         StoreSession? session = null;
+        WriteBackCache? cache = null;
         try
         {
             if (storePath is not null)
             {
                 session = await StoreSession.OpenAsync(storePath);
-                await AddInstancesAsync(session.Store, catalog, opened, logger);
+                cache = new WriteBackCache(session.Store);
+                await AddInstancesAsync(cache, catalog, opened, logger);
             }
 
             foreach (var spec in specs)
@@ -126,14 +129,20 @@ internal static class ServeCommand
         }
         finally
         {
+            // Instances write back and commit what they hold as they close (invariant 9); then
+            // the store checkpoints every instance and is marked cleanly shut down.
             foreach (var export in opened)
             {
                 await export.DisposeAsync();
             }
 
+            if (cache is not null)
+            {
+                await cache.DisposeAsync();
+            }
+
             if (session is not null)
             {
-                // Checkpoints every instance and marks the store cleanly shut down.
                 await session.DisposeAsync();
             }
         }
@@ -143,13 +152,19 @@ internal static class ServeCommand
     /// Exports every instance of the store. One whose base image changed or vanished is not
     /// served, with an error naming it; the others are (invariant 8).
     /// </summary>
-    private static async Task AddInstancesAsync(UpperStore store, ExportCatalog catalog, List<IExport> opened, ILogger logger)
+    private static async Task AddInstancesAsync(WriteBackCache cache, ExportCatalog catalog, List<IExport> opened, ILogger logger)
     {
+        var store = cache.Store;
         foreach (var instance in store.Instances)
         {
+            if (instance.Definition.Unclean)
+            {
+                HostLog.InstanceUnclean(logger, instance.Name);
+            }
+
             try
             {
-                var export = await InstanceExport.OpenAsync(store, instance);
+                var export = await InstanceExport.OpenAsync(cache, instance);
                 opened.Add(export);
                 catalog.Add(instance.Name, export);
             }

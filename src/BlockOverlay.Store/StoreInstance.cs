@@ -17,9 +17,16 @@ namespace BlockOverlay.Store;
 /// </remarks>
 public sealed class StoreInstance
 {
-    internal StoreInstance(InstanceDefinition definition) => Definition = definition;
+    private InstanceDefinition _definition;
 
-    public InstanceDefinition Definition { get; }
+    internal StoreInstance(InstanceDefinition definition) => _definition = definition;
+
+    /// <summary>The definition; replaced whole (never edited) when the flush mode changes.</summary>
+    public InstanceDefinition Definition
+    {
+        get => Volatile.Read(ref _definition);
+        internal set => Volatile.Write(ref _definition, value);
+    }
 
     public string Name => Definition.Name;
 

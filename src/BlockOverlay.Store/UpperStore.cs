@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using BlockOverlay.Io;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Journal;
@@ -204,6 +205,16 @@ public sealed class UpperStore : IAsyncDisposable
             highestId = Math.Max(highestId, commit.InstanceId); // deleted ones too: ids are never reused
         }
 
+        if (!superblock.Clean)
+        {
+            // A volatile instance's flushes promised nothing: after a crash its content is
+            // whatever reached the store, and it says so until an operator sets its mode again.
+            foreach (var instance in instances.Values.Where(i => i.Definition.FlushMode == FlushMode.Volatile))
+            {
+                instance.Definition = instance.Definition with { Unclean = true };
+            }
+        }
+
         var allocator = RebuildFreeSpace(superblock, instances.Values);
         uint nextId = Math.Max(superblock.NextInstanceId, highestId + 1);
         var byName = instances.Values.ToDictionary(i => i.Name, StringComparer.Ordinal);
@@ -223,7 +234,8 @@ public sealed class UpperStore : IAsyncDisposable
     }
 
     /// <summary>Creates an instance; durable when this returns.</summary>
-    public async Task<StoreInstance> CreateInstanceAsync(string name, long virtualSize, BaseIdentity? baseImage)
+    public async Task<StoreInstance> CreateInstanceAsync(string name, long virtualSize, BaseIdentity? baseImage,
+        FlushMode flushMode = FlushMode.Isolated)
     {
         if (virtualSize <= 0 || virtualSize % BlockSize != 0)
         {
@@ -237,7 +249,7 @@ public sealed class UpperStore : IAsyncDisposable
             StoreInstance instance;
             lock (_instances)
             {
-                instance = new StoreInstance(new InstanceDefinition(_nextInstanceId, name, virtualSize, baseImage));
+                instance = new StoreInstance(new InstanceDefinition(_nextInstanceId, name, virtualSize, baseImage, flushMode));
                 if (!_instances.TryAdd(name, instance))
                 {
                     throw new InstanceException($"an instance named '{name}' already exists");
@@ -269,6 +281,39 @@ public sealed class UpperStore : IAsyncDisposable
             }
 
             return instance;
+        }
+        finally
+        {
+            _namespaceLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Sets an instance's flush mode, durably, and clears its unclean mark (the operator has
+    /// seen it). The definition changes before its record is written, as a create lists the
+    /// instance first: a checkpoint that takes the journal head past the record must list the
+    /// new mode, or the change would be lost.
+    /// </summary>
+    public async Task SetFlushModeAsync(string name, FlushMode mode)
+    {
+        await _namespaceLock.WaitAsync();
+        try
+        {
+            ThrowIfClosed();
+            var instance = Find(name) ?? throw new InstanceException($"no instance named '{name}'");
+            var before = instance.Definition;
+            instance.Definition = before with { FlushMode = mode, Unclean = false };
+            try
+            {
+                await CommitAsync(new JournalCommit(before.Id, [new SetFlushModeRecord(mode)]), WriteReason.Metadata);
+            }
+            catch (IOException)
+            {
+                // Not durable (unless a checkpoint took the new definition: then it has happened,
+                // and the next checkpoint keeps it either way). Say it failed and keep the old one.
+                instance.Definition = before;
+                throw;
+            }
         }
         finally
         {
@@ -334,44 +379,62 @@ public sealed class UpperStore : IAsyncDisposable
     /// Writes whole blocks of an instance: to new store blocks, durably, then maps them.
     /// Not yet committed: a crash before <see cref="CommitAsync(StoreInstance)"/> may undo it.
     /// </summary>
-    public async ValueTask WriteAsync(StoreInstance instance, long virtualBlock, ReadOnlyMemory<byte> data)
+    public ValueTask WriteAsync(StoreInstance instance, long virtualBlock, ReadOnlyMemory<byte> data, WriteReason reason = WriteReason.Flush) =>
+        WriteBlocksAsync(instance, [(virtualBlock, data.Length / BlockSize)], data, reason);
+
+    /// <summary>
+    /// Writes runs of an instance's virtual blocks, in the order given and not necessarily
+    /// adjacent, from consecutive blocks of <paramref name="data"/>: they land in freshly
+    /// allocated store blocks that are as contiguous as free space allows, so scattered
+    /// virtual blocks still go to the device in few large writes. Durable, then mapped;
+    /// not yet committed. Data in an <see cref="AlignedBuffer"/> is written without a copy.
+    /// </summary>
+    public async ValueTask WriteBlocksAsync(StoreInstance instance, IReadOnlyList<(long VirtualBlock, long Length)> runs,
+        ReadOnlyMemory<byte> data, WriteReason reason)
     {
         ArgumentNullException.ThrowIfNull(instance);
-        long count = CheckRange(instance, virtualBlock, data.Length);
-        var runs = Allocate(count);
+        ArgumentNullException.ThrowIfNull(runs);
+        if (reason is not (WriteReason.Flush or WriteReason.Background))
+        {
+            throw new ArgumentException($"instance data is written for a flush or in the background, not for {reason}", nameof(reason));
+        }
+
+        long count = 0;
+        foreach (var (virtualBlock, length) in runs)
+        {
+            count += CheckRange(instance, virtualBlock, length * BlockSize);
+        }
+
+        if (count * BlockSize != data.Length)
+        {
+            throw new ArgumentException($"{data.Length} bytes of data for {count} blocks");
+        }
+
+        var placed = Allocate(count);
         try
         {
-            using var buffer = new AlignedBuffer(data.Length);
-            data.CopyTo(buffer.Memory);
-            long done = 0;
-            foreach (var (start, length) in runs)
-            {
-                await _device.WriteAsync(start * BlockSize, buffer.Memory.Slice((int)(done * BlockSize), (int)(length * BlockSize)), durable: true);
-                done += length;
-            }
+            await WritePlacedAsync(placed, data);
         }
         catch
         {
-            Free(runs);
+            Free(placed);
             throw;
         }
 
-        Counters.Add(WriteReason.Data, data.Length);
+        Counters.Add(reason, data.Length);
         var replaced = new List<MappedExtent>();
         var freeNow = new List<(long, long)>();
         lock (instance.Gate)
         {
             if (instance.Deleted)
             {
-                freeNow.AddRange(runs);
+                freeNow.AddRange(placed);
             }
             else
             {
-                long offset = 0;
-                foreach (var (start, length) in runs)
+                foreach (var (virtualBlock, storeBlock, length) in Pair(runs, placed))
                 {
-                    instance.Map.Set(virtualBlock + offset, length, ExtentKind.Upper, start, committed: false, replaced);
-                    offset += length;
+                    instance.Map.Set(virtualBlock, length, ExtentKind.Upper, storeBlock, committed: false, replaced);
                 }
 
                 SortReplaced(instance, replaced, freeNow);
@@ -382,6 +445,56 @@ public sealed class UpperStore : IAsyncDisposable
         if (instance.Deleted)
         {
             throw new InstanceException($"instance '{instance.Name}' was deleted");
+        }
+    }
+
+    /// <summary>Writes consecutive data to the allocated runs, one durable device write per run.</summary>
+    private async ValueTask WritePlacedAsync(List<(long Start, long Length)> placed, ReadOnlyMemory<byte> data)
+    {
+        AlignedBuffer? copy = null;
+        try
+        {
+            if (!MemoryMarshal.TryGetMemoryManager(data, out AlignedBuffer? _, out int start, out _) || start % BlockSize != 0)
+            {
+                copy = new AlignedBuffer(data.Length);
+                data.CopyTo(copy.Memory);
+                data = copy.Memory;
+            }
+
+            long done = 0;
+            foreach (var (storeStart, length) in placed)
+            {
+                await _device.WriteAsync(storeStart * BlockSize, data.Slice((int)(done * BlockSize), (int)(length * BlockSize)), durable: true);
+                done += length;
+            }
+        }
+        finally
+        {
+            ((IDisposable?)copy)?.Dispose();
+        }
+    }
+
+    /// <summary>Lines virtual runs up against store runs: pieces that are contiguous on both sides.</summary>
+    private static IEnumerable<(long VirtualBlock, long StoreBlock, long Length)> Pair(
+        IReadOnlyList<(long VirtualBlock, long Length)> virtualRuns, List<(long Start, long Length)> storeRuns)
+    {
+        int s = 0;
+        long storeUsed = 0;
+        foreach (var (virtualBlock, length) in virtualRuns)
+        {
+            long done = 0;
+            while (done < length)
+            {
+                long piece = Math.Min(length - done, storeRuns[s].Length - storeUsed);
+                yield return (virtualBlock + done, storeRuns[s].Start + storeUsed, piece);
+                done += piece;
+                storeUsed += piece;
+                if (storeUsed == storeRuns[s].Length)
+                {
+                    s++;
+                    storeUsed = 0;
+                }
+            }
         }
     }
 
@@ -444,7 +557,8 @@ public sealed class UpperStore : IAsyncDisposable
     /// Makes every write and zeroing of this instance done so far durable, in one commit of
     /// this instance only. Cheap when there is nothing to commit.
     /// </summary>
-    public async Task CommitAsync(StoreInstance instance)
+    /// <returns>The bytes this instance's commit took in the journal (its share of a shared batch).</returns>
+    public async Task<long> CommitAsync(StoreInstance instance)
     {
         ArgumentNullException.ThrowIfNull(instance);
         var uncommitted = new List<MappedExtent>();
@@ -467,12 +581,13 @@ public sealed class UpperStore : IAsyncDisposable
             // being written: its completion is what makes it durable.
             await AwaitCheckpointAsync(instance, checkpoint, frees);
             Free(frees);
-            return;
+            return 0;
         }
 
+        var commit = new JournalCommit(instance.Definition.Id, records);
         try
         {
-            await CommitAsync(new JournalCommit(instance.Definition.Id, records), WriteReason.Journal);
+            await CommitAsync(commit, WriteReason.Journal);
         }
         catch
         {
@@ -489,7 +604,14 @@ public sealed class UpperStore : IAsyncDisposable
         // Changes a checkpoint took before this commit are durable only with that checkpoint.
         await AwaitCheckpointAsync(instance, checkpoint, frees);
         Free(frees);
+        return JournalFormat.EncodedSize(commit);
     }
+
+    /// <summary>
+    /// How full the journal is (0..1). A full journal makes the commit that finds it full pay
+    /// for a checkpoint of every instance, so callers checkpoint in the background well before.
+    /// </summary>
+    public double JournalFill => (double)_journal.UsedBlocks / _superblock.JournalBlocks;
 
     /// <summary>Waits for a checkpoint a commit depends on; if it failed, the commit's frees wait for the next commit.</summary>
     private static async Task AwaitCheckpointAsync(StoreInstance instance, Task checkpoint, List<(long, long)> frees)
@@ -897,6 +1019,9 @@ public sealed class UpperStore : IAsyncDisposable
                     break;
                 case MapRecord map when instances.TryGetValue(commit.InstanceId, out var instance):
                     instance.Map.Set(map.VirtualBlock, map.Length, ExtentKind.Upper, map.StoreBlock, true, []);
+                    break;
+                case SetFlushModeRecord mode when instances.TryGetValue(commit.InstanceId, out var instance):
+                    instance.Definition = instance.Definition with { FlushMode = mode.FlushMode, Unclean = false };
                     break;
                 case ZeroRecord zero when instances.TryGetValue(commit.InstanceId, out var instance):
                     instance.Map.Set(zero.VirtualBlock, zero.Length, ExtentKind.Zero, 0, true, []);

@@ -212,6 +212,9 @@ public sealed class FileExport : IExport
         }
     }
 
+    /// <summary>Nothing held back: writes went to the file (the page cache) already.</summary>
+    public ValueTask ClientDetachedAsync() => ValueTask.CompletedTask;
+
     public async ValueTask GetAllocationAsync(long offset, long length, int maxExtents, List<Extent> extents)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxExtents);

@@ -60,6 +60,12 @@ public interface IExport : IAsyncDisposable
     ValueTask CacheAsync(long offset, long length);
 
     /// <summary>
+    /// A connection that used this export has ended. An export that holds acknowledged data
+    /// in memory writes it back now (invariant 9: a client that leaves orphans nothing).
+    /// </summary>
+    ValueTask ClientDetachedAsync();
+
+    /// <summary>
     /// Describes the allocation of the range starting at <paramref name="offset"/>, in
     /// consecutive extents appended to <paramref name="extents"/>: at least one, together
     /// no longer than <paramref name="length"/> (they may cover less), at most

@@ -136,6 +136,9 @@ public sealed class MemoryExport : IExport
 
     public ValueTask CacheAsync(long offset, long length) => Completed();
 
+    /// <summary>Nothing to write back: the memory is the disk.</summary>
+    public ValueTask ClientDetachedAsync() => ValueTask.CompletedTask;
+
     public ValueTask GetAllocationAsync(long offset, long length, int maxExtents, List<Extent> extents)
     {
         try

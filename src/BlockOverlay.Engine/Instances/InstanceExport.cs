@@ -1,62 +1,88 @@
 using System.Buffers;
+using System.Diagnostics;
+using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Store;
+using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Maps;
 
 namespace BlockOverlay.Engine.Instances;
 
 /// <summary>
-/// One instance served as a disk: its upper blocks in the shared store over its read-only
-/// base image, at byte granularity.
+/// One instance served as a disk: its dirty blocks in the write-back cache, over its upper
+/// blocks in the shared store, over its read-only base image, at byte granularity.
 /// </summary>
 /// <remarks>
 /// Design and implementation.
 /// <para>
-/// <b>Reads</b> resolve each block: upper (from the store), else the base (past the base's end,
-/// or with no base, zeros), or zeros where the instance zeroed or trimmed.
+/// <b>Reads</b> take each block from the cache, else resolve it in the store: upper (from the
+/// store), else the base (past the base's end, or with no base, zeros), or zeros where the
+/// instance zeroed or trimmed.
 /// </para>
 /// <para>
-/// <b>Writes</b> are whole blocks to the store. A write that starts or ends inside a block reads
-/// that block's current view first and merges (read-modify-write), under a range lock over its
-/// blocks so that no other write to them can slip in between and be lost. Every write takes
-/// the lock, so two writes to a block are always one after the other.
+/// <b>Writes</b> go to the cache as whole blocks and are acknowledged from there. A write that
+/// starts or ends inside a block reads that block's current view first and merges
+/// (read-modify-write), under a range lock over its blocks so that no other write to them can
+/// slip in between and be lost. Every write and zero takes the lock, so two changes to a
+/// block are always one after the other. A writer whose instance is past its dirty limit
+/// waits first, before taking any lock, for its own write-back (invariant 7).
 /// </para>
 /// <para>
-/// <b>Durability.</b> Data reaches the store durably before the write completes (write-through;
-/// the write-back cache comes later), but the instance's mapping to it is durable only after
-/// a commit: <see cref="FlushAsync"/> and FUA commit this instance's changes and nobody else's.
-/// One commit covers writes from every connection to the instance (multi-conn).
+/// <b>Flush, by the instance's mode</b> (read at each flush, so it can change while served):
+/// <c>isolated</c> writes back this instance's blocks dirtied before the flush arrived (durable
+/// store writes to new blocks), then commits this instance's map, in that order, so a mapping
+/// is durable only after its data (invariant 3), and nobody else's data moves (invariant 2).
+/// <c>global</c> writes back and commits every instance. <c>volatile</c> acknowledges at once.
+/// A FUA write is a write followed by that flush (DESIGN: FUA is a flush of X). All
+/// connections share this export, so one flush covers writes from all of them (multi-conn).
 /// </para>
 /// <para>
-/// <b>Trim and zeroing</b> turn whole blocks into "reads as zeros" entries, freeing their upper
-/// blocks; partial blocks at the edges are written with zeros. With NoHole the range is
-/// written with zero blocks instead, keeping it allocated; that is never fast, so FastZero
-/// with NoHole fails with <see cref="ExportError.NotSupported"/>.
+/// <b>Trim and zeroing</b> turn whole blocks into "reads as zeros" entries, dropping their dirty
+/// blocks and freeing their upper blocks in one step; partial blocks at the edges are
+/// written with zeros. With NoHole the range is written with zero blocks instead, keeping it
+/// allocated; that is never fast, so FastZero with NoHole fails with
+/// <see cref="ExportError.NotSupported"/>.
+/// </para>
+/// <para>
+/// <b>Nothing orphaned (invariant 9).</b> When a client disconnects, and when the export is
+/// closed, the instance's dirty data is written back and committed (volatile instances:
+/// written back, made durable by the store's clean close).
 /// </para>
 /// </remarks>
 public sealed class InstanceExport : ILayeredExport
 {
     private const int Block = UpperStore.BlockSize;
+    private readonly WriteBackCache _owner;
+    private readonly InstanceCache _cache;
     private readonly UpperStore _store;
     private readonly StoreInstance _instance;
     private readonly BaseImage? _base;
     private readonly BlockRangeLock _writes = new();
     private bool _disposed;
 
-    public InstanceExport(UpperStore store, StoreInstance instance, BaseImage? baseImage)
+    /// <summary>Serves an instance through the cache; one export per instance, shared by its connections.</summary>
+    public InstanceExport(WriteBackCache cache, StoreInstance instance, BaseImage? baseImage)
     {
-        _store = store ?? throw new ArgumentNullException(nameof(store));
+        _owner = cache ?? throw new ArgumentNullException(nameof(cache));
         _instance = instance ?? throw new ArgumentNullException(nameof(instance));
+        _store = cache.Store;
         _base = baseImage;
+        _cache = cache.Attach(instance);
     }
 
     /// <summary>Opens an instance for serving: its base image is checked to be the one it was made on.</summary>
-    public static async Task<InstanceExport> OpenAsync(UpperStore store, StoreInstance instance)
+    public static async Task<InstanceExport> OpenAsync(WriteBackCache cache, StoreInstance instance)
     {
         ArgumentNullException.ThrowIfNull(instance);
         var baseImage = instance.Definition.Base is { } identity ? await BaseImage.OpenAsync(identity) : null;
-        return new InstanceExport(store, instance, baseImage);
+        return new InstanceExport(cache, instance, baseImage);
     }
+
+    /// <summary>What this instance's flushes and write-back cost.</summary>
+    public InstanceCounters Counters => _cache.Counters;
+
+    /// <summary>Bytes written by clients and not yet in the store.</summary>
+    public long DirtyBytes => _cache.DirtyBytes;
 
     public long Size => _instance.Definition.VirtualSize;
 
@@ -91,26 +117,64 @@ public sealed class InstanceExport : ILayeredExport
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        await _cache.ThrottleAsync(_owner.OverLimit);
         var (first, count) = BlocksOf(offset, data.Length);
         using (await _writes.AcquireAsync(first, first + count - 1))
         {
             if (offset % Block == 0 && data.Length % Block == 0)
             {
-                await WriteBlocksAsync(first, data);
+                _cache.Write(first, data.Span);
             }
             else
             {
-                await MergeAsync(first, count, whole => data.Span.CopyTo(whole.Span[(int)(offset - (first * Block))..]));
+                await MergeAsync(offset, data.Length, whole => data.Span.CopyTo(whole.Span[(int)(offset - (first * Block))..]));
             }
         }
 
-        await CommitIfAsync(flags.HasFlag(WriteFlags.Fua));
+        await FlushIfAsync(flags.HasFlag(WriteFlags.Fua));
     }
 
     public async ValueTask FlushAsync()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        await _store.CommitAsync(_instance);
+        var mode = _instance.Definition.FlushMode;
+        long started = Stopwatch.GetTimestamp();
+        long data = 0, meta = 0;
+        try
+        {
+            using (_owner.BeginFlush())
+            {
+                switch (mode)
+                {
+                    case FlushMode.Isolated:
+                        data = await _cache.WriteBackAsync(_cache.FlushPoint(), WriteReason.Flush, _owner.Options.FlushBatchBlocks);
+                        meta = await _store.CommitAsync(_instance);
+                        break;
+                    case FlushMode.Global:
+                        (data, meta) = await _owner.FlushEveryoneAsync();
+                        break;
+                    case FlushMode.Volatile:
+                        break; // acknowledged without persistence, by definition of the mode
+                }
+            }
+        }
+        catch (StoreFullException e)
+        {
+            throw new ExportException(ExportError.NoSpace, e.Message, e);
+        }
+        finally
+        {
+            _cache.Counters.AddFlush(Stopwatch.GetElapsedTime(started), data, meta);
+        }
+    }
+
+    /// <summary>A client left: write back and commit what this instance holds, so nothing waits on a client that is gone.</summary>
+    public async ValueTask ClientDetachedAsync()
+    {
+        if (!_disposed)
+        {
+            await WriteBackAllAsync();
+        }
     }
 
     public ValueTask TrimAsync(long offset, long length, WriteFlags flags) =>
@@ -155,12 +219,12 @@ public sealed class InstanceExport : ILayeredExport
                 }
                 else if (wholeEnd > wholeFirst)
                 {
-                    _store.Zero(_instance, wholeFirst, wholeEnd - wholeFirst);
+                    await _cache.DropAsync(wholeFirst, wholeEnd - wholeFirst, () => _store.Zero(_instance, wholeFirst, wholeEnd - wholeFirst));
                 }
             }
         }
 
-        await CommitIfAsync(flags.HasFlag(ZeroFlags.Fua));
+        await FlushIfAsync(flags.HasFlag(ZeroFlags.Fua));
     }
 
     /// <summary>Nothing to warm: the store reads with O_DIRECT and the base through the page cache.</summary>
@@ -170,8 +234,7 @@ public sealed class InstanceExport : ILayeredExport
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var (first, count) = BlocksOf(offset, length);
-        var layout = new List<MappedExtent>();
-        _store.Lookup(_instance, first, count, layout);
+        var layout = Layout(first, count);
         long position = offset, end = offset + length;
         var pieces = new List<Extent>();
         foreach (var e in layout)
@@ -220,8 +283,7 @@ public sealed class InstanceExport : ILayeredExport
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(extents);
         var (first, count) = BlocksOf(offset, length);
-        var layout = new List<MappedExtent>();
-        _store.Lookup(_instance, first, count, layout);
+        var layout = Layout(first, count);
         long end = offset + length, baseEnd = _base?.Size ?? 0;
         int start = extents.Count;
         bool full = false;
@@ -260,13 +322,75 @@ public sealed class InstanceExport : ILayeredExport
         }
     }
 
+    /// <summary>Writes back and commits what the instance holds, then detaches it (its data stays in the store).</summary>
     public async ValueTask DisposeAsync()
     {
-        _disposed = true;
-        if (_base is not null)
+        if (_disposed)
         {
-            await _base.DisposeAsync();
+            return;
         }
+
+        try
+        {
+            await WriteBackAllAsync();
+        }
+        finally
+        {
+            _disposed = true;
+            _owner.Detach(_cache);
+            if (_base is not null)
+            {
+                await _base.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>Writes back every dirty block, and commits unless the instance is volatile.</summary>
+    private async Task WriteBackAllAsync()
+    {
+        await _cache.WriteBackAsync(_cache.FlushPoint(), WriteReason.Flush, _owner.Options.FlushBatchBlocks);
+        if (_instance.Definition.FlushMode != FlushMode.Volatile)
+        {
+            await _store.CommitAsync(_instance);
+        }
+    }
+
+    /// <summary>
+    /// The range as a reader sees it: the store's map, with blocks dirty in the cache shown as
+    /// upper data (they are the instance's own, whatever the store holds under them).
+    /// </summary>
+    private List<MappedExtent> Layout(long first, long count)
+    {
+        var layout = new List<MappedExtent>();
+        _store.Lookup(_instance, first, count, layout);
+        var held = _cache.HeldRuns(first, count);
+        if (held.Count == 0)
+        {
+            return layout;
+        }
+
+        var painted = new List<MappedExtent>(layout.Count + (2 * held.Count));
+        int h = 0;
+        foreach (var e in layout)
+        {
+            for (long position = e.VirtualBlock; position < e.End;)
+            {
+                while (h < held.Count && held[h].First + held[h].Count <= position)
+                {
+                    h++;
+                }
+
+                bool inHeld = h < held.Count && held[h].First <= position;
+                long to = inHeld ? Math.Min(e.End, held[h].First + held[h].Count)
+                    : h < held.Count ? Math.Min(e.End, held[h].First) : e.End;
+                painted.Add(inHeld
+                    ? new MappedExtent(position, to - position, ExtentKind.Upper, 0, false)
+                    : e with { VirtualBlock = position, Length = to - position, StoreBlock = e.StoreBlock + (position - e.VirtualBlock) });
+                position = to;
+            }
+        }
+
+        return painted;
     }
 
     private async ValueTask BaseAllocationAsync(long offset, long length, int maxExtents, List<Extent> pieces)
@@ -303,7 +427,18 @@ public sealed class InstanceExport : ILayeredExport
         }
     }
 
+    /// <summary>Reads whole blocks: from the cache where it holds them, the rest from the store, the base or zeros.</summary>
     private async ValueTask ReadBlocksAsync(long first, Memory<byte> destination)
+    {
+        var misses = new List<(long First, long Count)>();
+        _cache.Read(first, destination.Length / Block, destination.Span, misses);
+        foreach (var (missFirst, missCount) in misses)
+        {
+            await ReadBelowCacheAsync(missFirst, destination.Slice((int)((missFirst - first) * Block), (int)(missCount * Block)));
+        }
+    }
+
+    private async ValueTask ReadBelowCacheAsync(long first, Memory<byte> destination)
     {
         var layout = new List<MappedExtent>();
         await _store.ReadAsync(_instance, first, destination, layout);
@@ -321,29 +456,31 @@ public sealed class InstanceExport : ILayeredExport
         }
     }
 
-    private async ValueTask WriteBlocksAsync(long first, ReadOnlyMemory<byte> data)
+    /// <summary>
+    /// Read-modify-write of the blocks under [offset, offset+length): the partial blocks at the
+    /// edges are read first (nothing else can change them: the caller holds their range lock),
+    /// <paramref name="change"/> edits the whole-block image, and it goes to the cache.
+    /// </summary>
+    private async ValueTask MergeAsync(long offset, long length, Action<Memory<byte>> change)
     {
-        try
-        {
-            await _store.WriteAsync(_instance, first, data);
-        }
-        catch (StoreFullException e)
-        {
-            throw new ExportException(ExportError.NoSpace, e.Message, e);
-        }
-    }
-
-    /// <summary>Read-modify-write of whole blocks [first, first+count): the caller holds their range lock.</summary>
-    private async ValueTask MergeAsync(long first, long count, Action<Memory<byte>> change)
-    {
+        var (first, count) = BlocksOf(offset, length);
         int bytes = (int)(count * Block);
         byte[] whole = ArrayPool<byte>.Shared.Rent(bytes);
         try
         {
             var memory = whole.AsMemory(0, bytes);
-            await ReadBlocksAsync(first, memory);
+            if (offset % Block != 0)
+            {
+                await ReadBlocksAsync(first, memory[..Block]);
+            }
+
+            if ((offset + length) % Block != 0 && (count > 1 || offset % Block == 0))
+            {
+                await ReadBlocksAsync(first + count - 1, memory[^Block..]);
+            }
+
             change(memory);
-            await WriteBlocksAsync(first, memory);
+            _cache.Write(first, memory.Span);
         }
         finally
         {
@@ -351,28 +488,27 @@ public sealed class InstanceExport : ILayeredExport
         }
     }
 
-    private ValueTask ZeroPartialAsync(long offset, long length)
-    {
-        long first = offset / Block;
-        return MergeAsync(first, 1, whole => whole.Span.Slice((int)(offset - (first * Block)), (int)length).Clear());
-    }
+    private ValueTask ZeroPartialAsync(long offset, long length) =>
+        MergeAsync(offset, length, whole => whole.Span.Slice((int)(offset % Block), (int)length).Clear());
 
+    /// <summary>Writes zero blocks through the cache, a chunk at a time so a huge range is throttled like any writer.</summary>
     private async ValueTask WriteZeroBlocksAsync(long first, long count)
     {
         const int chunk = 256;
         byte[] zeros = new byte[Math.Min(count, chunk) * Block];
         for (long done = 0; done < count; done += chunk)
         {
+            await _cache.ThrottleAsync(_owner.OverLimit);
             long n = Math.Min(chunk, count - done);
-            await WriteBlocksAsync(first + done, zeros.AsMemory(0, (int)(n * Block)));
+            _cache.Write(first + done, zeros.AsSpan(0, (int)(n * Block)));
         }
     }
 
-    private async ValueTask CommitIfAsync(bool fua)
+    private async ValueTask FlushIfAsync(bool fua)
     {
         if (fua)
         {
-            await _store.CommitAsync(_instance);
+            await FlushAsync();
         }
     }
 

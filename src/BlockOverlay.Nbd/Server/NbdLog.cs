@@ -41,4 +41,7 @@ internal static partial class NbdLog
 
     [LoggerMessage(EventId = 111, Level = LogLevel.Debug, Message = "connection {Id}: {Event}")]
     public static partial void ConnectionEvent(this ILogger logger, long id, string @event);
+
+    [LoggerMessage(EventId = 112, Level = LogLevel.Warning, Message = "connection {Id}: writing back what the client left failed (kept for the next attempt): {Reason}")]
+    public static partial void DetachFailed(this ILogger logger, long id, string reason);
 }

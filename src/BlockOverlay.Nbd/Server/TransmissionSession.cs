@@ -69,6 +69,21 @@ internal sealed class TransmissionSession
             await _budget.WhenIdleAsync();
             _replies.Writer.Complete();
             await writing;
+            await DetachAsync();
+        }
+    }
+
+    /// <summary>Tells the export this client is gone, so it writes back what the client left dirty.</summary>
+    private async Task DetachAsync()
+    {
+        try
+        {
+            await _export.ClientDetachedAsync();
+        }
+        catch (Exception e) when (e is ExportException or IOException)
+        {
+            // Nobody is left to tell: the data stays in the export, which tries again when it closes.
+            _logger.DetachFailed(_id, e.Message);
         }
     }
 

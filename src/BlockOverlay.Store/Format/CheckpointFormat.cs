@@ -87,7 +87,7 @@ public static class CheckpointFormat
             for (int i = 0; i < count; i++)
             {
                 int length = BinaryPrimitives.ReadUInt16LittleEndian(rest);
-                var definition = DecodeDefinition(rest.Slice(2, length));
+                var definition = DecodeDefinition(rest.Slice(2, length), where);
                 rest = rest[(2 + length)..];
                 long extents = (long)BinaryPrimitives.ReadUInt64LittleEndian(rest);
                 rest = rest[8..];
@@ -120,7 +120,7 @@ public static class CheckpointFormat
     {
         var name = Encoding.UTF8.GetBytes(d.Name);
         var path = Encoding.UTF8.GetBytes(d.Base?.Path ?? string.Empty);
-        var bytes = new byte[28 + 2 + name.Length + 2 + path.Length];
+        var bytes = new byte[28 + 2 + name.Length + 2 + path.Length + 1];
         BinaryPrimitives.WriteUInt32LittleEndian(bytes, d.Id);
         BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(4), d.VirtualSize);
         BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(12), d.Base?.Size ?? 0);
@@ -129,10 +129,11 @@ public static class CheckpointFormat
         name.CopyTo(bytes, 30);
         BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(30 + name.Length), (ushort)path.Length);
         path.CopyTo(bytes, 32 + name.Length);
+        bytes[^1] = d.ModeByte;
         return bytes;
     }
 
-    private static InstanceDefinition DecodeDefinition(ReadOnlySpan<byte> bytes)
+    private static InstanceDefinition DecodeDefinition(ReadOnlySpan<byte> bytes, string where)
     {
         uint id = BinaryPrimitives.ReadUInt32LittleEndian(bytes);
         long size = BinaryPrimitives.ReadInt64LittleEndian(bytes[4..]);
@@ -142,7 +143,8 @@ public static class CheckpointFormat
         string name = Encoding.UTF8.GetString(bytes.Slice(30, nameLength));
         int pathLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes[(30 + nameLength)..]);
         string path = Encoding.UTF8.GetString(bytes.Slice(32 + nameLength, pathLength));
-        return new InstanceDefinition(id, name, size, path.Length == 0 ? null : new BaseIdentity(path, baseSize, fingerprint));
+        var (mode, unclean) = InstanceDefinition.ReadModeByte(bytes[32 + nameLength + pathLength], where);
+        return new InstanceDefinition(id, name, size, path.Length == 0 ? null : new BaseIdentity(path, baseSize, fingerprint), mode, unclean);
     }
 
     private static void Write(ArrayBufferWriter<byte> writer, ulong value, int width)

@@ -8,7 +8,39 @@ namespace BlockOverlay.Store.Format;
 /// <param name="Name">The export name.</param>
 /// <param name="VirtualSize">Size of the virtual disk in bytes (a multiple of 4096).</param>
 /// <param name="Base">The base image, or null for an instance over zeros.</param>
-public sealed record InstanceDefinition(uint Id, string Name, long VirtualSize, BaseIdentity? Base);
+/// <param name="FlushMode">What a flush of the instance makes durable (kept for the engine, which acts on it).</param>
+/// <param name="Unclean">
+/// A <see cref="FlushMode.Volatile"/> instance that was in use when the store crashed: its content is
+/// whatever reached the store, not a state any flush promised. Cleared only by setting a flush mode.
+/// </param>
+public sealed record InstanceDefinition(uint Id, string Name, long VirtualSize, BaseIdentity? Base,
+    FlushMode FlushMode = FlushMode.Isolated, bool Unclean = false)
+{
+    private const byte UncleanBit = 0x80;
+
+    /// <summary>The mode and the unclean mark, as one byte on disk.</summary>
+    internal byte ModeByte => (byte)((byte)FlushMode | (Unclean ? UncleanBit : 0));
+
+    /// <summary>Reads <see cref="ModeByte"/> back; an unknown mode is a newer format, not a default.</summary>
+    internal static (FlushMode Mode, bool Unclean) ReadModeByte(byte value, string where)
+    {
+        var mode = (FlushMode)(value & ~UncleanBit);
+        return Enum.IsDefined(mode)
+            ? (mode, (value & UncleanBit) != 0)
+            : throw new StoreFormatException($"{where}: unknown flush mode {value & ~UncleanBit} (written by a newer blockoverlay?)");
+    }
+}
+
+/// <summary>What a flush of an instance does (one byte on disk).</summary>
+public enum FlushMode : byte
+{
+    /// <summary>A flush makes the instance's own writes durable, and nothing of anyone else's.</summary>
+    Isolated = 0,
+    /// <summary>A flush writes back and commits every instance (the whole-filesystem syncfs baseline).</summary>
+    Global = 1,
+    /// <summary>Flushes are acknowledged without making anything durable; after a crash the instance is unclean.</summary>
+    Volatile = 2,
+}
 
 /// <summary>What identifies a base image: where it is, its size in bytes, and a content fingerprint.</summary>
 public sealed record BaseIdentity(string Path, long Size, ulong Fingerprint);
@@ -27,6 +59,9 @@ public sealed record CreateInstanceRecord(InstanceDefinition Definition) : Journ
 
 /// <summary>The commit's instance is gone and every block it owned is free.</summary>
 public sealed record DeleteInstanceRecord : JournalRecord;
+
+/// <summary>The commit's instance flushes in this mode from now on.</summary>
+public sealed record SetFlushModeRecord(FlushMode FlushMode) : JournalRecord;
 
 /// <summary>Records of one instance that become durable together.</summary>
 public sealed record JournalCommit(uint InstanceId, IReadOnlyList<JournalRecord> Records);
@@ -86,6 +121,7 @@ public static class JournalFormat
         Zero = 2,
         CreateInstance = 16,
         DeleteInstance = 17,
+        SetFlushMode = 18,
     }
 
     /// <summary>Bytes a commit takes in a batch's payload.</summary>
@@ -208,8 +244,9 @@ public static class JournalFormat
         MapRecord => 24,
         ZeroRecord => 16,
         CreateInstanceRecord c => 4 + 8 + 8 + 8 + 2 + Encoding.UTF8.GetByteCount(c.Definition.Name) +
-                                  2 + Encoding.UTF8.GetByteCount(c.Definition.Base?.Path ?? string.Empty),
+                                  2 + Encoding.UTF8.GetByteCount(c.Definition.Base?.Path ?? string.Empty) + 1,
         DeleteInstanceRecord => 0,
+        SetFlushModeRecord => 1,
         _ => throw new ArgumentException($"unknown record {record}"),
     };
 
@@ -239,10 +276,15 @@ public static class JournalFormat
                 BinaryPrimitives.WriteInt64LittleEndian(body[12..], d.Base?.Size ?? 0);
                 BinaryPrimitives.WriteUInt64LittleEndian(body[20..], d.Base?.Fingerprint ?? 0);
                 int at = WriteString(body, 28, d.Name);
-                WriteString(body, at, d.Base?.Path ?? string.Empty);
+                at = WriteString(body, at, d.Base?.Path ?? string.Empty);
+                body[at] = d.ModeByte;
                 break;
             case DeleteInstanceRecord:
                 type = RecordType.DeleteInstance;
+                break;
+            case SetFlushModeRecord mode:
+                type = RecordType.SetFlushMode;
+                body[0] = (byte)mode.FlushMode;
                 break;
             default:
                 throw new ArgumentException($"unknown record {record}");
@@ -296,11 +338,16 @@ public static class JournalFormat
                     long baseSize = BinaryPrimitives.ReadInt64LittleEndian(body[12..]);
                     ulong fingerprint = BinaryPrimitives.ReadUInt64LittleEndian(body[20..]);
                     string name = ReadString(body, 28, out int at);
-                    string path = ReadString(body, at, out _);
+                    string path = ReadString(body, at, out at);
                     var identity = path.Length == 0 ? null : new BaseIdentity(path, baseSize, fingerprint);
-                    return new CreateInstanceRecord(new InstanceDefinition(id, name, size, identity));
+                    var (mode, unclean) = InstanceDefinition.ReadModeByte(body[at], where);
+                    return new CreateInstanceRecord(new InstanceDefinition(id, name, size, identity, mode, unclean));
                 case RecordType.DeleteInstance:
                     return new DeleteInstanceRecord();
+                case RecordType.SetFlushMode:
+                    return new SetFlushModeRecord(InstanceDefinition.ReadModeByte(body[0], where) is (var m, false)
+                        ? m
+                        : throw new StoreFormatException($"{where}: a flush mode record cannot mark an instance unclean"));
                 default:
                     throw new StoreFormatException($"{where}: unknown record type {(byte)type} (written by a newer blockoverlay?)");
             }

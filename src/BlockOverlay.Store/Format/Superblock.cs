@@ -37,7 +37,7 @@ namespace BlockOverlay.Store.Format;
 public sealed record Superblock
 {
     public const int Size = 4096;
-    public const uint CurrentVersion = 1;
+    public const uint CurrentVersion = 2; // 2: instances carry a flush mode
     public const int HeaderLength = 152;
     private const int ChecksumOffset = Size - 8;
     private static ReadOnlySpan<byte> Magic => "BOVSTORE"u8;

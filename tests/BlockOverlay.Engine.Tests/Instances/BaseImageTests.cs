@@ -1,3 +1,4 @@
+using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Io;
@@ -93,16 +94,17 @@ public sealed class BaseImageTests
         var store = await UpperStore.OpenAsync(device);
         var victim = await store.CreateInstanceAsync("victim", 1 << 20, changedBase.Identity);
         var bystander = await store.CreateInstanceAsync("bystander", 1 << 20, otherBase.Identity);
-        await using (var export = await InstanceExport.OpenAsync(store, victim))
+        var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
+        await using (var export = await InstanceExport.OpenAsync(cache, victim))
         {
             await export.WriteAsync(10, new byte[] { 1, 2, 3 }, WriteFlags.Fua);
         }
 
         Change(changedBase.Path, "flip", 5000);
 
-        var refused = Assert.ThrowsAsync<BaseImageChangedException>(async () => await InstanceExport.OpenAsync(store, victim));
+        var refused = Assert.ThrowsAsync<BaseImageChangedException>(async () => await InstanceExport.OpenAsync(cache, victim));
         Assert.That(refused!.Message, Does.Contain(changedBase.Path));
-        await using (var served = await InstanceExport.OpenAsync(store, bystander))
+        await using (var served = await InstanceExport.OpenAsync(cache, bystander))
         {
             byte[] data = new byte[3 * Block];
             await served.WriteAsync(Block + 7, new byte[] { 9 }, WriteFlags.None);
@@ -113,12 +115,14 @@ public sealed class BaseImageTests
         }
 
         // Also after a restart, and until the original bytes are back.
+        await cache.DisposeAsync();
         await store.DisposeAsync();
         store = await UpperStore.OpenAsync(device);
+        cache = new WriteBackCache(store, CacheOptions.FlushOnly);
         victim = store.Find("victim")!;
-        Assert.ThrowsAsync<BaseImageChangedException>(async () => await InstanceExport.OpenAsync(store, victim));
+        Assert.ThrowsAsync<BaseImageChangedException>(async () => await InstanceExport.OpenAsync(cache, victim));
         await File.WriteAllBytesAsync(changedBase.Path, changedBase.Bytes);
-        await using (var restored = await InstanceExport.OpenAsync(store, victim))
+        await using (var restored = await InstanceExport.OpenAsync(cache, victim))
         {
             byte[] data = new byte[16];
             await restored.ReadAsync(0, data);
@@ -129,6 +133,7 @@ public sealed class BaseImageTests
             Assert.That(data, Is.EqualTo(expected), "with the original base back, the instance reads as before");
         }
 
+        await cache.DisposeAsync();
         await store.DisposeAsync();
     }
 
@@ -140,9 +145,10 @@ public sealed class BaseImageTests
         await UpperStore.CreateAsync(device);
         await using var store = await UpperStore.OpenAsync(device);
         var instance = await store.CreateInstanceAsync("orphan", 1 << 20, testBase.Identity);
+        await using var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
         File.Delete(testBase.Path);
 
-        var refused = Assert.ThrowsAsync<BaseImageChangedException>(async () => await InstanceExport.OpenAsync(store, instance));
+        var refused = Assert.ThrowsAsync<BaseImageChangedException>(async () => await InstanceExport.OpenAsync(cache, instance));
 
         Assert.That(refused!.Message, Does.Contain(testBase.Path));
     }
@@ -176,7 +182,8 @@ public sealed class BaseImageTests
         await UpperStore.CreateAsync(device);
         await using var store = await UpperStore.OpenAsync(device);
         var instance = await store.CreateInstanceAsync("bigger", 64 * Block, testBase.Identity);
-        await using var export = await InstanceExport.OpenAsync(store, instance);
+        await using var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
+        await using var export = await InstanceExport.OpenAsync(cache, instance);
         byte[] expected = testBase.InitialContent(64 * Block);
 
         byte[] all = new byte[64 * Block];
@@ -201,7 +208,8 @@ public sealed class BaseImageTests
         await UpperStore.CreateAsync(device);
         var store = await UpperStore.OpenAsync(device);
         var instance = await store.CreateInstanceAsync("ro", 1 << 20, testBase.Identity);
-        var export = await InstanceExport.OpenAsync(store, instance);
+        var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
+        var export = await InstanceExport.OpenAsync(cache, instance);
 
         // root ignores the mode bits, so look at how the descriptor was really opened.
         var descriptors = OpenDescriptorsOf(testBase.Path);
@@ -216,11 +224,13 @@ public sealed class BaseImageTests
         await export.WriteAsync(777, data, WriteFlags.None);
         await export.FlushAsync();
         await export.DisposeAsync();
+        await cache.DisposeAsync();
         await store.DisposeAsync();
         Assert.That(OpenDescriptorsOf(testBase.Path), Is.Empty, "the base is closed with its instance");
 
         store = await UpperStore.OpenAsync(device);
-        await using (var reopened = await InstanceExport.OpenAsync(store, store.Find("ro")!))
+        cache = new WriteBackCache(store, CacheOptions.FlushOnly);
+        await using (var reopened = await InstanceExport.OpenAsync(cache, store.Find("ro")!))
         {
             byte[] back = new byte[8192];
             await reopened.ReadAsync(0, back);
@@ -229,6 +239,7 @@ public sealed class BaseImageTests
             Assert.That(back, Is.EqualTo(expected));
         }
 
+        await cache.DisposeAsync();
         await store.DisposeAsync();
     }
 
@@ -247,10 +258,12 @@ public sealed class BaseImageTests
         var store = await UpperStore.OpenAsync(device);
         var rng = new Random(10);
         var exports = new List<InstanceExport>();
+        // Small limits: the workload runs through throttling and background write-back too.
+        var cache = new WriteBackCache(store, new CacheOptions { InstanceDirtyLimit = 1 << 20, GlobalDirtyLimit = 2 << 20, MaxDirtyAge = TimeSpan.FromMilliseconds(20) });
         for (int i = 0; i < 3; i++)
         {
             var instance = await store.CreateInstanceAsync($"heavy{i}", 1 << 20, testBase.Identity);
-            exports.Add(await InstanceExport.OpenAsync(store, instance));
+            exports.Add(await InstanceExport.OpenAsync(cache, instance));
         }
 
         for (int round = 0; round < 3; round++)
@@ -278,6 +291,7 @@ public sealed class BaseImageTests
             await export.DisposeAsync();
         }
 
+        await cache.DisposeAsync();
         await store.DisposeAsync();
         var after = new FileInfo(testBase.Path);
         Assert.Multiple(() =>

@@ -1,3 +1,4 @@
+using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Io;
@@ -57,7 +58,9 @@ public sealed class BlockRangeLockTests
         await UpperStore.CreateAsync(device, new StoreCreateOptions { JournalBlocks = 16 });
         var store = await UpperStore.OpenAsync(new YieldingDevice(device));
         var instance = await store.CreateInstanceAsync("shared", 256 << 10, testBase.Identity);
-        var export = await InstanceExport.OpenAsync(store, instance);
+        // Small limits: partial writes meet throttling and background write-back of their blocks.
+        var cache = new WriteBackCache(store, new CacheOptions { InstanceDirtyLimit = 1 << 20, GlobalDirtyLimit = 1 << 20, MaxDirtyAge = TimeSpan.FromMilliseconds(5) });
+        var export = await InstanceExport.OpenAsync(cache, instance);
 
         // Slot s belongs to task s % tasks; expected[s] is the owner's last content of it.
         byte[][] expected = Enumerable.Range(0, Slots)
@@ -128,13 +131,18 @@ public sealed class BlockRangeLockTests
 
         // And durably so: flushed, then a kill.
         await export.FlushAsync();
-        await export.DisposeAsync();
         var reopened = await UpperStore.OpenAsync(device.Clone());
-        var again = await InstanceExport.OpenAsync(reopened, reopened.Find("shared")!);
-        byte[] afterKill = new byte[region.Length];
-        await again.ReadAsync(from, afterKill);
-        Assert.That(afterKill, Is.EqualTo(region), "the region after a flush and a kill");
-        await again.DisposeAsync();
+        await export.DisposeAsync();
+        await cache.DisposeAsync();
+        await using (var reopenedCache = new WriteBackCache(reopened, CacheOptions.FlushOnly))
+        {
+            var again = await InstanceExport.OpenAsync(reopenedCache, reopened.Find("shared")!);
+            byte[] afterKill = new byte[region.Length];
+            await again.ReadAsync(from, afterKill);
+            Assert.That(afterKill, Is.EqualTo(region), "the region after a flush and a kill");
+            await again.DisposeAsync();
+        }
+
         await reopened.DisposeAsync();
         await store.DisposeAsync();
     }

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
+using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Engine.Tests.Exports;
@@ -256,10 +257,13 @@ internal sealed class InstanceWorkload : IAsyncDisposable
     private readonly Random _rng;
     private readonly ContentMode _mode;
     private readonly StoreCreateOptions _options;
+    private readonly CacheOptions _cacheOptions;
     private bool _closed;
 
-    private InstanceWorkload(TestBase testBase, IStoreMedia media, Random rng, ContentMode mode, StoreCreateOptions options, InstanceModel[] models)
+    private InstanceWorkload(TestBase testBase, IStoreMedia media, Random rng, ContentMode mode, StoreCreateOptions options,
+        CacheOptions cacheOptions, InstanceModel[] models)
     {
+        _cacheOptions = cacheOptions;
         Base = testBase;
         Media = media;
         _rng = rng;
@@ -274,6 +278,9 @@ internal sealed class InstanceWorkload : IAsyncDisposable
     public IStoreMedia Media { get; }
 
     public UpperStore Store { get; private set; } = null!;
+
+    /// <summary>The write-back cache over <see cref="Store"/>, shared by every export.</summary>
+    public WriteBackCache Cache { get; private set; } = null!;
 
     public InstanceModel[] Models { get; }
 
@@ -290,19 +297,25 @@ internal sealed class InstanceWorkload : IAsyncDisposable
     /// <summary>Data blocks start here: below are the superblocks and the journal.</summary>
     public long MetadataBytes => (2 + (_options.JournalBlocks ?? 0)) * (long)Block;
 
+    /// <summary>
+    /// A store with the instances, served through a write-back cache. Without
+    /// <paramref name="cacheOptions"/> nothing moves in the background (crash points stay
+    /// reproducible); with them, write-back and checkpoints interleave with the workload.
+    /// </summary>
     public static async Task<InstanceWorkload> CreateAsync(TestBase testBase, IStoreMedia media, Random rng, ContentMode mode,
-        long journalBlocks, params (string Name, long Size)[] instances)
+        long journalBlocks, (string Name, long Size)[] instances, CacheOptions? cacheOptions = null)
     {
         var options = new StoreCreateOptions { JournalBlocks = journalBlocks };
         var models = instances.Select((d, i) => new InstanceModel(i + 1, d.Name, testBase.InitialContent(d.Size)) { Rng = new Random(rng.Next()) }).ToArray();
-        var workload = new InstanceWorkload(testBase, media, rng, mode, options, models);
+        var workload = new InstanceWorkload(testBase, media, rng, mode, options, cacheOptions ?? CacheOptions.FlushOnly, models);
         await UpperStore.CreateAsync(media.Device, options);
         workload.Store = await UpperStore.OpenAsync(media.Device);
+        workload.Cache = new WriteBackCache(workload.Store, workload._cacheOptions);
         foreach (var model in models)
         {
             var instance = await workload.Store.CreateInstanceAsync(model.Name, model.Size, testBase.Identity);
             model.Id = instance.Definition.Id;
-            workload.Exports[model.Index - 1] = await InstanceExport.OpenAsync(workload.Store, instance);
+            workload.Exports[model.Index - 1] = await InstanceExport.OpenAsync(workload.Cache, instance);
         }
 
         return workload;
@@ -427,6 +440,7 @@ internal sealed class InstanceWorkload : IAsyncDisposable
             await export.DisposeAsync();
         }
 
+        await Cache.DisposeAsync();
         await Store.DisposeAsync();
         foreach (var model in Models)
         {
@@ -453,6 +467,7 @@ internal sealed class InstanceWorkload : IAsyncDisposable
                 }
             }
 
+            await Cache.DisposeAsync();
             await Store.DisposeAsync();
         }
         catch (Exception e)
@@ -481,6 +496,7 @@ internal sealed class InstanceWorkload : IAsyncDisposable
         var names = recovered.Instances.Select(i => i.Name).Order(StringComparer.Ordinal).ToArray();
         var expected = Models.Select(m => m.Name).Order(StringComparer.Ordinal).ToArray();
         var fresh = new InstanceExport?[Models.Length];
+        var cache = new WriteBackCache(recovered, _cacheOptions);
         foreach (var model in Models)
         {
             var instance = recovered.Find(model.Name);
@@ -494,7 +510,7 @@ internal sealed class InstanceWorkload : IAsyncDisposable
                 throw new AssertionException($"{context}: instance {model.Name} is missing after recovery (store has: {string.Join(", ", names)})\n{RecentOps()}");
             }
 
-            var export = await InstanceExport.OpenAsync(recovered, instance);
+            var export = await InstanceExport.OpenAsync(cache, instance);
             byte[] actual = new byte[model.Size];
             await export.ReadAsync(0, actual);
             bool recreated = model.RecreatingFrom is { } old && instance.Definition.Id != old;
@@ -559,6 +575,7 @@ internal sealed class InstanceWorkload : IAsyncDisposable
 
         if (!adopt)
         {
+            await cache.DisposeAsync(); // its exports, which only read, are closed
             if (names.Length != expected.Length && Models.All(m => m.RecreatingFrom is null))
             {
                 throw new AssertionException($"{context}: the store has instances [{string.Join(", ", names)}], expected [{string.Join(", ", expected)}]");
@@ -568,6 +585,7 @@ internal sealed class InstanceWorkload : IAsyncDisposable
         }
 
         Assert.That(names, Is.EqualTo(expected), $"{context}: instances after recovery");
+        Cache = cache;
         for (int i = 0; i < Models.Length; i++)
         {
             Exports[i] = fresh[i]!;
@@ -814,6 +832,7 @@ internal sealed class InstanceWorkload : IAsyncDisposable
             await Exports[i].DisposeAsync();
         }
 
+        await Cache.DisposeAsync();
         await Store.DisposeAsync();
         foreach (var model in Models)
         {
@@ -821,12 +840,13 @@ internal sealed class InstanceWorkload : IAsyncDisposable
         }
 
         Store = await UpperStore.OpenAsync(Media.Device);
+        Cache = new WriteBackCache(Store, _cacheOptions);
         Assert.That(Store.WasClean, Is.True, "a store closed cleanly must open as clean");
         foreach (var model in Models)
         {
             var instance = Store.Find(model.Name) ?? throw new AssertionException($"instance {model.Name} is gone after a clean reopen");
             Assert.That(instance.Definition.Id, Is.EqualTo(model.Id), $"{model.Name}: id after a clean reopen");
-            Exports[model.Index - 1] = await InstanceExport.OpenAsync(Store, instance);
+            Exports[model.Index - 1] = await InstanceExport.OpenAsync(Cache, instance);
         }
 
         await VerifyAllAsync("after a clean reopen");
@@ -836,9 +856,12 @@ internal sealed class InstanceWorkload : IAsyncDisposable
     {
         long op = Begin("kill-reopen: open the store on what a kill leaves, abandon the old one");
         var image = Media.Kill();
+        // What the kill takes: every dirty block in the cache. The old exports then close
+        // with nothing to write back (what they still write goes to the abandoned device).
+        await Cache.AbandonAsync();
         foreach (var export in Exports)
         {
-            await export.DisposeAsync(); // closes the base file only; writes nothing to the store
+            await export.DisposeAsync();
         }
 
         // The old store is abandoned without a clean close, as after kill -9.
@@ -855,7 +878,7 @@ internal sealed class InstanceWorkload : IAsyncDisposable
         var instance = await Store.CreateInstanceAsync(model.Name, model.Size, Base.Identity);
         model.Reset(Base.InitialContent(model.Size), instance.Definition.Id);
         model.RecreatingFrom = null;
-        Exports[model.Index - 1] = await InstanceExport.OpenAsync(Store, instance);
+        Exports[model.Index - 1] = await InstanceExport.OpenAsync(Cache, instance);
         byte[] actual = new byte[model.Size];
         await Exports[model.Index - 1].ReadAsync(0, actual);
         CompareWithModel(model, 0, actual, "a re-created instance reads as its base");

@@ -39,6 +39,8 @@ internal sealed class GatedExport(long size, long gatedOffset) : IExport
 
     public ValueTask CacheAsync(long offset, long length) => _inner.CacheAsync(offset, length);
 
+    public ValueTask ClientDetachedAsync() => _inner.ClientDetachedAsync();
+
     public ValueTask GetAllocationAsync(long offset, long length, int maxExtents, List<Extent> extents) =>
         _inner.GetAllocationAsync(offset, length, maxExtents, extents);
 

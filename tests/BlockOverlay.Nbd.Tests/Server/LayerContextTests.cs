@@ -1,3 +1,4 @@
+using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Io;
@@ -14,6 +15,7 @@ public class LayerContextTests
     private const int Block = 4096;
     private string _directory = null!;
     private UpperStore _store = null!;
+    private WriteBackCache _cache = null!;
     private TestServer _server = null!;
 
     [SetUp]
@@ -30,7 +32,9 @@ public class LayerContextTests
             await _store.CreateInstanceAsync("vm", 16 * Block, await image.IdentifyAsync());
         }
 
-        var export = await InstanceExport.OpenAsync(_store, _store.Find("vm")!);
+        // Nothing is written back before a flush: block status must see dirty blocks as upper too.
+        _cache = new WriteBackCache(_store, CacheOptions.FlushOnly);
+        var export = await InstanceExport.OpenAsync(_cache, _store.Find("vm")!);
         _server = new TestServer(("vm", export), ("plain", new MemoryExport(1 << 20)));
     }
 
@@ -38,6 +42,7 @@ public class LayerContextTests
     public async Task Stop()
     {
         await _server.DisposeAsync();
+        await _cache.DisposeAsync();
         await _store.DisposeAsync();
         Directory.Delete(_directory, recursive: true);
     }

@@ -1,0 +1,486 @@
+using System.Diagnostics;
+using BlockOverlay.Io;
+using BlockOverlay.Store;
+
+namespace BlockOverlay.Engine.Cache;
+
+/// <summary>
+/// One instance's dirty blocks: written by clients, acknowledged, not yet in the store.
+/// </summary>
+/// <remarks>
+/// Design.
+/// <para>
+/// <b>States of a block.</b> Absent (the store, the base or zeros hold its content), dirty
+/// (here, newer than the store), or dirty and being written back (a copy of it is on its way
+/// to the store). A write to a block being written back changes it here and marks it
+/// re-dirtied: when the write-back ends, the block stays dirty instead of leaving.
+/// </para>
+/// <para>
+/// <b>Invariants.</b> A block leaves only when a write-back of exactly its current version has
+/// been mapped in the store, so a reader that misses it here finds that version there. At
+/// most one write-back of a block is in flight, so the store maps a block's versions in order.
+/// A block never changes its logical content except by a client write or zero, and those
+/// hold the export's range lock: code holding that lock may read a block (here or in the
+/// store) and rely on it until it writes.
+/// </para>
+/// <para>
+/// <b>Flush scope.</b> Every write gets the next sequence number; a block remembers the number
+/// of the write that made it dirty (<see cref="DirtyBlock.DirtySince"/>). A flush takes the
+/// current number N and writes back every block dirty since N or earlier, waiting for
+/// write-backs others started; blocks first dirtied after N are not its business. Writes
+/// that complete while it runs may ride along (newer content is allowed to become durable
+/// early), but it never waits for them.
+/// </para>
+/// <para>
+/// <b>Locking.</b> <see cref="_gate"/> guards the map and the blocks' bytes, and is held only
+/// for memory work: every copy into or out of a block happens under it, so nobody ever sees
+/// a block's buffer while another thread reuses it. It is taken before the store's own
+/// locks (zeroing applies the store's change under it) and never inside them.
+/// </para>
+/// </remarks>
+internal sealed class InstanceCache
+{
+    private const int Block = UpperStore.BlockSize;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<long, DirtyBlock> _blocks = [];
+    private readonly WriteBackCache _owner;
+    private long _sequence;
+    private long _dirtyBytes;
+    private long _dirtySince;   // Stopwatch timestamp of the oldest dirty data; 0 while clean
+    private int _throttled;     // writers waiting for this instance's write-back
+    private TaskCompletionSource _progress = NewSignal();
+    private Exception? _writeBackFailure;
+
+    public InstanceCache(WriteBackCache owner, StoreInstance instance)
+    {
+        _owner = owner;
+        Instance = instance;
+    }
+
+    public StoreInstance Instance { get; }
+
+    public InstanceCounters Counters { get; } = new();
+
+    public long DirtyBytes => Interlocked.Read(ref _dirtyBytes);
+
+    /// <summary>Whether a writer of this instance is waiting for its write-back.</summary>
+    public bool HasThrottledWriters => Volatile.Read(ref _throttled) > 0;
+
+    /// <summary>Whether the oldest dirty data has waited longer than <paramref name="age"/>.</summary>
+    public bool DirtyOlderThan(TimeSpan age)
+    {
+        long since = Interlocked.Read(ref _dirtySince);
+        return since != 0 && age != Timeout.InfiniteTimeSpan && Stopwatch.GetElapsedTime(since) >= age;
+    }
+
+    /// <summary>The sequence number of the last write: a flush now covers it and everything before.</summary>
+    public long FlushPoint()
+    {
+        lock (_gate)
+        {
+            return _sequence;
+        }
+    }
+
+    /// <summary>Takes whole blocks of data into the cache, starting at virtual block <paramref name="first"/>.</summary>
+    public void Write(long first, ReadOnlySpan<byte> data)
+    {
+        long added = 0;
+        lock (_gate)
+        {
+            long sequence = ++_sequence;
+            for (int i = 0; i * Block < data.Length; i++)
+            {
+                var bytes = data.Slice(i * Block, Block);
+                if (_blocks.TryGetValue(first + i, out var block))
+                {
+                    bytes.CopyTo(block.Data);
+                    block.Version++;
+                    if (block.WritingBack && block.RedirtiedSince == 0)
+                    {
+                        block.RedirtiedSince = sequence;
+                    }
+                }
+                else
+                {
+                    var fresh = new DirtyBlock(sequence);
+                    bytes.CopyTo(fresh.Data);
+                    _blocks.Add(first + i, fresh);
+                    added += Block;
+                }
+            }
+
+            if (added > 0 && _dirtyBytes == 0)
+            {
+                Interlocked.Exchange(ref _dirtySince, Stopwatch.GetTimestamp());
+            }
+
+            Interlocked.Add(ref _dirtyBytes, added);
+        }
+
+        _owner.AddDirty(added);
+    }
+
+    /// <summary>
+    /// Copies the cached blocks of [first, first+count) into <paramref name="destination"/> and
+    /// lists the runs it does not hold, for the caller to read from the store.
+    /// </summary>
+    public void Read(long first, long count, Span<byte> destination, List<(long First, long Count)> misses)
+    {
+        lock (_gate)
+        {
+            if (_blocks.Count == 0)
+            {
+                misses.Add((first, count));
+                return;
+            }
+
+            for (long b = first; b < first + count; b++)
+            {
+                if (_blocks.TryGetValue(b, out var block))
+                {
+                    block.Data.CopyTo(destination.Slice((int)((b - first) * Block), Block));
+                }
+                else if (misses.Count > 0 && misses[^1].First + misses[^1].Count == b)
+                {
+                    misses[^1] = (misses[^1].First, misses[^1].Count + 1);
+                }
+                else
+                {
+                    misses.Add((b, 1));
+                }
+            }
+        }
+    }
+
+    /// <summary>Runs of [first, first+count) held here, ascending (for block status).</summary>
+    public List<(long First, long Count)> HeldRuns(long first, long count)
+    {
+        List<long> held;
+        lock (_gate)
+        {
+            held = BlocksIn(first, count);
+        }
+
+        held.Sort();
+        var runs = new List<(long First, long Count)>();
+        foreach (long b in held)
+        {
+            if (runs.Count > 0 && runs[^1].First + runs[^1].Count == b)
+            {
+                runs[^1] = (runs[^1].First, runs[^1].Count + 1);
+            }
+            else
+            {
+                runs.Add((b, 1));
+            }
+        }
+
+        return runs;
+    }
+
+    /// <summary>
+    /// Drops the cached blocks of a range and applies <paramref name="applyToStore"/> (which
+    /// changes the store's map of that range) in the same step, once no block of the range is
+    /// being written back: a write-back finishing later would map old data over the change.
+    /// The caller holds the range lock, so no write adds blocks meanwhile.
+    /// </summary>
+    public async Task DropAsync(long first, long count, Action applyToStore)
+    {
+        while (true)
+        {
+            Task wait;
+            long removed = 0;
+            lock (_gate)
+            {
+                var inRange = BlocksIn(first, count);
+                if (!inRange.Any(b => _blocks[b].WritingBack))
+                {
+                    // Store first, then the cache, in one step under the gate: a reader sees the
+                    // cached data or the store's new state, never the store's older content.
+                    applyToStore();
+                    foreach (long b in inRange)
+                    {
+                        _blocks.Remove(b);
+                        removed += Block;
+                    }
+
+                    Shrink(removed);
+                    return;
+                }
+
+                wait = _progress.Task;
+            }
+
+            await wait;
+        }
+    }
+
+    /// <summary>
+    /// Writes back every block dirty since <paramref name="upTo"/> or earlier (see "Flush scope"),
+    /// in batches of at most <paramref name="batchBlocks"/>. Returns the data bytes it wrote.
+    /// </summary>
+    public async Task<long> WriteBackAsync(long upTo, WriteReason reason, int batchBlocks)
+    {
+        long written = 0;
+        while (true)
+        {
+            var candidates = DirtyUpTo(upTo);
+            if (candidates.Count == 0)
+            {
+                return written;
+            }
+
+            using (var staging = new AlignedBuffer(Math.Min(batchBlocks, candidates.Count) * Block))
+            {
+                int next = 0;
+                while (next < candidates.Count)
+                {
+                    var batch = Take(candidates, ref next, batchBlocks, upTo, staging);
+                    if (batch.Blocks.Count > 0)
+                    {
+                        written += await WriteBatchAsync(batch, staging, reason);
+                    }
+                }
+            }
+
+            // What is left was being written back by someone else, or was written again
+            // (before our point) while we wrote it: wait for those write-backs, then go again.
+            Task? wait;
+            lock (_gate)
+            {
+                wait = _blocks.Values.Any(b => b.WritingBack && b.DirtySince <= upTo) ? _progress.Task : null;
+            }
+
+            if (wait is not null)
+            {
+                await wait;
+            }
+        }
+    }
+
+    /// <summary>Writes back one batch of any dirty blocks, oldest first as far as the map knows (background work).</summary>
+    public async Task<long> WriteBackSomeAsync(int batchBlocks)
+    {
+        List<long> picked;
+        lock (_gate)
+        {
+            picked = [.. _blocks.Where(p => !p.Value.WritingBack).Take(batchBlocks).Select(p => p.Key).Order()];
+        }
+
+        if (picked.Count == 0)
+        {
+            return 0;
+        }
+
+        using var staging = new AlignedBuffer(picked.Count * Block);
+        int next = 0;
+        var batch = Take(picked, ref next, batchBlocks, long.MaxValue, staging);
+        if (batch.Blocks.Count == 0)
+        {
+            return 0;
+        }
+
+        long written = await WriteBatchAsync(batch, staging, WriteReason.Background);
+        Counters.AddWriteBack(written);
+        return written;
+    }
+
+    /// <summary>
+    /// Waits until this instance holds less than the limits allow (<paramref name="overLimit"/>
+    /// says when it does not), asking the background writer for its write-back. Only this
+    /// instance's writers wait here. A write-back that keeps failing fails the wait with its error.
+    /// </summary>
+    public async ValueTask ThrottleAsync(Func<InstanceCache, bool> overLimit)
+    {
+        if (!overLimit(this))
+        {
+            return;
+        }
+
+        long start = Stopwatch.GetTimestamp();
+        Interlocked.Increment(ref _throttled);
+        try
+        {
+            while (overLimit(this))
+            {
+                Task progress;
+                lock (_gate)
+                {
+                    if (_writeBackFailure is { } failure)
+                    {
+                        throw new IOException($"write-back of instance '{Instance.Name}' failed: {failure.Message}", failure);
+                    }
+
+                    progress = _progress.Task;
+                }
+
+                _owner.Wake();
+                // Looked at again after a while even without progress: a neighbour's write-back
+                // may have brought the global total down.
+                await Task.WhenAny(progress, Task.Delay(_owner.Options.BackgroundInterval));
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _throttled);
+            Counters.AddThrottled(Stopwatch.GetTimestamp() - start);
+        }
+    }
+
+    /// <summary>Forgets every dirty block (the instance is gone, or a crash is being simulated).</summary>
+    public void Discard()
+    {
+        lock (_gate)
+        {
+            long removed = _blocks.Count * (long)Block;
+            _blocks.Clear();
+            Shrink(removed);
+        }
+    }
+
+    /// <summary>Blocks dirty since <paramref name="upTo"/> or earlier, ascending.</summary>
+    private List<long> DirtyUpTo(long upTo)
+    {
+        lock (_gate)
+        {
+            var list = _blocks.Where(p => p.Value.DirtySince <= upTo).Select(p => p.Key).ToList();
+            list.Sort();
+            return list;
+        }
+    }
+
+    /// <summary>Blocks of the range held here (walking whichever is smaller: the range or the map).</summary>
+    private List<long> BlocksIn(long first, long count) => count <= _blocks.Count
+        ? [.. Enumerable.Range(0, (int)Math.Min(count, int.MaxValue)).Select(i => first + i).Where(_blocks.ContainsKey)]
+        : [.. _blocks.Keys.Where(b => b >= first && b < first + count)];
+
+    /// <summary>
+    /// Marks up to <paramref name="max"/> of the candidates (from <paramref name="next"/> on)
+    /// as being written back and copies them into the staging buffer, in order.
+    /// </summary>
+    private Batch Take(List<long> candidates, ref int next, int max, long upTo, AlignedBuffer staging)
+    {
+        var batch = new Batch();
+        lock (_gate)
+        {
+            for (; next < candidates.Count && batch.Blocks.Count < max; next++)
+            {
+                long b = candidates[next];
+                if (_blocks.TryGetValue(b, out var block) && !block.WritingBack && block.DirtySince <= upTo)
+                {
+                    block.WritingBack = true;
+                    block.Data.CopyTo(staging.Span.Slice(batch.Blocks.Count * Block, Block));
+                    batch.Add(b, block.Version);
+                }
+            }
+        }
+
+        return batch;
+    }
+
+    private async Task<long> WriteBatchAsync(Batch batch, AlignedBuffer staging, WriteReason reason)
+    {
+        long bytes = batch.Blocks.Count * (long)Block;
+        try
+        {
+            await _owner.Store.WriteBlocksAsync(Instance, batch.Runs, staging.Memory[..(int)bytes], reason);
+        }
+        catch (Exception e)
+        {
+            Finish(batch, e);
+            throw;
+        }
+
+        Finish(batch, null);
+        return bytes;
+    }
+
+    /// <summary>Ends a write-back: blocks still at the version it wrote leave; the others stay dirty.</summary>
+    private void Finish(Batch batch, Exception? failure)
+    {
+        TaskCompletionSource progress;
+        lock (_gate)
+        {
+            long removed = 0;
+            foreach (var (b, version) in batch.Blocks)
+            {
+                if (!_blocks.TryGetValue(b, out var block))
+                {
+                    continue; // discarded meanwhile (the instance is being deleted)
+                }
+
+                block.WritingBack = false;
+                if (failure is null && block.Version == version)
+                {
+                    _blocks.Remove(b);
+                    removed += Block;
+                }
+                else if (block.RedirtiedSince != 0)
+                {
+                    // Written again while on its way: dirty since that write (or, if this write-back
+                    // failed, still since its first one).
+                    block.DirtySince = failure is null ? block.RedirtiedSince : block.DirtySince;
+                    block.RedirtiedSince = 0;
+                }
+            }
+
+            _writeBackFailure = failure;
+            Shrink(removed);
+            (progress, _progress) = (_progress, NewSignal());
+        }
+
+        progress.SetResult();
+    }
+
+    /// <summary>Accounts for blocks that left; the caller holds the gate.</summary>
+    private void Shrink(long removed)
+    {
+        Interlocked.Add(ref _dirtyBytes, -removed);
+        if (_blocks.Count == 0)
+        {
+            Interlocked.Exchange(ref _dirtySince, 0);
+        }
+
+        _owner.AddDirty(-removed);
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private sealed class DirtyBlock(long dirtySince)
+    {
+        public byte[] Data { get; } = new byte[Block];
+
+        /// <summary>Bumped by every write: a write-back of an older version must not remove it.</summary>
+        public long Version { get; set; }
+
+        /// <summary>Sequence number of the write that made it dirty (relative to the store).</summary>
+        public long DirtySince { get; set; } = dirtySince;
+
+        /// <summary>Sequence number of the first write while it was being written back; 0 if none.</summary>
+        public long RedirtiedSince { get; set; }
+
+        public bool WritingBack { get; set; }
+    }
+
+    /// <summary>Blocks being written back together, ascending, with the versions copied.</summary>
+    private sealed class Batch
+    {
+        public List<(long Block, long Version)> Blocks { get; } = [];
+
+        public List<(long VirtualBlock, long Length)> Runs { get; } = [];
+
+        public void Add(long block, long version)
+        {
+            Blocks.Add((block, version));
+            if (Runs.Count > 0 && Runs[^1].VirtualBlock + Runs[^1].Length == block)
+            {
+                Runs[^1] = (Runs[^1].VirtualBlock, Runs[^1].Length + 1);
+            }
+            else
+            {
+                Runs.Add((block, 1));
+            }
+        }
+    }
+}

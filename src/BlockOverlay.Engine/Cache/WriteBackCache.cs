@@ -1,0 +1,342 @@
+using BlockOverlay.Store;
+using BlockOverlay.Store.Format;
+
+namespace BlockOverlay.Engine.Cache;
+
+/// <summary>
+/// The write-back cache of one store: every instance's dirty blocks, tagged by instance,
+/// the limits on them, and the background writer that moves them to the store early.
+/// </summary>
+/// <remarks>
+/// Design.
+/// <para>
+/// <b>Where isolation is won.</b> Dirty data lives per instance (<see cref="InstanceCache"/>);
+/// a flush of X writes back X's blocks and commits X's map, and nobody else's data moves.
+/// Only the <see cref="FlushMode.Global"/> baseline flushes everyone.
+/// </para>
+/// <para>
+/// <b>Background write-back</b> is one loop, one batch (at most
+/// <see cref="CacheOptions.BackgroundBatchBlocks"/>) at a time. It serves, in order: instances
+/// with throttled writers, instances past the background share of their limit, the biggest
+/// instance when all of them together are past the background share of the global limit,
+/// and instances whose dirty data has grown old. Before each batch it yields to flushes in
+/// progress, for at most <see cref="FlushYield"/>: a flush waits behind at most one
+/// background batch, and back-to-back flushes cannot starve write-back (and with it the
+/// throttled writers) forever. It also takes checkpoints before the journal fills, so that
+/// a flush does not find it full and pay for a checkpoint of every instance.
+/// </para>
+/// <para>
+/// <b>Throttling (invariant 7).</b> An instance is over its limit when it holds
+/// <see cref="CacheOptions.InstanceDirtyLimit"/>, or when the global total is past
+/// <see cref="CacheOptions.GlobalDirtyLimit"/> and it holds at least an equal share of it.
+/// Its writers wait for its write-back; an instance below its share is never throttled. The
+/// total stays bounded: past the global limit only instances below their share grow, and
+/// they stop at it.
+/// </para>
+/// <para>
+/// <b>Locking.</b> <see cref="_lock"/> guards the list of instances and the flush/wake signals;
+/// never held across I/O or while taking an instance's gate.
+/// </para>
+/// </remarks>
+public sealed class WriteBackCache : IAsyncDisposable
+{
+    /// <summary>Longest time a background batch waits for flushes in progress.</summary>
+    public static readonly TimeSpan FlushYield = TimeSpan.FromMilliseconds(50);
+
+    private readonly Lock _lock = new();
+    private readonly List<InstanceCache> _caches = [];
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _writer;
+    private long _dirtyBytes;
+    private long _backgroundFailures;
+    private int _flushesActive;
+    private TaskCompletionSource _noFlush = Completed();
+    private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private bool _stopped;
+
+    public WriteBackCache(UpperStore store, CacheOptions? options = null)
+    {
+        Store = store ?? throw new ArgumentNullException(nameof(store));
+        Options = options ?? new CacheOptions();
+        if (Options.Problem() is { } problem)
+        {
+            throw new ArgumentException($"cache options: {problem}", nameof(options));
+        }
+
+        _writer = Task.Run(() => WriteInBackgroundAsync(_stop.Token));
+    }
+
+    public UpperStore Store { get; }
+
+    public CacheOptions Options { get; }
+
+    /// <summary>Dirty bytes of every instance together.</summary>
+    public long DirtyBytes => Interlocked.Read(ref _dirtyBytes);
+
+    /// <summary>Background write-backs or checkpoints that failed (they are retried).</summary>
+    public long BackgroundFailures => Interlocked.Read(ref _backgroundFailures);
+
+    /// <summary>The open instances, with their dirty bytes and counters, for metrics.</summary>
+    public IReadOnlyList<CachedInstance> Instances
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _caches.Select(c => new CachedInstance(c.Instance.Name, c.DirtyBytes, c.Counters))];
+            }
+        }
+    }
+
+    /// <summary>
+    /// Stops background work and writes back what is left (exports normally did it when they
+    /// closed), committing every instance that is not volatile. The store stays open.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        await StopWriterAsync();
+        foreach (var cache in Snapshot())
+        {
+            await cache.WriteBackAsync(long.MaxValue, WriteReason.Flush, Options.FlushBatchBlocks);
+            if (cache.Instance.Definition.FlushMode != FlushMode.Volatile)
+            {
+                await Store.CommitAsync(cache.Instance);
+            }
+        }
+
+        _stop.Dispose();
+    }
+
+    /// <summary>
+    /// Stops background work and forgets every dirty block, writing nothing: what a crash
+    /// does to the cache. For crash simulations, and for a server that must stop at once.
+    /// </summary>
+    public async Task AbandonAsync()
+    {
+        await StopWriterAsync();
+        foreach (var cache in Snapshot())
+        {
+            cache.Discard();
+        }
+
+        _stop.Dispose();
+    }
+
+    internal InstanceCache Attach(StoreInstance instance)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_stopped, this);
+            if (_caches.Any(c => c.Instance == instance))
+            {
+                // Two caches for one instance would each think they hold its newest data.
+                throw new InvalidOperationException($"instance '{instance.Name}' is already open; its connections share one export");
+            }
+
+            var cache = new InstanceCache(this, instance);
+            _caches.Add(cache);
+            return cache;
+        }
+    }
+
+    internal void Detach(InstanceCache cache)
+    {
+        lock (_lock)
+        {
+            _caches.Remove(cache);
+        }
+    }
+
+    /// <summary>
+    /// The global flush: writes back every instance's dirty data, then commits every instance
+    /// of the store. Returns the data and journal bytes it wrote.
+    /// </summary>
+    internal async Task<(long Data, long Meta)> FlushEveryoneAsync()
+    {
+        long data = 0;
+        foreach (var cache in Snapshot())
+        {
+            data += await cache.WriteBackAsync(cache.FlushPoint(), WriteReason.Flush, Options.FlushBatchBlocks);
+        }
+
+        var commits = await Task.WhenAll(Store.Instances.Select(Store.CommitAsync));
+        return (data, commits.Sum());
+    }
+
+    /// <summary>Whether an instance's writers must wait (see "Throttling").</summary>
+    internal bool OverLimit(InstanceCache cache)
+    {
+        long mine = cache.DirtyBytes;
+        if (mine >= Options.InstanceDirtyLimit)
+        {
+            return true;
+        }
+
+        if (DirtyBytes < Options.GlobalDirtyLimit)
+        {
+            return false;
+        }
+
+        int holders = Math.Max(1, Snapshot().Count(c => c.DirtyBytes > 0));
+        return mine >= Options.GlobalDirtyLimit / holders;
+    }
+
+    internal void AddDirty(long bytes) => Interlocked.Add(ref _dirtyBytes, bytes);
+
+    /// <summary>Marks a flush in progress until the result is disposed: background batches yield to it.</summary>
+    internal IDisposable BeginFlush()
+    {
+        lock (_lock)
+        {
+            if (_flushesActive++ == 0)
+            {
+                _noFlush = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+        }
+
+        return new FlushScope(this);
+    }
+
+    /// <summary>Asks the background writer to look for work now.</summary>
+    internal void Wake()
+    {
+        lock (_lock)
+        {
+            _wake.TrySetResult();
+        }
+    }
+
+    private void EndFlush()
+    {
+        TaskCompletionSource? idle = null;
+        lock (_lock)
+        {
+            if (--_flushesActive == 0)
+            {
+                idle = _noFlush;
+            }
+        }
+
+        idle?.TrySetResult();
+    }
+
+    private async Task WriteInBackgroundAsync(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            Task wake;
+            lock (_lock)
+            {
+                if (_wake.Task.IsCompleted)
+                {
+                    _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                }
+
+                wake = _wake.Task;
+            }
+
+            await Task.WhenAny(wake, Task.Delay(Options.BackgroundInterval, stop));
+            try
+            {
+                await WriteBackDueAsync(stop);
+                await CheckpointIfDueAsync(stop);
+            }
+            catch (Exception e) when (e is IOException or StoreFullException or InstanceException)
+            {
+                // The data stays dirty and is tried again; throttled writers of the instance see
+                // the error, and flushes fail with their own. Pause so a full store is not hammered.
+                Interlocked.Increment(ref _backgroundFailures);
+                await Task.WhenAny(Task.Delay(TimeSpan.FromSeconds(1), stop));
+            }
+        }
+    }
+
+    private async Task WriteBackDueAsync(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested && PickDue() is { } cache)
+        {
+            await YieldToFlushesAsync();
+            if (await cache.WriteBackSomeAsync(Options.BackgroundBatchBlocks) == 0)
+            {
+                return; // everything it holds is already on its way: look again later
+            }
+        }
+    }
+
+    private async Task CheckpointIfDueAsync(CancellationToken stop)
+    {
+        if (!stop.IsCancellationRequested && Store.JournalFill >= Options.CheckpointAtJournalFill)
+        {
+            await YieldToFlushesAsync();
+            await Store.CheckpointAsync();
+        }
+    }
+
+    /// <summary>The instance whose write-back is most due, or null (see "Background write-back").</summary>
+    private InstanceCache? PickDue()
+    {
+        var dirty = Snapshot().Where(c => c.DirtyBytes > 0).ToList();
+        if (dirty.Count == 0)
+        {
+            return null;
+        }
+
+        return dirty.Where(c => c.HasThrottledWriters).MaxBy(c => c.DirtyBytes)
+            ?? dirty.Where(c => c.DirtyBytes >= Options.BackgroundRatio * Options.InstanceDirtyLimit).MaxBy(c => c.DirtyBytes)
+            ?? (DirtyBytes >= Options.BackgroundRatio * Options.GlobalDirtyLimit ? dirty.MaxBy(c => c.DirtyBytes) : null)
+            ?? dirty.Find(c => c.DirtyOlderThan(Options.MaxDirtyAge));
+    }
+
+    private Task YieldToFlushesAsync()
+    {
+        Task idle;
+        lock (_lock)
+        {
+            idle = _noFlush.Task;
+        }
+
+        return idle.IsCompleted ? Task.CompletedTask : Task.WhenAny(idle, Task.Delay(FlushYield));
+    }
+
+    private async Task StopWriterAsync()
+    {
+        lock (_lock)
+        {
+            _stopped = true;
+        }
+
+        await _stop.CancelAsync();
+        await _writer;
+    }
+
+    private List<InstanceCache> Snapshot()
+    {
+        lock (_lock)
+        {
+            return [.. _caches];
+        }
+    }
+
+    private static TaskCompletionSource Completed()
+    {
+        var done = new TaskCompletionSource();
+        done.SetResult();
+        return done;
+    }
+
+    private sealed class FlushScope(WriteBackCache owner) : IDisposable
+    {
+        private int _ended;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 0)
+            {
+                owner.EndFlush();
+            }
+        }
+    }
+}
+
+/// <summary>One open instance as the cache sees it.</summary>
+public sealed record CachedInstance(string Name, long DirtyBytes, InstanceCounters Counters);
