@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Io;
@@ -22,6 +23,21 @@ namespace BlockOverlay.Engine.Tests.Instances;
 [TestFixture]
 public sealed class InstanceModelTests
 {
+    /// <summary>
+    /// A cache that never rests: background write-back of anything dirty for a millisecond,
+    /// throttling at 1 MiB, and checkpoints at a quarter of the journal, all racing the workload.
+    /// </summary>
+    private static readonly CacheOptions BusyCache = new()
+    {
+        InstanceDirtyLimit = 1 << 20,
+        GlobalDirtyLimit = 1 << 20,
+        BackgroundRatio = 0.05,
+        MaxDirtyAge = TimeSpan.FromMilliseconds(1),
+        BackgroundInterval = TimeSpan.FromMilliseconds(1),
+        BackgroundBatchBlocks = 8,
+        CheckpointAtJournalFill = 0.25,
+    };
+
     private const int BaseSize = (300 << 10) + 1234; // not a whole number of blocks: the last base block ends in zeros
     private static readonly (string, long)[] Instances = [("alpha", 512 << 10), ("beta", 768 << 10), ("gamma", 1 << 20)];
 
@@ -40,8 +56,10 @@ public sealed class InstanceModelTests
         var (mtime, size) = (before.LastWriteTimeUtc, before.Length);
 
         await using var media = new MemoryMedia(16 << 20);
+        // Odd seeds keep the cache still until a flush; even ones run it with write-back and
+        // checkpoints going on underneath every operation.
         await using var workload = await InstanceWorkload.CreateAsync(
-            testBase, media, rng, ContentMode.Random, journalBlocks: seed % 2 == 0 ? 16 : 64, Instances);
+            testBase, media, rng, ContentMode.Random, journalBlocks: seed % 2 == 0 ? 16 : 64, Instances, seed % 2 == 0 ? BusyCache : null);
         for (int i = 0; i < steps; i++)
         {
             await workload.StepAsync();
@@ -82,7 +100,7 @@ public sealed class InstanceModelTests
         using var testBase = await TestBase.CreateAsync(seed, BaseSize);
         byte[] baseHash = testBase.HashFile();
         await using var media = new YieldingMemoryMedia(16 << 20);
-        await using var workload = await InstanceWorkload.CreateAsync(testBase, media, rng, ContentMode.Random, journalBlocks: 16, Instances);
+        await using var workload = await InstanceWorkload.CreateAsync(testBase, media, rng, ContentMode.Random, journalBlocks: 16, Instances, BusyCache);
         for (int round = 0; round < rounds; round++)
         {
             await Task.WhenAll(workload.Models.Select(model => Task.Run(async () =>
