@@ -33,4 +33,7 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "instance '{Instance}' is unclean: it flushes in volatile mode and the store crashed while it was in use, " +
                                                                    "so it holds whatever reached the store, not a flushed state (clear with: blockoverlay instance set {Instance} --flush-mode ...)")]
     public static partial void InstanceUnclean(ILogger logger, string instance);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "metrics at http://{EndPoint}/metrics")]
+    public static partial void MetricsServed(ILogger logger, System.Net.EndPoint endPoint);
 }

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Host.Metrics;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Nbd.Listeners;
@@ -39,26 +40,33 @@ internal static class ServeCommand
             Description = "Serve one client over standard input and output, then exit (for nbd_connect_command).",
         };
         var store = new Option<string>("--store") { Description = "Serve every instance of this store, each as an export of its name." };
+        var metrics = new Option<string>("--metrics")
+        {
+            Description = "Serve Prometheus metrics at http://HOST:PORT/metrics, given as tcp:HOST:PORT (e.g. tcp:127.0.0.1:9810).",
+        };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log debug events too." };
 
-        var command = new Command("serve", "Serve disks over NBD.") { store, exports, listens, stdio, verbose };
+        var command = new Command("serve", "Serve disks over NBD.") { store, exports, listens, stdio, metrics, verbose };
         command.SetAction((parse, _) => RunAsync(
             parse.GetValue(store),
             parse.GetValue(exports) ?? [],
             parse.GetValue(listens) ?? [],
             parse.GetValue(stdio),
+            parse.GetValue(metrics),
             parse.GetValue(verbose)));
         return command;
     }
 
-    private static async Task<int> RunAsync(string? storePath, string[] exportSpecs, string[] listenSpecs, bool stdio, bool verbose)
+    private static async Task<int> RunAsync(string? storePath, string[] exportSpecs, string[] listenSpecs, bool stdio, string? metricsSpec, bool verbose)
     {
         using var loggers = HostLogging.Create(verbose ? LogLevel.Debug : LogLevel.Information);
         var logger = loggers.CreateLogger("blockoverlay");
         List<ExportSpec> specs;
         List<ListenAddress> addresses;
+        System.Net.IPEndPoint? metricsAddress;
         try
         {
+            metricsAddress = metricsSpec is null ? null : MetricsEndpoint.ParseAddress(metricsSpec);
             string[] defaults = storePath is null ? [DefaultExport] : [];
             specs = (exportSpecs.Length > 0 ? exportSpecs : defaults).Select(ExportSpec.Parse).ToList();
             addresses = listenSpecs.Select(ListenAddress.Parse).ToList();
@@ -93,6 +101,13 @@ internal static class ServeCommand
             }
 
             await using var server = new NbdServer(catalog, new NbdServerOptions(), loggers);
+            await using var metricsEndpoint = metricsAddress is null ? null : new MetricsEndpoint(metricsAddress, () => ServerMetrics.Render(cache));
+            if (metricsEndpoint is not null)
+            {
+                var scrapedAt = metricsEndpoint.Start();
+                HostLog.MetricsServed(logger, scrapedAt);
+            }
+
             if (stdio)
             {
                 await server.ServeStreamAsync(Console.OpenStandardInput(), Console.OpenStandardOutput(), "stdio");

@@ -97,7 +97,7 @@ public sealed class WriteBackCache : IAsyncDisposable
         await StopWriterAsync();
         foreach (var cache in Snapshot())
         {
-            await cache.WriteBackAsync(long.MaxValue, WriteReason.Flush, Options.FlushBatchBlocks);
+            await cache.WriteBackAsync(long.MaxValue, WriteReason.Background, Options.FlushBatchBlocks);
             if (cache.Instance.Definition.FlushMode != FlushMode.Volatile)
             {
                 await Store.CommitAsync(cache.Instance);

@@ -345,10 +345,14 @@ public sealed class InstanceExport : ILayeredExport
         }
     }
 
-    /// <summary>Writes back every dirty block, and commits unless the instance is volatile.</summary>
+    /// <summary>
+    /// Writes back every dirty block, and commits unless the instance is volatile. Nobody waits
+    /// on it as on a flush, so it counts as background write-back.
+    /// </summary>
     private async Task WriteBackAllAsync()
     {
-        await _cache.WriteBackAsync(_cache.FlushPoint(), WriteReason.Flush, _owner.Options.FlushBatchBlocks);
+        long written = await _cache.WriteBackAsync(_cache.FlushPoint(), WriteReason.Background, _owner.Options.FlushBatchBlocks);
+        _cache.Counters.AddWriteBack(written);
         if (_instance.Definition.FlushMode != FlushMode.Volatile)
         {
             await _store.CommitAsync(_instance);

@@ -19,7 +19,7 @@ internal sealed class StoreServer : IDisposable
     private readonly StringBuilder _log = new();
     private bool _disposed;
 
-    private StoreServer(string storePath, string socketPath, int? port)
+    private StoreServer(string storePath, string socketPath, int? port, IReadOnlyList<string> extraArgs)
     {
         SocketPath = socketPath;
         Port = port;
@@ -39,6 +39,11 @@ internal sealed class StoreServer : IDisposable
         {
             startInfo.ArgumentList.Add("--listen");
             startInfo.ArgumentList.Add(string.Create(CultureInfo.InvariantCulture, $"tcp:127.0.0.1:{p}"));
+        }
+
+        foreach (var arg in extraArgs)
+        {
+            startInfo.ArgumentList.Add(arg);
         }
 
         _process = new Process { StartInfo = startInfo };
@@ -68,10 +73,11 @@ internal sealed class StoreServer : IDisposable
     }
 
     /// <summary>Serves the workspace's store on <c>workspace/nbd.sock</c> (and TCP when asked).</summary>
-    public static StoreServer Start(StoreWorkspace workspace, bool tcp = false) =>
+    /// <summary>Starts a server on the workspace's store; <paramref name="extraArgs"/> go to <c>serve</c> after the rest.</summary>
+    public static StoreServer Start(StoreWorkspace workspace, bool tcp = false, params string[] extraArgs) =>
         ServerLauncher.Start(
             tcp,
-            port => new StoreServer(workspace.StorePath, workspace["nbd.sock"], port),
+            port => new StoreServer(workspace.StorePath, workspace["nbd.sock"], port, extraArgs),
             server => ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString));
 
     public string UnixUri(string export) => $"nbd+unix:///{export}?socket={SocketPath}";

@@ -1,0 +1,81 @@
+using BlockOverlay.Engine.Cache;
+using BlockOverlay.Host.Metrics;
+using BlockOverlay.Store;
+
+namespace BlockOverlay.Host;
+
+/// <summary>
+/// What <c>/metrics</c> shows: the evidence for isolation (per-instance flush cost, dirty
+/// data, background write-back, throttling) and the store's bytes written by reason.
+/// Rendered on each scrape from the live counters; nothing is kept here.
+/// </summary>
+internal static class ServerMetrics
+{
+    public static string Render(WriteBackCache? cache)
+    {
+        var text = new PrometheusText();
+        var instances = cache?.Instances ?? [];
+        Family(text, "blockoverlay_instance_dirty_bytes", MetricType.Gauge, "Bytes written by clients and not yet in the store.",
+            instances, i => i.DirtyBytes);
+        Family(text, "blockoverlay_instance_flushes_total", MetricType.Counter, "Flushes (FLUSH, and FUA writes) of the instance.",
+            instances, i => i.Counters.Flushes);
+        text.Family("blockoverlay_instance_flush_bytes_total", MetricType.Counter,
+            "Bytes written to the store by the instance's flushes: kind=data its blocks, kind=meta its journal commits (global mode: everyone's).");
+        foreach (var i in instances)
+        {
+            text.Sample(i.Counters.FlushDataBytes, ("instance", i.Name), ("kind", "data"));
+            text.Sample(i.Counters.FlushMetaBytes, ("instance", i.Name), ("kind", "meta"));
+        }
+
+        text.Family("blockoverlay_instance_flush_seconds", MetricType.Histogram, "How long the instance's flushes took.");
+        foreach (var i in instances)
+        {
+            var h = i.Counters.FlushSeconds;
+            text.Histogram(new HistogramSnapshot(LatencyHistogram.Bounds, h.Counts(), h.Sum.TotalSeconds), ("instance", i.Name));
+        }
+
+        Family(text, "blockoverlay_instance_writeback_bytes_total", MetricType.Counter, "Bytes of the instance written back in the background.",
+            instances, i => i.Counters.WriteBackBytes);
+        text.Family("blockoverlay_instance_throttled_seconds_total", MetricType.Counter,
+            "Time the instance's writers waited for its write-back, past its dirty limit.");
+        foreach (var i in instances)
+        {
+            text.Sample(i.Counters.Throttled.TotalSeconds, ("instance", i.Name));
+        }
+
+        if (cache is not null)
+        {
+            StoreFamilies(text, cache);
+        }
+
+        return text.ToString();
+    }
+
+    private static void StoreFamilies(PrometheusText text, WriteBackCache cache)
+    {
+        var store = cache.Store;
+        text.Family("blockoverlay_store_bytes_written_total", MetricType.Counter,
+            "Bytes the store wrote to its device, by reason: flush and background (instance data), journal, metadata, checkpoint.");
+        foreach (var reason in Enum.GetValues<WriteReason>())
+        {
+            text.Sample(store.Counters[reason], ("reason", reason.ToString().ToLowerInvariant()));
+        }
+
+        text.Family("blockoverlay_store_free_bytes", MetricType.Gauge, "Free space in the store's data region.");
+        text.Sample(store.FreeBlocks * UpperStore.BlockSize);
+        text.Family("blockoverlay_cache_dirty_bytes", MetricType.Gauge, "Dirty bytes of every instance together.");
+        text.Sample(cache.DirtyBytes);
+        text.Family("blockoverlay_cache_writeback_failures_total", MetricType.Counter, "Background write-backs or checkpoints that failed (retried).");
+        text.Sample(cache.BackgroundFailures);
+    }
+
+    private static void Family(PrometheusText text, string name, MetricType type, string help,
+        IReadOnlyList<CachedInstance> instances, Func<CachedInstance, long> value)
+    {
+        text.Family(name, type, help);
+        foreach (var i in instances)
+        {
+            text.Sample(value(i), ("instance", i.Name));
+        }
+    }
+}
