@@ -37,13 +37,12 @@ public sealed class NbdServer : IAsyncDisposable
             address.EndPoint is UnixDomainSocketEndPoint ? ProtocolType.Unspecified : ProtocolType.Tcp);
         try
         {
+            // No ReuseAddress for TCP: on Linux .NET maps it to SO_REUSEPORT as well, which would let
+            // a second server share the port silently instead of failing to bind. .NET already sets
+            // SO_REUSEADDR itself, so a restart does not wait out TIME_WAIT.
             if (address.EndPoint is UnixDomainSocketEndPoint unix)
             {
                 RemoveStaleUnixSocket(unix);
-            }
-            else
-            {
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
             }
 
             socket.Bind(address.EndPoint);
