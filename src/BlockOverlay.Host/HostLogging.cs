@@ -36,4 +36,16 @@ internal static partial class HostLog
 
     [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "metrics at http://{EndPoint}/metrics")]
     public static partial void MetricsServed(ILogger logger, System.Net.EndPoint endPoint);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "control: instance {Command} {Instance}: exit {ExitCode}")]
+    public static partial void ControlCommand(ILogger logger, string command, string instance, int exitCode);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "instance '{Instance}': no longer served ({Connections} connection(s) told to finish and close)")]
+    public static partial void InstanceDetaching(ILogger logger, string instance, int connections);
+
+    [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "control socket at {Path}")]
+    public static partial void ControlListening(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 9, Level = LogLevel.Warning, Message = "no control socket at {Path} ({Reason}): instances cannot be changed while this server runs")]
+    public static partial void ControlUnavailable(ILogger logger, string path, string reason);
 }

@@ -1,14 +1,12 @@
 using System.CommandLine;
-using BlockOverlay.Engine.Exports;
-using BlockOverlay.Engine.Instances;
-using BlockOverlay.Store;
-using BlockOverlay.Store.Format;
+using BlockOverlay.Host.Live;
 
 namespace BlockOverlay.Host;
 
 /// <summary>
-/// <c>blockoverlay instance …</c>: create, delete and list instances of a store that no
-/// server is holding (a served store is locked: the command says so).
+/// <c>blockoverlay instance …</c>: create, delete, list, inspect and change instances. When a
+/// server holds the store, the command goes through its control socket and takes effect
+/// live; otherwise it works on the store file directly. Same answers either way.
 /// </summary>
 internal static class InstanceCommands
 {
@@ -20,6 +18,7 @@ internal static class InstanceCommands
             CreateCommand(store),
             DeleteCommand(store),
             ListCommand(store),
+            StatCommand(store),
             SetCommand(store),
         };
     }
@@ -30,40 +29,14 @@ internal static class InstanceCommands
         var baseImage = new Option<string>("--base") { Description = "A raw image the instance starts as (never written)." };
         var size = new Option<string>("--size") { Description = "Virtual size (default: the base's, rounded up to 4 KiB); past the base it reads as zeros." };
         var mode = FlushModeOption("What a flush makes durable (default: isolated).");
-        var command = new Command("create", "Create an instance.") { name, baseImage, size, mode, store };
-        command.SetAction((parse, _) => CommandErrors.RunAsync("instance create", async () =>
+        var command = new Command("create", "Create an instance (served at once if a server holds the store).") { name, baseImage, size, mode, store };
+        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!, new InstanceRequest
         {
-            string instanceName = parse.GetValue(name)!;
-            if (!InstanceName.IsValid(instanceName, out string? problem))
-            {
-                throw new FormatException($"'{instanceName}' cannot be an instance name: {problem}");
-            }
-
-            string? basePath = parse.GetValue(baseImage);
-            string? sizeText = parse.GetValue(size);
-            if (basePath is null && sizeText is null)
-            {
-                throw new FormatException("an instance needs --base IMAGE, or --size SIZE for one that starts as zeros");
-            }
-
-            BaseIdentity? identity = null;
-            if (basePath is not null)
-            {
-                await using var image = BaseImage.Open(basePath);
-                identity = await image.IdentifyAsync();
-            }
-
-            long bytes = sizeText is null ? RoundUp(identity!.Size) : ByteSize.Parse(sizeText).Bytes;
-            if (bytes <= 0 || bytes % UpperStore.BlockSize != 0)
-            {
-                throw new FormatException($"size {bytes} is not a positive multiple of {UpperStore.BlockSize} bytes");
-            }
-
-            await using var session = await StoreSession.OpenAsync(parse.GetValue(store)!);
-            var flushMode = ParseFlushMode(parse.GetValue(mode) ?? "isolated");
-            await session.Store.CreateInstanceAsync(instanceName, bytes, identity, flushMode);
-            Console.WriteLine($"created instance '{instanceName}' ({new ByteSize(bytes)}{(identity is null ? "" : $" over {identity.Path}")}, flush mode {Describe(flushMode)})");
-            return 0;
+            Command = "create",
+            Name = parse.GetValue(name),
+            Base = parse.GetValue(baseImage) is { } path ? Path.GetFullPath(path) : null,
+            Size = parse.GetValue(size),
+            FlushMode = parse.GetValue(mode),
         }));
         return command;
     }
@@ -71,32 +44,27 @@ internal static class InstanceCommands
     private static Command DeleteCommand(Option<string> store)
     {
         var name = new Argument<string>("NAME") { Description = "The instance to delete, with all its data." };
-        var command = new Command("delete", "Delete an instance and free its space.") { name, store };
-        command.SetAction((parse, _) => CommandErrors.RunAsync("instance delete", async () =>
-        {
-            await using var session = await StoreSession.OpenAsync(parse.GetValue(store)!);
-            await session.Store.DeleteInstanceAsync(parse.GetValue(name)!);
-            Console.WriteLine($"deleted instance '{parse.GetValue(name)}'");
-            return 0;
-        }));
+        var force = new Option<bool>("--force") { Description = "Disconnect its clients (after their data is written back) instead of refusing." };
+        var command = new Command("delete", "Delete an instance and free its space.") { name, force, store };
+        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!,
+            new InstanceRequest { Command = "delete", Name = parse.GetValue(name), Force = parse.GetValue(force) }));
         return command;
     }
 
     private static Command ListCommand(Option<string> store)
     {
         var command = new Command("list", "List instances: name, virtual size, upper data, flush mode, base.") { store };
-        command.SetAction((parse, _) => CommandErrors.RunAsync("instance list", async () =>
-        {
-            await using var session = await StoreSession.OpenAsync(parse.GetValue(store)!);
-            foreach (var instance in session.Store.Instances)
-            {
-                var d = instance.Definition;
-                string mode = Describe(d.FlushMode) + (d.Unclean ? ",unclean" : "");
-                Console.WriteLine($"{d.Name}\t{new ByteSize(d.VirtualSize)}\t{new ByteSize(instance.UpperBlocks * UpperStore.BlockSize)}\t{mode}\t{d.Base?.Path ?? "-"}");
-            }
+        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!, new InstanceRequest { Command = "list" }));
+        return command;
+    }
 
-            return 0;
-        }));
+    private static Command StatCommand(Option<string> store)
+    {
+        var name = new Argument<string>("NAME") { Description = "The instance to describe." };
+        var json = new Option<bool>("--json") { Description = "One JSON object instead of lines for people." };
+        var command = new Command("stat", "Show an instance's state and counters (live counters when served).") { name, json, store };
+        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!,
+            new InstanceRequest { Command = "stat", Name = parse.GetValue(name), Json = parse.GetValue(json) }));
         return command;
     }
 
@@ -105,15 +73,9 @@ internal static class InstanceCommands
         var name = new Argument<string>("NAME") { Description = "The instance to change." };
         var mode = FlushModeOption("The new flush mode (also clears an 'unclean' mark left by a crash in volatile mode).");
         mode.Required = true;
-        var command = new Command("set", "Change an instance's settings.") { name, mode, store };
-        command.SetAction((parse, _) => CommandErrors.RunAsync("instance set", async () =>
-        {
-            var flushMode = ParseFlushMode(parse.GetValue(mode)!);
-            await using var session = await StoreSession.OpenAsync(parse.GetValue(store)!);
-            await session.Store.SetFlushModeAsync(parse.GetValue(name)!, flushMode);
-            Console.WriteLine($"instance '{parse.GetValue(name)}': flush mode {Describe(flushMode)}");
-            return 0;
-        }));
+        var command = new Command("set", "Change an instance's settings (live if served).") { name, mode, store };
+        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!,
+            new InstanceRequest { Command = "set", Name = parse.GetValue(name), FlushMode = parse.GetValue(mode) }));
         return command;
     }
 
@@ -123,15 +85,28 @@ internal static class InstanceCommands
                       "(the whole-filesystem syncfs baseline); volatile: flushes are acknowledged without persistence.",
     };
 
-    private static FlushMode ParseFlushMode(string text) => text switch
+    /// <summary>Through the server holding the store if there is one, else on the store file.</summary>
+    private static async Task<int> DispatchAsync(string storePath, InstanceRequest request)
     {
-        "isolated" => FlushMode.Isolated,
-        "global" => FlushMode.Global,
-        "volatile" => FlushMode.Volatile,
-        _ => throw new FormatException($"'{text}' is not a flush mode: use isolated, global or volatile"),
-    };
+        CommandOutcome outcome;
+        try
+        {
+            outcome = await ControlClient.TrySendAsync(storePath, request) ?? await OfflineAsync(storePath, request);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException
+                                       or System.Text.Json.JsonException or BlockOverlay.Store.Format.StoreFormatException)
+        {
+            outcome = CommandOutcome.Failed(request.Command, e.Message);
+        }
 
-    internal static string Describe(FlushMode mode) => mode.ToString().ToLowerInvariant();
+        await Console.Out.WriteAsync(outcome.Stdout);
+        await Console.Error.WriteAsync(outcome.Stderr);
+        return outcome.ExitCode;
+    }
 
-    private static long RoundUp(long bytes) => (bytes + UpperStore.BlockSize - 1) / UpperStore.BlockSize * UpperStore.BlockSize;
+    private static async Task<CommandOutcome> OfflineAsync(string storePath, InstanceRequest request)
+    {
+        await using var session = await StoreSession.OpenAsync(storePath);
+        return await InstanceOperations.RunAsync(request, session.Store, live: null);
+    }
 }

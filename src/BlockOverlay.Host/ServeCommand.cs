@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Host.Live;
 using BlockOverlay.Host.Metrics;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
@@ -82,15 +83,14 @@ internal static class ServeCommand
 
         var catalog = new ExportCatalog();
         var opened = new List<IExport>();
-        StoreSession? session = null;
-        WriteBackCache? cache = null;
+        StoreHost? host = null;
+        ControlServer? control = null;
         try
         {
             if (storePath is not null)
             {
-                session = await StoreSession.OpenAsync(storePath);
-                cache = new WriteBackCache(session.Store);
-                await AddInstancesAsync(cache, catalog, opened, logger);
+                host = await StoreHost.OpenAsync(storePath, new CacheOptions(), catalog, logger);
+                control = StartControl(storePath, host, logger);
             }
 
             foreach (var spec in specs)
@@ -101,7 +101,7 @@ internal static class ServeCommand
             }
 
             await using var server = new NbdServer(catalog, new NbdServerOptions(), loggers);
-            await using var metricsEndpoint = metricsAddress is null ? null : new MetricsEndpoint(metricsAddress, () => ServerMetrics.Render(cache));
+            await using var metricsEndpoint = metricsAddress is null ? null : new MetricsEndpoint(metricsAddress, () => ServerMetrics.Render(host?.Cache));
             if (metricsEndpoint is not null)
             {
                 var scrapedAt = metricsEndpoint.Start();
@@ -144,52 +144,44 @@ internal static class ServeCommand
         }
         finally
         {
-            // Instances write back and commit what they hold as they close (invariant 9); then
-            // the store checkpoints every instance and is marked cleanly shut down.
+            if (control is not null)
+            {
+                await control.DisposeAsync();
+            }
+
             foreach (var export in opened)
             {
                 await export.DisposeAsync();
             }
 
-            if (cache is not null)
+            // Instances write back and commit what they hold as they close (invariant 9); then
+            // the store checkpoints every instance and is marked cleanly shut down.
+            if (host is not null)
             {
-                await cache.DisposeAsync();
-            }
-
-            if (session is not null)
-            {
-                await session.DisposeAsync();
+                await host.DisposeAsync();
             }
         }
     }
 
     /// <summary>
-    /// Exports every instance of the store. One whose base image changed or vanished is not
-    /// served, with an error naming it; the others are (invariant 8).
+    /// The control socket next to the store, through which the CLI changes instances live.
+    /// Without it the server still serves (the CLI then says the store is in use), so a
+    /// socket that cannot be made is a warning, not a reason to stop.
     /// </summary>
-    private static async Task AddInstancesAsync(WriteBackCache cache, ExportCatalog catalog, List<IExport> opened, ILogger logger)
+    private static ControlServer? StartControl(string storePath, StoreHost host, ILogger logger)
     {
-        var store = cache.Store;
-        foreach (var instance in store.Instances)
+        var control = new ControlServer(ControlServer.PathFor(storePath), host.RunAsync, logger);
+        try
         {
-            if (instance.Definition.Unclean)
-            {
-                HostLog.InstanceUnclean(logger, instance.Name);
-            }
-
-            try
-            {
-                var export = await InstanceExport.OpenAsync(cache, instance);
-                opened.Add(export);
-                catalog.Add(instance.Name, export);
-            }
-            catch (BaseImageChangedException e)
-            {
-                HostLog.InstanceRefused(logger, instance.Name, e.Message);
-            }
+            control.Start();
+            HostLog.ControlListening(logger, control.Path);
+            return control;
         }
-
-        HostLog.StoreOpened(logger, store.Instances.Count, store.WasClean ? "cleanly" : "after a crash: recovered");
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        {
+            HostLog.ControlUnavailable(logger, control.Path, e.Message);
+            return null;
+        }
     }
 
     private static IExport OpenExport(ExportSpec spec)

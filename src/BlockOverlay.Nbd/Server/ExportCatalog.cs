@@ -4,11 +4,20 @@ using BlockOverlay.Engine.Exports;
 namespace BlockOverlay.Nbd.Server;
 
 /// <summary>
-/// The exports a server offers, by name. Readers see an immutable snapshot, so a
-/// connection negotiating never races with an export being added or removed.
+/// The exports a server offers, by name, and the connections attached to each. Exports
+/// come and go while the server runs (instances are created and deleted live).
 /// </summary>
+/// <remarks>
+/// Readers see an immutable snapshot, so a connection negotiating never races with an
+/// export being added or removed. Attachments are counted under <see cref="_lock"/>; each
+/// export has one cancellation source that ends its connections when it is removed. A
+/// connection that finishes negotiating after its export was removed fails to attach and
+/// is closed, so no connection outlives its export's removal.
+/// </remarks>
 public sealed class ExportCatalog
 {
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, Attachments> _attached = new(StringComparer.Ordinal);
     private ImmutableList<KeyValuePair<string, IExport>> _exports = [];
 
     /// <summary>Exports in the order they were added; the first is the default export.</summary>
@@ -18,10 +27,65 @@ public sealed class ExportCatalog
     public void Add(string name, IExport export)
     {
         ArgumentNullException.ThrowIfNull(export);
-        ImmutableInterlocked.Update(ref _exports, list =>
-            list.Exists(e => e.Key == name)
-                ? throw new InvalidOperationException($"an export named '{name}' already exists")
-                : list.Add(new(name, export)));
+        lock (_lock)
+        {
+            ImmutableInterlocked.Update(ref _exports, list =>
+                list.Exists(e => e.Key == name)
+                    ? throw new InvalidOperationException($"an export named '{name}' already exists")
+                    : list.Add(new(name, export)));
+            _attached[name] = new Attachments();
+        }
+    }
+
+    /// <summary>
+    /// Removes an export: no new connection can choose it, and the connections attached to it
+    /// are told to end (they finish the requests they started, then close). Returns the
+    /// export and a task that completes when its last connection has detached; null if
+    /// there is no such export.
+    /// </summary>
+    public (IExport Export, Task Detached)? Remove(string name)
+    {
+        lock (_lock)
+        {
+            var entry = _exports.Find(e => e.Key == name);
+            if (entry.Value is null)
+            {
+                return null;
+            }
+
+            ImmutableInterlocked.Update(ref _exports, list => list.Remove(entry));
+            var attachments = _attached[name];
+            _attached.Remove(name);
+            attachments.End();
+            return (entry.Value, attachments.Drained.Task);
+        }
+    }
+
+    /// <summary>Connections attached to the export now.</summary>
+    public int ConnectionsTo(string name)
+    {
+        lock (_lock)
+        {
+            return _attached.TryGetValue(name, out var a) ? a.Count : 0;
+        }
+    }
+
+    /// <summary>
+    /// Records a connection to the export until the result is disposed; its token is cancelled
+    /// when the export is removed. Null if the export is gone (removed while negotiating).
+    /// </summary>
+    public ExportAttachment? Attach(string name)
+    {
+        lock (_lock)
+        {
+            if (!_attached.TryGetValue(name, out var attachments))
+            {
+                return null;
+            }
+
+            attachments.Count++;
+            return new ExportAttachment(() => Detach(attachments), attachments.Ending.Token);
+        }
     }
 
     /// <summary>
@@ -48,5 +112,53 @@ public sealed class ExportCatalog
 
         (canonicalName, export) = (string.Empty, null!);
         return false;
+    }
+
+    private void Detach(Attachments attachments)
+    {
+        lock (_lock)
+        {
+            if (--attachments.Count == 0 && attachments.Ending.IsCancellationRequested)
+            {
+                attachments.Drained.TrySetResult();
+            }
+        }
+    }
+
+    /// <summary>The connections of one export; guarded by the catalog's lock.</summary>
+    private sealed class Attachments
+    {
+        public int Count { get; set; }
+
+        public CancellationTokenSource Ending { get; } = new();
+
+        public TaskCompletionSource Drained { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Tells the connections to end; drained at once if there are none.</summary>
+        public void End()
+        {
+            Ending.Cancel();
+            if (Count == 0)
+            {
+                Drained.TrySetResult();
+            }
+        }
+    }
+}
+
+/// <summary>A connection's hold on its export: disposed when the connection ends.</summary>
+public sealed class ExportAttachment(Action release, CancellationToken ending) : IDisposable
+{
+    private int _released;
+
+    /// <summary>Cancelled when the export is removed: the connection should end.</summary>
+    public CancellationToken Ending { get; } = ending;
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _released, 1) == 0)
+        {
+            release();
+        }
     }
 }

@@ -30,8 +30,16 @@ internal static class NbdConnection
                 return;
             }
 
+            using var attachment = catalog.Attach(chosen.Name);
+            if (attachment is null)
+            {
+                outcome = $"closed: export '{chosen.Name}' was removed while it negotiated";
+                return;
+            }
+
             logger.Attached(connectionId, chosen.Name, (ushort)chosen.Flags, chosen.StructuredReplies);
-            await new TransmissionSession(reader, pipeWriter, chosen, options, logger, connectionId).RunAsync(shutdown);
+            using var ending = CancellationTokenSource.CreateLinkedTokenSource(shutdown, attachment.Ending);
+            await new TransmissionSession(reader, pipeWriter, chosen, options, logger, connectionId).RunAsync(ending.Token);
         }
         catch (NbdProtocolException e)
         {

@@ -78,7 +78,7 @@ public class ClientWorkloadTests
         Assert.That(server.Terminate(), Is.Zero, server.ToString);
 
         var row = ws.ListInstances().Single();
-        Assert.That(row, Is.EqualTo(new[] { "fio", "32M", "32M", ws["base.raw"] }), "instance list: name, size, upper data (every block once), base");
+        Assert.That(row, Is.EqualTo(new[] { "fio", "32M", "32M", "isolated", ws["base.raw"] }), "instance list: name, size, upper data (every block once), flush mode, base");
         Assert.That(Directory.GetFiles(ws.Path, "*.state"), Is.Empty, "fio wrote verify state files");
     }
 

@@ -1,0 +1,41 @@
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+
+namespace BlockOverlay.Host.Live;
+
+/// <summary>
+/// The CLI's side of the control socket: sends an instance command to the server holding
+/// the store, if one answers. The caller then need not care whether a server runs.
+/// </summary>
+internal static class ControlClient
+{
+    /// <summary>The server's answer, or null when no server holds the store (no socket, or a stale one).</summary>
+    public static async Task<CommandOutcome?> TrySendAsync(string storePath, InstanceRequest request)
+    {
+        string path = ControlServer.PathFor(storePath);
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.AddressNotAvailable)
+        {
+            return null; // left behind by a server that died: work offline (the store's lock is the real guard)
+        }
+
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        await stream.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(request, ControlJson.Default.InstanceRequest));
+        await stream.WriteAsync("\n"u8.ToArray());
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        string answer = await reader.ReadLineAsync()
+                        ?? throw new IOException($"the server at {path} closed the control connection without answering");
+        return JsonSerializer.Deserialize(answer, ControlJson.Default.CommandOutcome)
+               ?? throw new IOException($"the server at {path} sent an empty answer");
+    }
+}

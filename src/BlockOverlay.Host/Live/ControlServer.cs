@@ -1,0 +1,134 @@
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+
+namespace BlockOverlay.Host.Live;
+
+/// <summary>
+/// The control socket of a running server: a unix socket next to the store (mode 0600, so
+/// only its owner can change instances), through which the CLI runs instance commands on
+/// the live store.
+/// </summary>
+/// <remarks>
+/// Protocol: one request per connection. The client sends one line of JSON (an
+/// <see cref="InstanceRequest"/>, at most 64 KiB) and reads one line of JSON back (a
+/// <see cref="CommandOutcome"/>: exit code, stdout, stderr), then the server closes.
+/// Commands run one at a time (<see cref="StoreHost.RunAsync"/>); connections are served
+/// concurrently, so a slow client holds up only itself. The store's lock (flock) makes this
+/// the only server of the store, so a socket file found at start is stale and replaced.
+/// </remarks>
+internal sealed class ControlServer : IAsyncDisposable
+{
+    private const int MaxRequestBytes = 64 * 1024;
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Func<InstanceRequest, Task<CommandOutcome>> _handle;
+    private readonly ILogger _logger;
+    private Task _accepting = Task.CompletedTask;
+
+    public ControlServer(string path, Func<InstanceRequest, Task<CommandOutcome>> handle, ILogger logger)
+    {
+        Path = path;
+        _handle = handle;
+        _logger = logger;
+    }
+
+    /// <summary>Where the socket is.</summary>
+    public string Path { get; }
+
+    /// <summary>The control socket of the store at <paramref name="storePath"/>.</summary>
+    public static string PathFor(string storePath) => System.IO.Path.GetFullPath(storePath) + ".control";
+
+    public void Start()
+    {
+        File.Delete(Path);
+        _socket.Bind(new UnixDomainSocketEndPoint(Path));
+        File.SetUnixFileMode(Path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        _socket.Listen(16);
+        _accepting = AcceptAsync(_stop.Token);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _socket.Dispose();
+        await _accepting;
+        File.Delete(Path);
+        _stop.Dispose();
+    }
+
+    private async Task AcceptAsync(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _socket.AcceptAsync(stop);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                return;
+            }
+
+            _ = ServeAsync(client);
+        }
+    }
+
+    private async Task ServeAsync(Socket client)
+    {
+        using (client)
+        await using (var stream = new NetworkStream(client, ownsSocket: false))
+        {
+            CommandOutcome outcome;
+            try
+            {
+                var line = await ReadLineAsync(stream);
+                var request = JsonSerializer.Deserialize(line, ControlJson.Default.InstanceRequest)
+                              ?? throw new JsonException("empty request");
+                outcome = await _handle(request);
+                HostLog.ControlCommand(_logger, request.Command, request.Name ?? "-", outcome.ExitCode);
+            }
+            catch (Exception e) when (e is JsonException or IOException or OperationCanceledException or SocketException)
+            {
+                outcome = new CommandOutcome(2, "", $"blockoverlay: bad control request: {e.Message}\n");
+            }
+
+            try
+            {
+                await stream.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(outcome, ControlJson.Default.CommandOutcome));
+                await stream.WriteAsync("\n"u8.ToArray());
+            }
+            catch (Exception e) when (e is IOException or SocketException)
+            {
+                // The caller left before the answer: the command happened (or not) all the same.
+            }
+        }
+    }
+
+    /// <summary>Reads one request line, bounded in size and time.</summary>
+    private static async Task<string> ReadLineAsync(NetworkStream stream)
+    {
+        using var timeout = new CancellationTokenSource(RequestTimeout);
+        var bytes = new List<byte>();
+        byte[] buffer = new byte[4096];
+        while (true)
+        {
+            int n = await stream.ReadAsync(buffer, timeout.Token);
+            int newline = Array.IndexOf(buffer, (byte)'\n', 0, n);
+            bytes.AddRange(buffer.AsSpan(0, newline < 0 ? n : newline));
+            if (newline >= 0 || n == 0)
+            {
+                return Encoding.UTF8.GetString([.. bytes]);
+            }
+
+            if (bytes.Count > MaxRequestBytes)
+            {
+                throw new IOException($"request longer than {MaxRequestBytes} bytes");
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using BlockOverlay.Engine.Exports;
+using BlockOverlay.Engine.Instances;
+using BlockOverlay.Store;
+using BlockOverlay.Store.Format;
+
+namespace BlockOverlay.Host.Live;
+
+/// <summary>
+/// Carries out an <see cref="InstanceRequest"/> on an open store: offline (a store file the
+/// CLI opened for this one command) or live (the store a server holds, whose exports must
+/// follow: a created instance is served the moment this returns, a deleted one is
+/// disconnected and unlisted first). One code path for both, so the answer is the same.
+/// </summary>
+internal static class InstanceOperations
+{
+    public static async Task<CommandOutcome> RunAsync(InstanceRequest request, UpperStore store, StoreHost? live)
+    {
+        try
+        {
+            return request.Command switch
+            {
+                "create" => CommandOutcome.Ok(await CreateAsync(request, store, live)),
+                "delete" => CommandOutcome.Ok(await DeleteAsync(request, store, live)),
+                "list" => CommandOutcome.Ok(List(store)),
+                "stat" => CommandOutcome.Ok(Stat(request, store, live)),
+                "set" => CommandOutcome.Ok(await SetAsync(request, store)),
+                _ => throw new FormatException($"unknown instance command '{request.Command}'"),
+            };
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentException
+                                       or StoreFormatException or InstanceException or BaseImageChangedException or ExportException)
+        {
+            return CommandOutcome.Failed(request.Command, e.Message);
+        }
+    }
+
+    public static FlushMode ParseFlushMode(string text) => text switch
+    {
+        "isolated" => FlushMode.Isolated,
+        "global" => FlushMode.Global,
+        "volatile" => FlushMode.Volatile,
+        _ => throw new FormatException($"'{text}' is not a flush mode: use isolated, global or volatile"),
+    };
+
+    public static string Describe(FlushMode mode) => mode.ToString().ToLowerInvariant();
+
+    private static async Task<string> CreateAsync(InstanceRequest request, UpperStore store, StoreHost? live)
+    {
+        string name = Required(request.Name, "NAME");
+        if (!InstanceName.IsValid(name, out string? problem))
+        {
+            throw new FormatException($"'{name}' cannot be an instance name: {problem}");
+        }
+
+        if (request.Base is null && request.Size is null)
+        {
+            throw new FormatException("an instance needs --base IMAGE, or --size SIZE for one that starts as zeros");
+        }
+
+        var mode = ParseFlushMode(request.FlushMode ?? "isolated");
+        long? size = request.Size is null ? null : ByteSize.Parse(request.Size).Bytes;
+        BaseIdentity? identity = null;
+        if (request.Base is not null)
+        {
+            await using var image = BaseImage.Open(request.Base);
+            identity = await image.IdentifyAsync();
+        }
+
+        long bytes = size ?? RoundUp(identity!.Size);
+        if (bytes <= 0 || bytes % UpperStore.BlockSize != 0)
+        {
+            throw new FormatException($"size {bytes} is not a positive multiple of {UpperStore.BlockSize} bytes");
+        }
+
+        var instance = await store.CreateInstanceAsync(name, bytes, identity, mode);
+        if (live is not null)
+        {
+            await live.ServeAsync(instance);
+        }
+
+        return $"created instance '{name}' ({new ByteSize(bytes)}{(identity is null ? "" : $" over {identity.Path}")}, flush mode {Describe(mode)})\n";
+    }
+
+    private static async Task<string> DeleteAsync(InstanceRequest request, UpperStore store, StoreHost? live)
+    {
+        string name = Required(request.Name, "NAME");
+        _ = store.Find(name) ?? throw new InstanceException($"no instance named '{name}'");
+        if (live is not null)
+        {
+            await live.StopServingAsync(name, request.Force);
+        }
+
+        await store.DeleteInstanceAsync(name);
+        return $"deleted instance '{name}'\n";
+    }
+
+    private static string List(UpperStore store)
+    {
+        var text = new StringBuilder();
+        foreach (var instance in store.Instances)
+        {
+            var d = instance.Definition;
+            string mode = Describe(d.FlushMode) + (d.Unclean ? ",unclean" : "");
+            text.Append(CultureInfo.InvariantCulture,
+                $"{d.Name}\t{new ByteSize(d.VirtualSize)}\t{new ByteSize(instance.UpperBlocks * UpperStore.BlockSize)}\t{mode}\t{d.Base?.Path ?? "-"}\n");
+        }
+
+        return text.ToString();
+    }
+
+    private static string Stat(InstanceRequest request, UpperStore store, StoreHost? live)
+    {
+        string name = Required(request.Name, "NAME");
+        var instance = store.Find(name) ?? throw new InstanceException($"no instance named '{name}'");
+        var d = instance.Definition;
+        var served = live?.Served(name);
+        var counters = served?.Export.Counters;
+        var stat = new InstanceStat(d.Name, d.VirtualSize, d.Base?.Path, Describe(d.FlushMode), d.Unclean,
+            instance.UpperBlocks * UpperStore.BlockSize, instance.ExtentCount, served is not null, served?.Connections ?? 0,
+            served?.Export.DirtyBytes ?? 0, counters?.Flushes ?? 0, counters?.FlushDataBytes ?? 0, counters?.FlushMetaBytes ?? 0,
+            counters?.FlushSeconds.Sum.TotalSeconds ?? 0, counters?.WriteBackBytes ?? 0, counters?.Throttled.TotalSeconds ?? 0);
+        return request.Json ? JsonSerializer.Serialize(stat, ControlJson.Default.InstanceStat) + "\n" : stat.ToText();
+    }
+
+    private static async Task<string> SetAsync(InstanceRequest request, UpperStore store)
+    {
+        string name = Required(request.Name, "NAME");
+        var mode = ParseFlushMode(Required(request.FlushMode, "--flush-mode"));
+        await store.SetFlushModeAsync(name, mode);
+        return $"instance '{name}': flush mode {Describe(mode)}\n";
+    }
+
+    private static string Required(string? value, string what) =>
+        value ?? throw new FormatException($"{what} is required");
+
+    private static long RoundUp(long bytes) => (bytes + UpperStore.BlockSize - 1) / UpperStore.BlockSize * UpperStore.BlockSize;
+}

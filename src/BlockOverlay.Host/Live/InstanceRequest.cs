@@ -1,0 +1,34 @@
+using System.Text.Json.Serialization;
+
+namespace BlockOverlay.Host.Live;
+
+/// <summary>
+/// One instance command, as the CLI parsed it: the same record is carried out offline on a
+/// store file or sent to a running server's control socket, so both give the same answer.
+/// Paths in it are absolute (the server's working directory is not the caller's).
+/// </summary>
+internal sealed record InstanceRequest
+{
+    public required string Command { get; init; }
+    public string? Name { get; init; }
+    public string? Base { get; init; }
+    public string? Size { get; init; }
+    public string? FlushMode { get; init; }
+    public bool Force { get; init; }
+    public bool Json { get; init; }
+}
+
+/// <summary>What a command prints and its exit code.</summary>
+internal sealed record CommandOutcome(int ExitCode, string Stdout, string Stderr)
+{
+    public static CommandOutcome Ok(string stdout) => new(0, stdout, "");
+
+    public static CommandOutcome Failed(string command, string message) => new(1, "", $"blockoverlay instance {command}: {message}\n");
+}
+
+/// <summary>Source-generated JSON for the control protocol (no reflection at run time).</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSerializable(typeof(InstanceRequest))]
+[JsonSerializable(typeof(CommandOutcome))]
+[JsonSerializable(typeof(InstanceStat))]
+internal sealed partial class ControlJson : JsonSerializerContext;

@@ -1,0 +1,158 @@
+using BlockOverlay.Engine.Cache;
+using BlockOverlay.Engine.Instances;
+using BlockOverlay.Nbd.Server;
+using BlockOverlay.Store;
+using Microsoft.Extensions.Logging;
+
+namespace BlockOverlay.Host.Live;
+
+/// <summary>
+/// The store a running server holds: the store, its write-back cache, and one export per
+/// instance in the server's catalog, kept in step as instances are created and deleted
+/// through the control socket. The server never restarts for that.
+/// </summary>
+/// <remarks>
+/// Locking: <see cref="_changes"/> lets one instance command run at a time (a create and a
+/// delete of one name must not interleave); <see cref="_exports"/> is also read by stat and
+/// metrics, under its own monitor. Closing: the exports first (each writes back and commits
+/// its instance), then the cache, then the store (a checkpoint, marked clean).
+/// </remarks>
+internal sealed class StoreHost : IAsyncDisposable
+{
+    /// <summary>How long a forced delete waits for the instance's connections to finish their requests.</summary>
+    private static readonly TimeSpan DetachTimeout = TimeSpan.FromSeconds(30);
+
+    private readonly SemaphoreSlim _changes = new(1, 1);
+    private readonly Dictionary<string, InstanceExport> _exports = new(StringComparer.Ordinal);
+    private readonly StoreSession _session;
+    private readonly ExportCatalog _catalog;
+    private readonly ILogger _logger;
+
+    private StoreHost(StoreSession session, WriteBackCache cache, ExportCatalog catalog, ILogger logger)
+    {
+        _session = session;
+        Cache = cache;
+        _catalog = catalog;
+        _logger = logger;
+    }
+
+    public UpperStore Store => _session.Store;
+
+    public WriteBackCache Cache { get; }
+
+    /// <summary>Opens the store and serves every instance whose base is intact (invariant 8: the others keep serving).</summary>
+    public static async Task<StoreHost> OpenAsync(string path, CacheOptions cacheOptions, ExportCatalog catalog, ILogger logger)
+    {
+        var session = await StoreSession.OpenAsync(path);
+        var host = new StoreHost(session, new WriteBackCache(session.Store, cacheOptions), catalog, logger);
+        foreach (var instance in session.Store.Instances)
+        {
+            if (instance.Definition.Unclean)
+            {
+                HostLog.InstanceUnclean(logger, instance.Name);
+            }
+
+            try
+            {
+                await host.ServeAsync(instance);
+            }
+            catch (BaseImageChangedException e)
+            {
+                HostLog.InstanceRefused(logger, instance.Name, e.Message);
+            }
+        }
+
+        HostLog.StoreOpened(logger, session.Store.Instances.Count, session.Store.WasClean ? "cleanly" : "after a crash: recovered");
+        return host;
+    }
+
+    /// <summary>Carries out one instance command on the live store.</summary>
+    public async Task<CommandOutcome> RunAsync(InstanceRequest request)
+    {
+        await _changes.WaitAsync();
+        try
+        {
+            return await InstanceOperations.RunAsync(request, Store, this);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>Exports an instance under its name; it is reachable when this returns.</summary>
+    public async Task ServeAsync(StoreInstance instance)
+    {
+        var export = await InstanceExport.OpenAsync(Cache, instance);
+        try
+        {
+            _catalog.Add(instance.Name, export);
+        }
+        catch
+        {
+            await export.DisposeAsync();
+            throw;
+        }
+
+        lock (_exports)
+        {
+            _exports[instance.Name] = export;
+        }
+    }
+
+    /// <summary>
+    /// Stops exporting an instance before it is deleted. With connections attached it refuses,
+    /// unless forced: then the connections finish the requests they started and close, and
+    /// what the instance held is written back, before this returns.
+    /// </summary>
+    public async Task StopServingAsync(string name, bool force)
+    {
+        int connections = _catalog.ConnectionsTo(name);
+        if (connections > 0 && !force)
+        {
+            throw new InstanceException(
+                $"instance '{name}' has {connections} connection(s): detach them first, or use --force to disconnect them (after their data is written back)");
+        }
+
+        if (_catalog.Remove(name) is not { } removed)
+        {
+            return; // not served (its base changed): nothing to stop
+        }
+
+        HostLog.InstanceDetaching(_logger, name, connections);
+        await removed.Detached.WaitAsync(DetachTimeout);
+        await removed.Export.DisposeAsync();
+        lock (_exports)
+        {
+            _exports.Remove(name);
+        }
+    }
+
+    /// <summary>The served export of an instance and its connections, or null if it is not served.</summary>
+    public (InstanceExport Export, int Connections)? Served(string name)
+    {
+        lock (_exports)
+        {
+            return _exports.TryGetValue(name, out var export) ? (export, _catalog.ConnectionsTo(name)) : null;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        List<InstanceExport> exports;
+        lock (_exports)
+        {
+            exports = [.. _exports.Values];
+            _exports.Clear();
+        }
+
+        foreach (var export in exports)
+        {
+            await export.DisposeAsync();
+        }
+
+        await Cache.DisposeAsync();
+        await _session.DisposeAsync();
+        _changes.Dispose();
+    }
+}
