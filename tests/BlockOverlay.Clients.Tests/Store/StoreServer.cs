@@ -72,8 +72,10 @@ internal sealed class StoreServer : IDisposable
         }
     }
 
-    /// <summary>Serves the workspace's store on <c>workspace/nbd.sock</c> (and TCP when asked).</summary>
-    /// <summary>Starts a server on the workspace's store; <paramref name="extraArgs"/> go to <c>serve</c> after the rest.</summary>
+    /// <summary>
+    /// Serves the workspace's store on <c>workspace/nbd.sock</c> (and TCP when asked);
+    /// <paramref name="extraArgs"/> go to <c>serve</c> after the rest.
+    /// </summary>
     public static StoreServer Start(StoreWorkspace workspace, bool tcp = false, params string[] extraArgs) =>
         ServerLauncher.Start(
             tcp,
