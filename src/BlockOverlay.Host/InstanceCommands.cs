@@ -29,7 +29,8 @@ internal static class InstanceCommands
         var baseImage = new Option<string>("--base") { Description = "A raw image the instance starts as (never written)." };
         var size = new Option<string>("--size") { Description = "Virtual size (default: the base's, rounded up to 4 KiB); past the base it reads as zeros." };
         var mode = FlushModeOption("What a flush makes durable (default: isolated).");
-        var command = new Command("create", "Create an instance (served at once if a server holds the store).") { name, baseImage, size, mode, store };
+        var quota = QuotaOption();
+        var command = new Command("create", "Create an instance (served at once if a server holds the store).") { name, baseImage, size, mode, quota, store };
         command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!, new InstanceRequest
         {
             Command = "create",
@@ -37,6 +38,7 @@ internal static class InstanceCommands
             Base = parse.GetValue(baseImage) is { } path ? Path.GetFullPath(path) : null,
             Size = parse.GetValue(size),
             FlushMode = parse.GetValue(mode),
+            Quota = parse.GetValue(quota),
         }));
         return command;
     }
@@ -72,10 +74,15 @@ internal static class InstanceCommands
     {
         var name = new Argument<string>("NAME") { Description = "The instance to change." };
         var mode = FlushModeOption("The new flush mode (also clears an 'unclean' mark left by a crash in volatile mode).");
-        mode.Required = true;
-        var command = new Command("set", "Change an instance's settings (live if served).") { name, mode, store };
-        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!,
-            new InstanceRequest { Command = "set", Name = parse.GetValue(name), FlushMode = parse.GetValue(mode) }));
+        var quota = QuotaOption();
+        var command = new Command("set", "Change an instance's settings (live if served).") { name, mode, quota, store };
+        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!, new InstanceRequest
+        {
+            Command = "set",
+            Name = parse.GetValue(name),
+            FlushMode = parse.GetValue(mode),
+            Quota = parse.GetValue(quota),
+        }));
         return command;
     }
 
@@ -83,6 +90,11 @@ internal static class InstanceCommands
     {
         Description = description + " isolated: a flush writes this instance's data only; global: every instance's " +
                       "(the whole-filesystem syncfs baseline); volatile: flushes are acknowledged without persistence.",
+    };
+
+    private static Option<string> QuotaOption() => new("--quota")
+    {
+        Description = "Most upper data the instance may hold (e.g. 2G; 'none' for no limit). Past it, writes get ENOSPC; neighbours are unaffected.",
     };
 
     /// <summary>Through the server holding the store if there is one, else on the store file.</summary>

@@ -100,7 +100,7 @@ public sealed class UpperStore : IAsyncDisposable
         // Replayed batches stay in use until a checkpoint folds them in: the tail stays at the
         // superblock's replay position, not where replay ended.
         _journal = new MetadataJournal(device, superblock.StoreId, superblock.JournalStart, superblock.JournalBlocks,
-            superblock.ReplayPosition, journalPosition, journalSequence, () => CheckpointAsync());
+            superblock.ReplayPosition, journalPosition, journalSequence, () => CheckpointAsync(), Counters);
         WasClean = superblock.Clean;
     }
 
@@ -235,12 +235,14 @@ public sealed class UpperStore : IAsyncDisposable
 
     /// <summary>Creates an instance; durable when this returns.</summary>
     public async Task<StoreInstance> CreateInstanceAsync(string name, long virtualSize, BaseIdentity? baseImage,
-        FlushMode flushMode = FlushMode.Isolated)
+        FlushMode flushMode = FlushMode.Isolated, long quota = 0)
     {
         if (virtualSize <= 0 || virtualSize % BlockSize != 0)
         {
             throw new InstanceException($"instance size {virtualSize} is not a positive multiple of {BlockSize} bytes");
         }
+
+        CheckQuota(quota);
 
         await _namespaceLock.WaitAsync();
         try
@@ -249,7 +251,7 @@ public sealed class UpperStore : IAsyncDisposable
             StoreInstance instance;
             lock (_instances)
             {
-                instance = new StoreInstance(new InstanceDefinition(_nextInstanceId, name, virtualSize, baseImage, flushMode));
+                instance = new StoreInstance(new InstanceDefinition(_nextInstanceId, name, virtualSize, baseImage, flushMode, Quota: quota));
                 if (!_instances.TryAdd(name, instance))
                 {
                     throw new InstanceException($"an instance named '{name}' already exists");
@@ -262,7 +264,7 @@ public sealed class UpperStore : IAsyncDisposable
 
             try
             {
-                await CommitAsync(new JournalCommit(definition.Id, [new CreateInstanceRecord(definition)]), WriteReason.Metadata);
+                await _journal.CommitAsync(new JournalCommit(definition.Id, [new CreateInstanceRecord(definition)]));
             }
             catch (IOException)
             {
@@ -294,7 +296,21 @@ public sealed class UpperStore : IAsyncDisposable
     /// instance first: a checkpoint that takes the journal head past the record must list the
     /// new mode, or the change would be lost.
     /// </summary>
-    public async Task SetFlushModeAsync(string name, FlushMode mode)
+    public Task SetFlushModeAsync(string name, FlushMode mode) =>
+        ChangeDefinitionAsync(name, d => d with { FlushMode = mode, Unclean = false }, new SetFlushModeRecord(mode));
+
+    /// <summary>
+    /// Sets an instance's quota (bytes of upper data; 0 for none), durably. Data it already holds
+    /// past a lower quota stays; only new blocks are refused.
+    /// </summary>
+    public Task SetQuotaAsync(string name, long quota)
+    {
+        CheckQuota(quota);
+        return ChangeDefinitionAsync(name, d => d with { Quota = quota }, new SetQuotaRecord(quota));
+    }
+
+    /// <summary>Changes an instance's definition and journals the record that says so (see SetFlushModeAsync).</summary>
+    private async Task ChangeDefinitionAsync(string name, Func<InstanceDefinition, InstanceDefinition> change, JournalRecord record)
     {
         await _namespaceLock.WaitAsync();
         try
@@ -302,10 +318,10 @@ public sealed class UpperStore : IAsyncDisposable
             ThrowIfClosed();
             var instance = Find(name) ?? throw new InstanceException($"no instance named '{name}'");
             var before = instance.Definition;
-            instance.Definition = before with { FlushMode = mode, Unclean = false };
+            instance.Definition = change(before);
             try
             {
-                await CommitAsync(new JournalCommit(before.Id, [new SetFlushModeRecord(mode)]), WriteReason.Metadata);
+                await _journal.CommitAsync(new JournalCommit(before.Id, [record]));
             }
             catch (IOException)
             {
@@ -318,6 +334,14 @@ public sealed class UpperStore : IAsyncDisposable
         finally
         {
             _namespaceLock.Release();
+        }
+    }
+
+    private static void CheckQuota(long quota)
+    {
+        if (quota < 0 || quota % BlockSize != 0)
+        {
+            throw new InstanceException($"quota {quota} is not a multiple of {BlockSize} bytes (0 for none)");
         }
     }
 
@@ -339,7 +363,7 @@ public sealed class UpperStore : IAsyncDisposable
 
             try
             {
-                await CommitAsync(new JournalCommit(instance.Definition.Id, [new DeleteInstanceRecord()]), WriteReason.Metadata);
+                await _journal.CommitAsync(new JournalCommit(instance.Definition.Id, [new DeleteInstanceRecord()]));
             }
             catch (IOException)
             {
@@ -587,7 +611,7 @@ public sealed class UpperStore : IAsyncDisposable
         var commit = new JournalCommit(instance.Definition.Id, records);
         try
         {
-            await CommitAsync(commit, WriteReason.Journal);
+            await _journal.CommitAsync(commit);
         }
         catch
         {
@@ -784,13 +808,6 @@ public sealed class UpperStore : IAsyncDisposable
         _journal.Dispose();
         _namespaceLock.Dispose();
         _checkpointLock.Dispose();
-    }
-
-    private async Task CommitAsync(JournalCommit commit, WriteReason reason)
-    {
-        long before = _journal.BytesWritten;
-        await _journal.CommitAsync(commit);
-        Counters.Add(reason, Math.Max(0, _journal.BytesWritten - before));
     }
 
     private static JournalRecord ToRecord(MappedExtent e) => e.Kind == ExtentKind.Upper
@@ -1022,6 +1039,9 @@ public sealed class UpperStore : IAsyncDisposable
                     break;
                 case SetFlushModeRecord mode when instances.TryGetValue(commit.InstanceId, out var instance):
                     instance.Definition = instance.Definition with { FlushMode = mode.FlushMode, Unclean = false };
+                    break;
+                case SetQuotaRecord quota when instances.TryGetValue(commit.InstanceId, out var instance):
+                    instance.Definition = instance.Definition with { Quota = quota.Quota };
                     break;
                 case ZeroRecord zero when instances.TryGetValue(commit.InstanceId, out var instance):
                     instance.Map.Set(zero.VirtualBlock, zero.Length, ExtentKind.Zero, 0, true, []);

@@ -46,6 +46,7 @@ internal sealed class InstanceCache
     private readonly WriteBackCache _owner;
     private long _sequence;
     private long _dirtyBytes;
+    private long _newBlocks;    // dirty blocks that were not upper blocks when written: what write-back adds to the footprint
     private long _dirtySince;   // Stopwatch timestamp of the oldest dirty data; 0 while clean
     private int _throttled;     // writers waiting for this instance's write-back
     private TaskCompletionSource _progress = NewSignal();
@@ -83,11 +84,32 @@ internal sealed class InstanceCache
     }
 
     /// <summary>Takes whole blocks of data into the cache, starting at virtual block <paramref name="first"/>.</summary>
-    public void Write(long first, ReadOnlySpan<byte> data)
+    public void Write(long first, ReadOnlySpan<byte> data) => TryWrite(first, data, quota: null);
+
+    /// <summary>
+    /// Takes whole blocks of data into the cache, unless <paramref name="quota"/> says the
+    /// instance's footprint (its upper blocks plus dirty blocks that are not upper blocks)
+    /// would grow past its limit: then nothing changes and it returns false.
+    /// </summary>
+    public bool TryWrite(long first, ReadOnlySpan<byte> data, QuotaCheck? quota)
     {
         long added = 0;
         lock (_gate)
         {
+            if (quota is not null)
+            {
+                long grows = 0;
+                for (int i = 0; i * Block < data.Length; i++)
+                {
+                    grows += !_blocks.ContainsKey(first + i) && !quota.IsUpper(first + i) ? 1 : 0;
+                }
+
+                if (grows > 0 && quota.UpperBlocks + _newBlocks + grows > quota.LimitBlocks)
+                {
+                    return false;
+                }
+            }
+
             long sequence = ++_sequence;
             for (int i = 0; i * Block < data.Length; i++)
             {
@@ -103,9 +125,10 @@ internal sealed class InstanceCache
                 }
                 else
                 {
-                    var fresh = new DirtyBlock(sequence);
+                    var fresh = new DirtyBlock(sequence) { NewSpace = quota is not null && !quota.IsUpper(first + i) };
                     bytes.CopyTo(fresh.Data);
                     _blocks.Add(first + i, fresh);
+                    _newBlocks += fresh.NewSpace ? 1 : 0;
                     added += Block;
                 }
             }
@@ -119,6 +142,7 @@ internal sealed class InstanceCache
         }
 
         _owner.AddDirty(added);
+        return true;
     }
 
     /// <summary>
@@ -201,6 +225,7 @@ internal sealed class InstanceCache
                     applyToStore();
                     foreach (long b in inRange)
                     {
+                        _newBlocks -= _blocks[b].NewSpace ? 1 : 0;
                         _blocks.Remove(b);
                         removed += Block;
                     }
@@ -335,6 +360,7 @@ internal sealed class InstanceCache
         {
             long removed = _blocks.Count * (long)Block;
             _blocks.Clear();
+            _newBlocks = 0;
             Shrink(removed);
         }
     }
@@ -413,6 +439,7 @@ internal sealed class InstanceCache
                 block.WritingBack = false;
                 if (failure is null && block.Version == version)
                 {
+                    _newBlocks -= block.NewSpace ? 1 : 0; // an upper block now
                     _blocks.Remove(b);
                     removed += Block;
                 }
@@ -461,6 +488,9 @@ internal sealed class InstanceCache
         public long RedirtiedSince { get; set; }
 
         public bool WritingBack { get; set; }
+
+        /// <summary>Not an upper block when first written: counted against a quota until written back.</summary>
+        public bool NewSpace { get; init; }
     }
 
     /// <summary>Blocks being written back together, ascending, with the versions copied.</summary>
@@ -484,3 +514,9 @@ internal sealed class InstanceCache
         }
     }
 }
+
+/// <summary>
+/// A quota to check a write against: the instance's limit and upper blocks (in blocks), and
+/// which blocks of the write's range are upper blocks already (rewriting those costs nothing).
+/// </summary>
+internal sealed record QuotaCheck(long LimitBlocks, long UpperBlocks, Func<long, bool> IsUpper);

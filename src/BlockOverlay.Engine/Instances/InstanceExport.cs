@@ -123,7 +123,7 @@ public sealed class InstanceExport : ILayeredExport
         {
             if (offset % Block == 0 && data.Length % Block == 0)
             {
-                _cache.Write(first, data.Span);
+                WriteToCache(first, data.Span);
             }
             else
             {
@@ -484,7 +484,7 @@ public sealed class InstanceExport : ILayeredExport
             }
 
             change(memory);
-            _cache.Write(first, memory.Span);
+            WriteToCache(first, memory.Span);
         }
         finally
         {
@@ -504,7 +504,31 @@ public sealed class InstanceExport : ILayeredExport
         {
             await _cache.ThrottleAsync(_owner.OverLimit);
             long n = Math.Min(chunk, count - done);
-            _cache.Write(first + done, zeros.AsSpan(0, (int)(n * Block)));
+            WriteToCache(first + done, zeros.AsSpan(0, (int)(n * Block)));
+        }
+    }
+
+    /// <summary>
+    /// Whole blocks into the cache; with a quota, a write that would take the instance's upper
+    /// data past it fails with ENOSPC (NBD's mapping of EDQUOT) and changes nothing. The caller
+    /// holds the range lock, so the range's mapping cannot change between the look-up and the write.
+    /// </summary>
+    private void WriteToCache(long first, ReadOnlySpan<byte> blocks)
+    {
+        long quota = _instance.Definition.Quota;
+        if (quota == 0)
+        {
+            _cache.Write(first, blocks);
+            return;
+        }
+
+        var layout = new List<MappedExtent>();
+        _store.Lookup(_instance, first, blocks.Length / Block, layout);
+        var check = new QuotaCheck(quota / Block, _instance.UpperBlocks,
+            b => layout.Exists(e => e.Kind == ExtentKind.Upper && b >= e.VirtualBlock && b < e.End));
+        if (!_cache.TryWrite(first, blocks, check))
+        {
+            throw new ExportException(ExportError.NoSpace, $"instance '{_instance.Name}' is at its quota of {new ByteSize(quota)}");
         }
     }
 

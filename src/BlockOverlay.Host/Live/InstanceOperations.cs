@@ -61,6 +61,7 @@ internal static class InstanceOperations
         }
 
         var mode = ParseFlushMode(request.FlushMode ?? "isolated");
+        long quota = ParseQuota(request.Quota);
         long? size = request.Size is null ? null : ByteSize.Parse(request.Size).Bytes;
         BaseIdentity? identity = null;
         if (request.Base is not null)
@@ -75,13 +76,14 @@ internal static class InstanceOperations
             throw new FormatException($"size {bytes} is not a positive multiple of {UpperStore.BlockSize} bytes");
         }
 
-        var instance = await store.CreateInstanceAsync(name, bytes, identity, mode);
+        var instance = await store.CreateInstanceAsync(name, bytes, identity, mode, quota);
         if (live is not null)
         {
             await live.ServeAsync(instance);
         }
 
-        return $"created instance '{name}' ({new ByteSize(bytes)}{(identity is null ? "" : $" over {identity.Path}")}, flush mode {Describe(mode)})\n";
+        return $"created instance '{name}' ({new ByteSize(bytes)}{(identity is null ? "" : $" over {identity.Path}")}, flush mode {Describe(mode)}" +
+               (quota == 0 ? ")\n" : $", quota {new ByteSize(quota)})\n");
     }
 
     private static async Task<string> DeleteAsync(InstanceRequest request, UpperStore store, StoreHost? live)
@@ -118,7 +120,7 @@ internal static class InstanceOperations
         var d = instance.Definition;
         var served = live?.Served(name);
         var counters = served?.Export.Counters;
-        var stat = new InstanceStat(d.Name, d.VirtualSize, d.Base?.Path, Describe(d.FlushMode), d.Unclean,
+        var stat = new InstanceStat(d.Name, d.VirtualSize, d.Base?.Path, Describe(d.FlushMode), d.Unclean, d.Quota,
             instance.UpperBlocks * UpperStore.BlockSize, instance.ExtentCount, served is not null, served?.Connections ?? 0,
             served?.Export.DirtyBytes ?? 0, counters?.Flushes ?? 0, counters?.FlushDataBytes ?? 0, counters?.FlushMetaBytes ?? 0,
             counters?.FlushSeconds.Sum.TotalSeconds ?? 0, counters?.WriteBackBytes ?? 0, counters?.Throttled.TotalSeconds ?? 0);
@@ -128,9 +130,42 @@ internal static class InstanceOperations
     private static async Task<string> SetAsync(InstanceRequest request, UpperStore store)
     {
         string name = Required(request.Name, "NAME");
-        var mode = ParseFlushMode(Required(request.FlushMode, "--flush-mode"));
-        await store.SetFlushModeAsync(name, mode);
-        return $"instance '{name}': flush mode {Describe(mode)}\n";
+        if (request.FlushMode is null && request.Quota is null)
+        {
+            throw new FormatException("say what to set: --flush-mode MODE and/or --quota SIZE");
+        }
+
+        // Both are parsed before either changes: a bad value changes nothing.
+        FlushMode? mode = request.FlushMode is null ? null : ParseFlushMode(request.FlushMode);
+        long? quota = request.Quota is null ? null : ParseQuota(request.Quota);
+        var said = new List<string>();
+        if (mode is { } m)
+        {
+            await store.SetFlushModeAsync(name, m);
+            said.Add($"flush mode {Describe(m)}");
+        }
+
+        if (quota is { } q)
+        {
+            await store.SetQuotaAsync(name, q);
+            said.Add(q == 0 ? "no quota" : $"quota {new ByteSize(q)}");
+        }
+
+        return $"instance '{name}': {string.Join(", ", said)}\n";
+    }
+
+    /// <summary>A quota: a size rounded to whole blocks, or "none" (0).</summary>
+    private static long ParseQuota(string? text)
+    {
+        if (text is null or "none" or "0")
+        {
+            return 0;
+        }
+
+        long bytes = ByteSize.Parse(text).Bytes;
+        return bytes <= 0
+            ? throw new FormatException($"quota '{text}' must be positive (or 'none')")
+            : RoundUp(bytes);
     }
 
     private static string Required(string? value, string what) =>

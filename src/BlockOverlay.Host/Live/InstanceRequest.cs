@@ -14,6 +14,7 @@ internal sealed record InstanceRequest
     public string? Base { get; init; }
     public string? Size { get; init; }
     public string? FlushMode { get; init; }
+    public string? Quota { get; init; }
     public bool Force { get; init; }
     public bool Json { get; init; }
 }

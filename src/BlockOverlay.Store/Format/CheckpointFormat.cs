@@ -120,7 +120,7 @@ public static class CheckpointFormat
     {
         var name = Encoding.UTF8.GetBytes(d.Name);
         var path = Encoding.UTF8.GetBytes(d.Base?.Path ?? string.Empty);
-        var bytes = new byte[28 + 2 + name.Length + 2 + path.Length + 1];
+        var bytes = new byte[28 + 2 + name.Length + 2 + path.Length + 1 + 8];
         BinaryPrimitives.WriteUInt32LittleEndian(bytes, d.Id);
         BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(4), d.VirtualSize);
         BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(12), d.Base?.Size ?? 0);
@@ -129,7 +129,8 @@ public static class CheckpointFormat
         name.CopyTo(bytes, 30);
         BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(30 + name.Length), (ushort)path.Length);
         path.CopyTo(bytes, 32 + name.Length);
-        bytes[^1] = d.ModeByte;
+        bytes[32 + name.Length + path.Length] = d.ModeByte;
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(33 + name.Length + path.Length), d.Quota);
         return bytes;
     }
 
@@ -144,7 +145,8 @@ public static class CheckpointFormat
         int pathLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes[(30 + nameLength)..]);
         string path = Encoding.UTF8.GetString(bytes.Slice(32 + nameLength, pathLength));
         var (mode, unclean) = InstanceDefinition.ReadModeByte(bytes[32 + nameLength + pathLength], where);
-        return new InstanceDefinition(id, name, size, path.Length == 0 ? null : new BaseIdentity(path, baseSize, fingerprint), mode, unclean);
+        long quota = BinaryPrimitives.ReadInt64LittleEndian(bytes[(33 + nameLength + pathLength)..]);
+        return new InstanceDefinition(id, name, size, path.Length == 0 ? null : new BaseIdentity(path, baseSize, fingerprint), mode, unclean, quota);
     }
 
     private static void Write(ArrayBufferWriter<byte> writer, ulong value, int width)

@@ -13,8 +13,9 @@ namespace BlockOverlay.Store.Format;
 /// A <see cref="FlushMode.Volatile"/> instance that was in use when the store crashed: its content is
 /// whatever reached the store, not a state any flush promised. Cleared only by setting a flush mode.
 /// </param>
+/// <param name="Quota">Most bytes of upper data the instance may hold (a multiple of 4096); 0 for no quota.</param>
 public sealed record InstanceDefinition(uint Id, string Name, long VirtualSize, BaseIdentity? Base,
-    FlushMode FlushMode = FlushMode.Isolated, bool Unclean = false)
+    FlushMode FlushMode = FlushMode.Isolated, bool Unclean = false, long Quota = 0)
 {
     private const byte UncleanBit = 0x80;
 
@@ -62,6 +63,9 @@ public sealed record DeleteInstanceRecord : JournalRecord;
 
 /// <summary>The commit's instance flushes in this mode from now on.</summary>
 public sealed record SetFlushModeRecord(FlushMode FlushMode) : JournalRecord;
+
+/// <summary>The commit's instance may hold at most this many bytes of upper data from now on (0: no quota).</summary>
+public sealed record SetQuotaRecord(long Quota) : JournalRecord;
 
 /// <summary>Records of one instance that become durable together.</summary>
 public sealed record JournalCommit(uint InstanceId, IReadOnlyList<JournalRecord> Records);
@@ -122,6 +126,7 @@ public static class JournalFormat
         CreateInstance = 16,
         DeleteInstance = 17,
         SetFlushMode = 18,
+        SetQuota = 19,
     }
 
     /// <summary>Bytes a commit takes in a batch's payload.</summary>
@@ -244,9 +249,10 @@ public static class JournalFormat
         MapRecord => 24,
         ZeroRecord => 16,
         CreateInstanceRecord c => 4 + 8 + 8 + 8 + 2 + Encoding.UTF8.GetByteCount(c.Definition.Name) +
-                                  2 + Encoding.UTF8.GetByteCount(c.Definition.Base?.Path ?? string.Empty) + 1,
+                                  2 + Encoding.UTF8.GetByteCount(c.Definition.Base?.Path ?? string.Empty) + 1 + 8,
         DeleteInstanceRecord => 0,
         SetFlushModeRecord => 1,
+        SetQuotaRecord => 8,
         _ => throw new ArgumentException($"unknown record {record}"),
     };
 
@@ -278,6 +284,7 @@ public static class JournalFormat
                 int at = WriteString(body, 28, d.Name);
                 at = WriteString(body, at, d.Base?.Path ?? string.Empty);
                 body[at] = d.ModeByte;
+                BinaryPrimitives.WriteInt64LittleEndian(body[(at + 1)..], d.Quota);
                 break;
             case DeleteInstanceRecord:
                 type = RecordType.DeleteInstance;
@@ -285,6 +292,10 @@ public static class JournalFormat
             case SetFlushModeRecord mode:
                 type = RecordType.SetFlushMode;
                 body[0] = (byte)mode.FlushMode;
+                break;
+            case SetQuotaRecord quota:
+                type = RecordType.SetQuota;
+                BinaryPrimitives.WriteInt64LittleEndian(body, quota.Quota);
                 break;
             default:
                 throw new ArgumentException($"unknown record {record}");
@@ -341,13 +352,16 @@ public static class JournalFormat
                     string path = ReadString(body, at, out at);
                     var identity = path.Length == 0 ? null : new BaseIdentity(path, baseSize, fingerprint);
                     var (mode, unclean) = InstanceDefinition.ReadModeByte(body[at], where);
-                    return new CreateInstanceRecord(new InstanceDefinition(id, name, size, identity, mode, unclean));
+                    long quota = BinaryPrimitives.ReadInt64LittleEndian(body[(at + 1)..]);
+                    return new CreateInstanceRecord(new InstanceDefinition(id, name, size, identity, mode, unclean, quota));
                 case RecordType.DeleteInstance:
                     return new DeleteInstanceRecord();
                 case RecordType.SetFlushMode:
                     return new SetFlushModeRecord(InstanceDefinition.ReadModeByte(body[0], where) is (var m, false)
                         ? m
                         : throw new StoreFormatException($"{where}: a flush mode record cannot mark an instance unclean"));
+                case RecordType.SetQuota:
+                    return new SetQuotaRecord(BinaryPrimitives.ReadInt64LittleEndian(body));
                 default:
                     throw new StoreFormatException($"{where}: unknown record type {(byte)type} (written by a newer blockoverlay?)");
             }

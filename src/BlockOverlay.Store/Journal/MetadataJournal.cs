@@ -61,8 +61,11 @@ internal sealed class MetadataJournal : IDisposable
     /// <param name="tail">Where replay starts (the superblock's replay position): batches from here on are still needed.</param>
     /// <param name="head">Where the next batch goes (where replay ended).</param>
     /// <param name="sequence">The next batch's sequence number.</param>
-    public MetadataJournal(IBlockDevice device, Guid storeId, long start, long blocks, long tail, long head, ulong sequence, Func<Task> makeRoom)
+    /// <param name="counters">Where each batch's bytes are counted, once, by the writer of the batch.</param>
+    public MetadataJournal(IBlockDevice device, Guid storeId, long start, long blocks, long tail, long head, ulong sequence, Func<Task> makeRoom,
+        StoreCounters counters)
     {
+        _counters = counters;
         _device = device;
         _storeId = storeId;
         _start = start;
@@ -77,6 +80,7 @@ internal sealed class MetadataJournal : IDisposable
     }
 
     private readonly int _maxPayload;
+    private readonly StoreCounters _counters;
 
     /// <summary>Where the next batch goes and its sequence: a checkpoint's replay start.</summary>
     public (long Position, ulong Sequence) Head
@@ -102,10 +106,6 @@ internal sealed class MetadataJournal : IDisposable
         }
     }
 
-    /// <summary>Bytes written to the journal so far (for the counters).</summary>
-    public long BytesWritten => Interlocked.Read(ref _bytesWritten);
-
-    private long _bytesWritten;
 
     /// <summary>Makes the commit durable; completes when it is. Returns the sequence of the (last) batch that carried it.</summary>
     public async Task<ulong> CommitAsync(JournalCommit commit)
@@ -266,7 +266,10 @@ internal sealed class MetadataJournal : IDisposable
 
             JournalFormat.EncodeBatch(buffer.Span, _storeId, sequence, BatchKind.Commits, batch.Select(p => p.Commit).ToList());
             await _device.WriteAsync((_start + position) * BlockSize, buffer.Memory, durable: true);
-            Interlocked.Add(ref _bytesWritten, blocks * BlockSize);
+            // Counted here, per batch: with group commit, counting around each commit would count
+            // a shared batch once per commit in it.
+            bool mapChanges = batch.Exists(p => p.Commit.Records.Any(r => r is MapRecord or ZeroRecord));
+            _counters.Add(mapChanges ? WriteReason.Journal : WriteReason.Metadata, blocks * BlockSize);
             lock (_lock)
             {
                 _head = (position + blocks) % _blocks;
@@ -288,7 +291,7 @@ internal sealed class MetadataJournal : IDisposable
         using var wrap = new AlignedBuffer(BlockSize);
         JournalFormat.EncodeBatch(wrap.Span, _storeId, sequence, BatchKind.Wrap, []);
         await _device.WriteAsync((_start + position) * BlockSize, wrap.Memory, durable: true);
-        Interlocked.Add(ref _bytesWritten, BlockSize);
+        _counters.Add(WriteReason.Journal, BlockSize);
         lock (_lock)
         {
             _head = 0;

@@ -79,13 +79,18 @@ public sealed class FlushIsolationTests
         await using var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
         var (a, b, c) = await DirtyThreeAsync(cache, FlushMode.Global);
         long dataStart = DataStart(store);
+        long journalBeforeFlush = store.Counters[WriteReason.Journal];
         device.Clear();
 
         await a.FlushAsync();
 
+        long journalBefore = store.Counters[WriteReason.Journal];
         var blocks = device.Writes.Where(w => w.Offset >= dataStart).SelectMany(w => BlocksOf(w.Data)).ToList();
+        long journalWritten = device.Writes.Where(w => w.Offset >= 2 * Block && w.Offset < dataStart).Sum(w => (long)w.Data.Length);
         Assert.Multiple(() =>
         {
+            // Three instances commit at once and share journal batches: each batch is counted once.
+            Assert.That(journalBefore, Is.EqualTo(journalWritten + journalBeforeFlush), "journal counter against the device's journal writes");
             Assert.That(blocks.Count * (long)Block, Is.EqualTo(Own + (2 * Neighbour)), "data bytes that reached the device");
             Assert.That(blocks.Count(block => block.All(x => x == OfB)) * (long)Block, Is.EqualTo(Neighbour), "B's bytes written by A's flush");
             Assert.That(a.Counters.FlushDataBytes, Is.EqualTo(Own + (2 * Neighbour)), "A's flush pays for everyone");
