@@ -1,4 +1,5 @@
 using System.CommandLine;
+using BlockOverlay.Host.Bases;
 using BlockOverlay.Host.Live;
 
 namespace BlockOverlay.Host;
@@ -20,6 +21,8 @@ internal static class InstanceCommands
             ListCommand(store),
             StatCommand(store),
             SetCommand(store),
+            CommitCommand(store),
+            CloneCommand(store),
         };
     }
 
@@ -92,6 +95,30 @@ internal static class InstanceCommands
                       "(the whole-filesystem syncfs baseline); volatile: flushes are acknowledged without persistence.",
     };
 
+    private static Command CommitCommand(Option<string> store)
+    {
+        var name = new Argument<string>("NAME") { Description = "The instance to write out." };
+        var output = new Argument<string>("OUT") { Description = "The raw image to create (never overwritten); usable as a base." };
+        var command = new Command("commit", "Write an instance's whole view (base + upper) to a new raw image, like docker commit.") { name, output, store };
+        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!, new InstanceRequest
+        {
+            Command = "commit",
+            Name = parse.GetValue(name),
+            Target = Path.GetFullPath(parse.GetValue(output)!),
+        }));
+        return command;
+    }
+
+    private static Command CloneCommand(Option<string> store)
+    {
+        var source = new Argument<string>("SRC") { Description = "The instance to clone (flushed first if served)." };
+        var target = new Argument<string>("NEW") { Description = "The new instance: same base, size, flush mode and quota; a copy of SRC's upper data." };
+        var command = new Command("clone", "Make a new instance whose starting view is SRC's flushed view.") { source, target, store };
+        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!,
+            new InstanceRequest { Command = "clone", Name = parse.GetValue(source), Target = parse.GetValue(target) }));
+        return command;
+    }
+
     private static Option<string> QuotaOption() => new("--quota")
     {
         Description = "Most upper data the instance may hold (e.g. 2G; 'none' for no limit). Past it, writes get ENOSPC; neighbours are unaffected.",
@@ -101,9 +128,16 @@ internal static class InstanceCommands
     private static async Task<int> DispatchAsync(string storePath, InstanceRequest request)
     {
         CommandOutcome outcome;
+        ImportProgress? drawn = null;
+        void Report(ProgressReport p)
+        {
+            drawn ??= ImportProgress.OnStandardError($"{request.Command} {request.Name}", p.Total);
+            drawn.Report(p.Done);
+        }
+
         try
         {
-            outcome = await ControlClient.TrySendAsync(storePath, request) ?? await OfflineAsync(storePath, request);
+            outcome = await ControlClient.TrySendAsync(storePath, request, Report) ?? await OfflineAsync(storePath, request, Report);
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException
                                        or System.Text.Json.JsonException or BlockOverlay.Store.Format.StoreFormatException)
@@ -111,14 +145,23 @@ internal static class InstanceCommands
             outcome = CommandOutcome.Failed(request.Command, e.Message);
         }
 
+        if (outcome.ExitCode == 0)
+        {
+            drawn?.Complete();
+        }
+        else
+        {
+            drawn?.Abandon();
+        }
+
         await Console.Out.WriteAsync(outcome.Stdout);
         await Console.Error.WriteAsync(outcome.Stderr);
         return outcome.ExitCode;
     }
 
-    private static async Task<CommandOutcome> OfflineAsync(string storePath, InstanceRequest request)
+    private static async Task<CommandOutcome> OfflineAsync(string storePath, InstanceRequest request, Action<ProgressReport> progress)
     {
         await using var session = await StoreSession.OpenAsync(storePath);
-        return await InstanceOperations.RunAsync(request, session.Store, live: null);
+        return await InstanceOperations.RunAsync(request, session.Store, live: null, progress);
     }
 }

@@ -10,8 +10,11 @@ namespace BlockOverlay.Host.Live;
 /// </summary>
 internal static class ControlClient
 {
-    /// <summary>The server's answer, or null when no server holds the store (no socket, or a stale one).</summary>
-    public static async Task<CommandOutcome?> TrySendAsync(string storePath, InstanceRequest request)
+    /// <summary>
+    /// The server's answer, or null when no server holds the store (no socket, or a stale one).
+    /// Progress reports of long commands go to <paramref name="progress"/> as they arrive.
+    /// </summary>
+    public static async Task<CommandOutcome?> TrySendAsync(string storePath, InstanceRequest request, Action<ProgressReport>? progress = null)
     {
         string path = ControlServer.PathFor(storePath);
         if (!File.Exists(path))
@@ -33,9 +36,21 @@ internal static class ControlClient
         await stream.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(request, ControlJson.Default.InstanceRequest));
         await stream.WriteAsync("\n"u8.ToArray());
         using var reader = new StreamReader(stream, Encoding.UTF8);
-        string answer = await reader.ReadLineAsync()
-                        ?? throw new IOException($"the server at {path} closed the control connection without answering");
-        return JsonSerializer.Deserialize(answer, ControlJson.Default.CommandOutcome)
-               ?? throw new IOException($"the server at {path} sent an empty answer");
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            var answer = JsonSerializer.Deserialize(line, ControlJson.Default.ControlAnswer)
+                         ?? throw new IOException($"the server at {path} sent an empty answer");
+            if (answer.Outcome is { } outcome)
+            {
+                return outcome;
+            }
+
+            if (answer.Progress is { } report)
+            {
+                progress?.Invoke(report);
+            }
+        }
+
+        throw new IOException($"the server at {path} closed the control connection without answering");
     }
 }

@@ -25,11 +25,12 @@ internal sealed class ControlServer : IAsyncDisposable
 
     private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
     private readonly CancellationTokenSource _stop = new();
-    private readonly Func<InstanceRequest, Task<CommandOutcome>> _handle;
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(200);
+    private readonly Func<InstanceRequest, Action<ProgressReport>, Task<CommandOutcome>> _handle;
     private readonly ILogger _logger;
     private Task _accepting = Task.CompletedTask;
 
-    public ControlServer(string path, Func<InstanceRequest, Task<CommandOutcome>> handle, ILogger logger)
+    public ControlServer(string path, Func<InstanceRequest, Action<ProgressReport>, Task<CommandOutcome>> handle, ILogger logger)
     {
         Path = path;
         _handle = handle;
@@ -89,7 +90,7 @@ internal sealed class ControlServer : IAsyncDisposable
                 var line = await ReadLineAsync(stream);
                 var request = JsonSerializer.Deserialize(line, ControlJson.Default.InstanceRequest)
                               ?? throw new JsonException("empty request");
-                outcome = await _handle(request);
+                outcome = await _handle(request, ProgressTo(stream));
                 HostLog.ControlCommand(_logger, request.Command, request.Name ?? "-", outcome.ExitCode);
             }
             catch (Exception e) when (e is JsonException or IOException or OperationCanceledException or SocketException)
@@ -99,8 +100,7 @@ internal sealed class ControlServer : IAsyncDisposable
 
             try
             {
-                await stream.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(outcome, ControlJson.Default.CommandOutcome));
-                await stream.WriteAsync("\n"u8.ToArray());
+                await stream.WriteAsync(Line(new ControlAnswer(null, outcome)));
             }
             catch (Exception e) when (e is IOException or SocketException)
             {
@@ -108,6 +108,36 @@ internal sealed class ControlServer : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Sends progress lines, at most five a second. Written synchronously from the command's
+    /// thread (a short line to a local socket); a caller that left just stops receiving them.
+    /// </summary>
+    private static Action<ProgressReport> ProgressTo(NetworkStream stream)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var last = -ProgressInterval;
+        return report =>
+        {
+            if (clock.Elapsed - last < ProgressInterval && report.Done < report.Total)
+            {
+                return;
+            }
+
+            last = clock.Elapsed;
+            try
+            {
+                stream.Write(Line(new ControlAnswer(report, null)));
+            }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+            {
+                // The caller is gone; the command goes on.
+            }
+        };
+    }
+
+    private static byte[] Line(ControlAnswer answer) =>
+        [.. JsonSerializer.SerializeToUtf8Bytes(answer, ControlJson.Default.ControlAnswer), (byte)'\n'];
 
     /// <summary>Reads one request line, bounded in size and time.</summary>
     private static async Task<string> ReadLineAsync(NetworkStream stream)

@@ -15,9 +15,18 @@ internal sealed record InstanceRequest
     public string? Size { get; init; }
     public string? FlushMode { get; init; }
     public string? Quota { get; init; }
+
+    /// <summary>What the command makes: the image <c>commit</c> writes, the instance <c>clone</c> creates.</summary>
+    public string? Target { get; init; }
     public bool Force { get; init; }
     public bool Json { get; init; }
 }
+
+/// <summary>How far a long command (commit, clone) has come, in bytes.</summary>
+internal sealed record ProgressReport(long Done, long Total);
+
+/// <summary>One line of the control socket's answer: progress reports, then the outcome.</summary>
+internal sealed record ControlAnswer(ProgressReport? Progress, CommandOutcome? Outcome);
 
 /// <summary>What a command prints and its exit code.</summary>
 internal sealed record CommandOutcome(int ExitCode, string Stdout, string Stderr)
@@ -31,5 +40,6 @@ internal sealed record CommandOutcome(int ExitCode, string Stdout, string Stderr
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(InstanceRequest))]
 [JsonSerializable(typeof(CommandOutcome))]
+[JsonSerializable(typeof(ControlAnswer))]
 [JsonSerializable(typeof(InstanceStat))]
 internal sealed partial class ControlJson : JsonSerializerContext;

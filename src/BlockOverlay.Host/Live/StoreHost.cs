@@ -66,13 +66,13 @@ internal sealed class StoreHost : IAsyncDisposable
         return host;
     }
 
-    /// <summary>Carries out one instance command on the live store.</summary>
-    public async Task<CommandOutcome> RunAsync(InstanceRequest request)
+    /// <summary>Carries out one instance command on the live store (commit and clone hold the others back while they copy).</summary>
+    public async Task<CommandOutcome> RunAsync(InstanceRequest request, Action<ProgressReport> progress)
     {
         await _changes.WaitAsync();
         try
         {
-            return await InstanceOperations.RunAsync(request, Store, this);
+            return await InstanceOperations.RunAsync(request, Store, this, progress);
         }
         finally
         {
