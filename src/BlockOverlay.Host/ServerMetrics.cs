@@ -1,17 +1,20 @@
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Host.Metrics;
+using BlockOverlay.Nbd.Protocol;
+using BlockOverlay.Nbd.Server;
 using BlockOverlay.Store;
 
 namespace BlockOverlay.Host;
 
 /// <summary>
 /// What <c>/metrics</c> shows: the evidence for isolation (per-instance flush cost, dirty
-/// data, background write-back, throttling) and the store's bytes written by reason.
+/// data, background write-back, throttling), the store's bytes written by reason, and the
+/// NBD server's traffic (connections, requests by command, errors by code, bytes moved).
 /// Rendered on each scrape from the live counters; nothing is kept here.
 /// </summary>
 internal static class ServerMetrics
 {
-    public static string Render(WriteBackCache? cache)
+    public static string Render(WriteBackCache? cache, ServerCounters? server = null)
     {
         var text = new PrometheusText();
         var instances = cache?.Instances ?? [];
@@ -48,8 +51,70 @@ internal static class ServerMetrics
             StoreFamilies(text, cache);
         }
 
+        if (server is not null)
+        {
+            ServerFamilies(text, server);
+        }
+
         return text.ToString();
     }
+
+    /// <summary>Every command and error code gets its sample even at 0, so dashboards find the series from the start.</summary>
+    private static void ServerFamilies(PrometheusText text, ServerCounters server)
+    {
+        text.Family("blockoverlay_connections_total", MetricType.Counter, "Client connections accepted (sockets and stdio).");
+        text.Sample(server.ConnectionsOpened);
+        text.Family("blockoverlay_connections_open", MetricType.Gauge, "Client connections open now, negotiating ones included.");
+        text.Sample(server.ConnectionsOpen);
+        text.Family("blockoverlay_requests_total", MetricType.Counter, "Requests received, by command; refused ones included.");
+        foreach (var command in Enum.GetValues<NbdCommand>())
+        {
+            text.Sample(server.RequestsOf(command), ("command", CommandLabel(command)));
+        }
+
+        text.Family("blockoverlay_request_errors_total", MetricType.Counter, "Error replies sent, by NBD error code.");
+        foreach (var error in Enum.GetValues<NbdError>().Where(e => e != NbdError.None))
+        {
+            text.Sample(server.ErrorsOf(error), ("error", ErrorLabel(error)));
+        }
+
+        text.Family("blockoverlay_requests_rejected_total", MetricType.Counter,
+            "Requests refused before any I/O: bad range, flags or command, or a write to a read-only export.");
+        text.Sample(server.RejectedRequests);
+        text.Family("blockoverlay_requests_failed_total", MetricType.Counter, "Requests the export failed (no space, I/O error, ...).");
+        text.Sample(server.FailedRequests);
+        text.Family("blockoverlay_read_bytes_total", MetricType.Counter, "Bytes clients read: the data of successful READs.");
+        text.Sample(server.BytesRead);
+        text.Family("blockoverlay_written_bytes_total", MetricType.Counter, "Bytes clients wrote: the data of successful WRITEs.");
+        text.Sample(server.BytesWritten);
+    }
+
+    private static string CommandLabel(NbdCommand command) => command switch
+    {
+        NbdCommand.Read => "read",
+        NbdCommand.Write => "write",
+        NbdCommand.Disconnect => "disc",
+        NbdCommand.Flush => "flush",
+        NbdCommand.Trim => "trim",
+        NbdCommand.Cache => "cache",
+        NbdCommand.WriteZeroes => "write_zeroes",
+        NbdCommand.BlockStatus => "block_status",
+        _ => throw new ArgumentOutOfRangeException(nameof(command), command, "no metric label for this command"),
+    };
+
+    /// <summary>The errno names the NBD protocol uses for its error codes.</summary>
+    private static string ErrorLabel(NbdError error) => error switch
+    {
+        NbdError.NotPermitted => "EPERM",
+        NbdError.IoError => "EIO",
+        NbdError.OutOfMemory => "ENOMEM",
+        NbdError.InvalidArgument => "EINVAL",
+        NbdError.NoSpace => "ENOSPC",
+        NbdError.Overflow => "EOVERFLOW",
+        NbdError.NotSupported => "ENOTSUP",
+        NbdError.ShuttingDown => "ESHUTDOWN",
+        _ => throw new ArgumentOutOfRangeException(nameof(error), error, "no metric label for this error"),
+    };
 
     private static void StoreFamilies(PrometheusText text, WriteBackCache cache)
     {

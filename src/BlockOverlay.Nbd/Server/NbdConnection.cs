@@ -14,7 +14,7 @@ internal static class NbdConnection
     private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024);
 
     public static async Task RunAsync(Stream input, Stream output, ExportCatalog catalog, NbdServerOptions options,
-        ILogger logger, long connectionId, CancellationToken shutdown)
+        ILogger logger, ServerCounters counters, long connectionId, CancellationToken shutdown)
     {
         var pipeReader = PipeReader.Create(input, ReaderOptions);
         var pipeWriter = PipeWriter.Create(output);
@@ -39,7 +39,7 @@ internal static class NbdConnection
 
             logger.Attached(connectionId, chosen.Name, (ushort)chosen.Flags, chosen.StructuredReplies);
             using var ending = CancellationTokenSource.CreateLinkedTokenSource(shutdown, attachment.Ending);
-            await new TransmissionSession(reader, pipeWriter, chosen, options, logger, connectionId).RunAsync(ending.Token);
+            await new TransmissionSession(reader, pipeWriter, chosen, options, logger, counters, connectionId).RunAsync(ending.Token);
         }
         catch (NbdProtocolException e)
         {

@@ -29,6 +29,9 @@ public sealed class NbdServer : IAsyncDisposable
         _logger = loggers.CreateLogger("BlockOverlay.Nbd");
     }
 
+    /// <summary>What the server's connections have done so far (for <c>/metrics</c>).</summary>
+    public ServerCounters Counters { get; } = new();
+
     /// <summary>Binds and starts accepting; returns the bound endpoint (a TCP port of 0 becomes a real one).</summary>
     public EndPoint Listen(ListenAddress address)
     {
@@ -128,6 +131,7 @@ public sealed class NbdServer : IAsyncDisposable
     {
         long id = Interlocked.Increment(ref _connectionIds);
         _logger.ConnectionOpened(id, peer);
+        Counters.RecordConnectionOpened();
         var started = new TaskCompletionSource<Task>();
         var task = RunAsync();
         lock (_lock)
@@ -143,10 +147,11 @@ public sealed class NbdServer : IAsyncDisposable
             var self = await started.Task;
             try
             {
-                await NbdConnection.RunAsync(input, output, _catalog, _options, _logger, id, _shutdown.Token);
+                await NbdConnection.RunAsync(input, output, _catalog, _options, _logger, Counters, id, _shutdown.Token);
             }
             finally
             {
+                Counters.RecordConnectionClosed();
                 if (owner is not null)
                 {
                     await owner.DisposeAsync();

@@ -31,6 +31,7 @@ internal sealed class TransmissionSession
     private readonly IExport _export;
     private readonly NbdServerOptions _options;
     private readonly ILogger _logger;
+    private readonly ServerCounters _counters;
     private readonly long _id;
     private readonly InFlightBudget _budget;
     // Synchronous continuations: the writer, when idle, runs on the thread that queued the
@@ -40,7 +41,7 @@ internal sealed class TransmissionSession
         Channel.CreateUnbounded<OutgoingReply>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
 
     public TransmissionSession(MessageReader reader, PipeWriter writer, NegotiatedExport negotiated,
-        NbdServerOptions options, ILogger logger, long connectionId)
+        NbdServerOptions options, ILogger logger, ServerCounters counters, long connectionId)
     {
         _id = connectionId;
         _reader = reader;
@@ -49,6 +50,7 @@ internal sealed class TransmissionSession
         _export = negotiated.Export;
         _options = options;
         _logger = logger;
+        _counters = counters;
         _budget = new InFlightBudget(options.MaxInFlightBytes);
     }
 
@@ -98,6 +100,7 @@ internal sealed class TransmissionSession
                 return;
             }
 
+            _counters.RecordRequest(request.Command);
             if (request.Command == NbdCommand.Disconnect)
             {
                 _logger.ConnectionEvent(_id, "client sent DISC");
@@ -152,6 +155,7 @@ internal sealed class TransmissionSession
         {
             var error = ErrorOf(e);
             _logger.RequestFailed(_id, request, error, e.Message);
+            _counters.RecordFailed(error);
             reply = ErrorReply(request, error, e.Message);
         }
 #pragma warning disable CA1031 // A bug in one request must not take the connection or server down.
@@ -159,6 +163,7 @@ internal sealed class TransmissionSession
 #pragma warning restore CA1031
         {
             _logger.RequestCrashed(_id, request, e);
+            _counters.RecordFailed(NbdError.IoError);
             reply = ErrorReply(request, NbdError.IoError, "internal server error");
         }
         finally
@@ -190,6 +195,7 @@ internal sealed class TransmissionSession
                 return await ReadAsync(request, offset, length);
             case NbdCommand.Write:
                 await _export.WriteAsync(offset, payload.AsMemory(0, length), writeFlags);
+                _counters.RecordWritten(length);
                 break;
             case NbdCommand.Flush:
                 await _export.FlushAsync();
@@ -225,6 +231,7 @@ internal sealed class TransmissionSession
             throw;
         }
 
+        _counters.RecordRead(length);
         return new ReadReply(request.Cookie, request.Offset, buffer, length, _negotiated.StructuredReplies,
             request.Flags.HasFlag(CommandFlags.DontFragment));
     }
@@ -308,6 +315,7 @@ internal sealed class TransmissionSession
     private void Reject(NbdRequest request, NbdError error, string reason)
     {
         _logger.RequestRejected(_id, request, error, reason);
+        _counters.RecordRejected(error);
         var reply = ErrorReply(request, error, reason);
         if (!_replies.Writer.TryWrite(reply))
         {
