@@ -7,5 +7,6 @@ var root = new RootCommand("BlockOverlay: an NBD server of copy-on-write disks f
     ServeCommand.Create(),
     StoreCommands.Create(),
     InstanceCommands.Create(),
+    BaseCommands.Create(),
 };
 return await root.Parse(args).InvokeAsync();
