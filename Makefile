@@ -25,10 +25,14 @@ build: deps
 test: build
 	@bash tests/run-all $(CONFIG)
 
-## run: serve a demo disk on 127.0.0.1:10809 and var/blockoverlay.sock (Ctrl-C stops)
+## run: serve the demo disks demo1 and demo2 (made in var/ once) on 127.0.0.1:10809 and var/blockoverlay.sock; Ctrl-C stops
+# `serve` with no arguments makes and serves the demo in var/ under its working directory:
+# RUN_DIR moves it (the test of this target uses a temporary one), and RUN_ARGS adds serve
+# options, e.g. RUN_ARGS='--listen unix:var/blockoverlay.sock --listen tcp:127.0.0.1:10810'
+# when 10809 is taken (a --listen replaces both default addresses).
+RUN_DIR ?= .
 run: build
-	@mkdir -p var
-	$(BIN) serve --export demo=memory:1G --listen tcp:127.0.0.1:10809 --listen unix:var/blockoverlay.sock
+	cd "$(RUN_DIR)" && exec "$(CURDIR)/$(BIN)" serve $(RUN_ARGS)
 
 ## bench: the benchmarks of perf/ (results go to perf/RESULTS.md)
 bench: build

@@ -6,44 +6,60 @@ namespace BlockOverlay.Host;
 
 /// <summary>
 /// What a person needs to attach once the server is up: every export's URIs on every
-/// listener, and copy-paste commands for the common clients.
+/// listener, and one copy-paste command per common client. Each line runs as printed in a
+/// shell: arguments with URI or shell characters are single-quoted, and what the line needs
+/// beyond itself is a trailing <c>#</c> comment. Local tools get the unix socket URI when
+/// there is one (no TCP stack in the way); nbd-client gets the TCP address, the only kind of
+/// address its command line takes as HOST PORT.
 /// </summary>
 internal static class AttachHints
 {
     public static string Describe(IEnumerable<string> exports, IEnumerable<EndPoint> endPoints)
     {
-        var uris = endPoints.Select(UriBase).OfType<Func<string, string>>().ToList();
+        var listeners = endPoints.ToList();
+        var tcp = listeners.OfType<IPEndPoint>().FirstOrDefault();
         var text = new StringBuilder();
         foreach (string export in exports)
         {
-            var forExport = uris.Select(u => u(export)).ToList();
-            if (forExport.Count == 0)
+            var uris = listeners.Select(e => UriOf(e, export)).OfType<string>().ToList();
+            if (uris.Count == 0)
             {
                 continue;
             }
 
-            string first = forExport[0];
+            string local = uris.FirstOrDefault(u => u.StartsWith("nbd+unix:", StringComparison.Ordinal)) ?? uris[0];
             text.AppendLine($"export '{export}':");
-            forExport.ForEach(u => text.AppendLine($"  {u}"));
-            text.AppendLine($"  nbdinfo '{first}'");
-            text.AppendLine($"  qemu-io -f raw '{first}' -c 'write -P 0xab 0 4k' -c 'read -P 0xab 0 4k'");
-            text.AppendLine($"  qemu-img convert -n -O raw disk.raw '{first}'");
-            text.AppendLine($"  qemu-system-x86_64 ... -drive file={first},format=raw,if=virtio,cache=writeback");
-            if (forExport.FirstOrDefault(u => u.StartsWith("nbd://", StringComparison.Ordinal)) is { } tcp)
+            uris.ForEach(u => text.AppendLine($"  {u}"));
+            text.AppendLine($"  nbdinfo --map {Quote(local)}");
+            text.AppendLine($"  qemu-img convert -p -O qcow2 {Quote(local)} {Quote(export + ".qcow2")}   # a copy of the disk as it is now");
+            text.AppendLine($"  qemu-io -f raw {Quote(local)} -c 'read -v 0 512'");
+            text.AppendLine($"  qemu-system-x86_64 -m 512 -drive {Quote(QemuDrive(local))} ...   # plus your guest's options; the disk is its /dev/vda");
+            if (tcp is not null)
             {
-                var uri = new Uri(tcp);
-                text.AppendLine($"  nbd-client {uri.Host} {uri.Port} /dev/nbd0 -N {export}   (where the nbd module is loaded)");
+                text.AppendLine($"  nbd-client {tcp.Address} {tcp.Port} /dev/nbd0 -N {Quote(export)} -b 4096   # on a machine with the nbd kernel module (modprobe nbd)");
             }
         }
 
         return text.ToString();
     }
 
-    private static Func<string, string>? UriBase(EndPoint endPoint) => endPoint switch
+    private static string? UriOf(EndPoint endPoint, string export) => endPoint switch
     {
-        UnixDomainSocketEndPoint unix => name => $"nbd+unix:///{Uri.EscapeDataString(name)}?socket={unix}",
-        IPEndPoint { AddressFamily: AddressFamily.InterNetworkV6 } ip => name => $"nbd://[{ip.Address}]:{ip.Port}/{Uri.EscapeDataString(name)}",
-        IPEndPoint ip => name => $"nbd://{ip.Address}:{ip.Port}/{Uri.EscapeDataString(name)}",
+        // The socket path is absolute (listen addresses are made absolute when parsed), so the
+        // URI works from any directory.
+        UnixDomainSocketEndPoint unix => $"nbd+unix:///{Uri.EscapeDataString(export)}?socket={unix}",
+        IPEndPoint { AddressFamily: AddressFamily.InterNetworkV6 } ip => $"nbd://[{ip.Address}]:{ip.Port}/{Uri.EscapeDataString(export)}",
+        IPEndPoint ip => $"nbd://{ip.Address}:{ip.Port}/{Uri.EscapeDataString(export)}",
         _ => null,
     };
+
+    /// <summary>qemu's -drive value; a comma inside a value is written twice in qemu's option syntax.</summary>
+    private static string QemuDrive(string uri) =>
+        $"file={uri.Replace(",", ",,", StringComparison.Ordinal)},format=raw,if=virtio,cache=writeback";
+
+    /// <summary>The argument as a POSIX shell reads it back: bare when safe, else in single quotes.</summary>
+    private static string Quote(string arg) =>
+        arg.Length > 0 && arg.All(c => char.IsAsciiLetterOrDigit(c) || "-_=+/.:,@%".Contains(c))
+            ? arg
+            : "'" + arg.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
 }

@@ -1,20 +1,43 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using BlockOverlay.Host.Config;
 using Microsoft.Extensions.Logging;
 
 namespace BlockOverlay.Host;
 
-/// <summary>Logging of the host: one line per event, always on standard error (stdout may carry NBD).</summary>
+/// <summary>
+/// Logging of the host: one line per event, always on standard error (stdout may carry NBD).
+/// Text for people, or one JSON object per line for log shippers (the console logger's own
+/// JSON formatter: fields Timestamp, EventId, LogLevel, Category, Message and State).
+/// </summary>
 internal static class HostLogging
 {
-    public static ILoggerFactory Create(LogLevel minimum) => LoggerFactory.Create(builder =>
+    private const string TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff";
+
+    public static ILoggerFactory Create(LogLevel minimum, LogFormat format) => LoggerFactory.Create(builder =>
     {
         builder.SetMinimumLevel(minimum);
         builder.AddConsole(options => options.LogToStandardErrorThreshold = LogLevel.Trace);
-        builder.AddSimpleConsole(options =>
+        if (format == LogFormat.Json)
         {
-            options.SingleLine = true;
-            options.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
-            options.UseUtcTimestamp = true;
-        });
+            builder.AddJsonConsole(options =>
+            {
+                options.TimestampFormat = TimestampFormat + "Z";
+                options.UseUtcTimestamp = true;
+                // Relaxed escaping keeps quotes and non-ASCII readable in the log (the default
+                // escapes them for embedding in HTML, which a log line never is).
+                options.JsonWriterOptions = new JsonWriterOptions { Indented = false, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+            });
+        }
+        else
+        {
+            builder.AddSimpleConsole(options =>
+            {
+                options.SingleLine = true;
+                options.TimestampFormat = TimestampFormat + " ";
+                options.UseUtcTimestamp = true;
+            });
+        }
     });
 }
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using BlockOverlay.Host.Bases;
+using BlockOverlay.Host.Config;
 using BlockOverlay.Host.Live;
 
 namespace BlockOverlay.Host;
@@ -11,11 +12,19 @@ namespace BlockOverlay.Host;
 /// </summary>
 internal static class InstanceCommands
 {
+    /// <summary>The config naming the store when --store is not given; on every subcommand.</summary>
+    private static readonly Option<string> ConfigOption = new("--config")
+    {
+        Description = $"A JSON config file whose \"store\" is used when --store is not given (default: ${HostConfig.EnvironmentVariable} when set).",
+        Recursive = true,
+    };
+
     public static Command Create()
     {
-        var store = new Option<string>("--store") { Description = "The store file.", Required = true };
+        var store = new Option<string>("--store") { Description = "The store file (default: the config's \"store\")." };
         return new Command("instance", "Manage instances (copy-on-write disks over a base image).")
         {
+            ConfigOption,
             CreateCommand(store),
             DeleteCommand(store),
             ListCommand(store),
@@ -29,19 +38,24 @@ internal static class InstanceCommands
     private static Command CreateCommand(Option<string> store)
     {
         var name = new Argument<string>("NAME") { Description = "The instance's name; it is also its NBD export name." };
-        var baseImage = new Option<string>("--base") { Description = "A raw image the instance starts as (never written)." };
+        var baseImage = new Option<string>("--base") { Description = "The image the instance starts as (never written): a base name (see: blockoverlay base list) or a raw image file." };
         var size = new Option<string>("--size") { Description = "Virtual size (default: the base's, rounded up to 4 KiB); past the base it reads as zeros." };
         var mode = FlushModeOption("What a flush makes durable (default: isolated).");
         var quota = QuotaOption();
         var command = new Command("create", "Create an instance (served at once if a server holds the store).") { name, baseImage, size, mode, quota, store };
-        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!, new InstanceRequest
+        command.SetAction((parse, _) => CommandErrors.RunAsync("instance create", async () =>
         {
-            Command = "create",
-            Name = parse.GetValue(name),
-            Base = parse.GetValue(baseImage) is { } path ? Path.GetFullPath(path) : null,
-            Size = parse.GetValue(size),
-            FlushMode = parse.GetValue(mode),
-            Quota = parse.GetValue(quota),
+            string storePath = StorePath(parse, store);
+            return await DispatchAsync(parse, store, new InstanceRequest
+            {
+                Command = "create",
+                Name = parse.GetValue(name),
+                // A registered base name or an image file, as an absolute path (the server's working directory is not ours).
+                Base = parse.GetValue(baseImage) is { } image ? await BaseRegistry.ResolveAsync(storePath, image) : null,
+                Size = parse.GetValue(size),
+                FlushMode = parse.GetValue(mode),
+                Quota = parse.GetValue(quota),
+            });
         }));
         return command;
     }
@@ -51,7 +65,7 @@ internal static class InstanceCommands
         var name = new Argument<string>("NAME") { Description = "The instance to delete, with all its data." };
         var force = new Option<bool>("--force") { Description = "Disconnect its clients (after their data is written back) instead of refusing." };
         var command = new Command("delete", "Delete an instance and free its space.") { name, force, store };
-        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!,
+        command.SetAction((parse, _) => DispatchAsync(parse, store,
             new InstanceRequest { Command = "delete", Name = parse.GetValue(name), Force = parse.GetValue(force) }));
         return command;
     }
@@ -59,7 +73,7 @@ internal static class InstanceCommands
     private static Command ListCommand(Option<string> store)
     {
         var command = new Command("list", "List instances: name, virtual size, upper data, flush mode, base.") { store };
-        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!, new InstanceRequest { Command = "list" }));
+        command.SetAction((parse, _) => DispatchAsync(parse, store, new InstanceRequest { Command = "list" }));
         return command;
     }
 
@@ -68,7 +82,7 @@ internal static class InstanceCommands
         var name = new Argument<string>("NAME") { Description = "The instance to describe." };
         var json = new Option<bool>("--json") { Description = "One JSON object instead of lines for people." };
         var command = new Command("stat", "Show an instance's state and counters (live counters when served).") { name, json, store };
-        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!,
+        command.SetAction((parse, _) => DispatchAsync(parse, store,
             new InstanceRequest { Command = "stat", Name = parse.GetValue(name), Json = parse.GetValue(json) }));
         return command;
     }
@@ -79,7 +93,7 @@ internal static class InstanceCommands
         var mode = FlushModeOption("The new flush mode (also clears an 'unclean' mark left by a crash in volatile mode).");
         var quota = QuotaOption();
         var command = new Command("set", "Change an instance's settings (live if served).") { name, mode, quota, store };
-        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!, new InstanceRequest
+        command.SetAction((parse, _) => DispatchAsync(parse, store, new InstanceRequest
         {
             Command = "set",
             Name = parse.GetValue(name),
@@ -100,7 +114,7 @@ internal static class InstanceCommands
         var name = new Argument<string>("NAME") { Description = "The instance to write out." };
         var output = new Argument<string>("OUT") { Description = "The raw image to create (never overwritten); usable as a base." };
         var command = new Command("commit", "Write an instance's whole view (base + upper) to a new raw image, like docker commit.") { name, output, store };
-        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!, new InstanceRequest
+        command.SetAction((parse, _) => DispatchAsync(parse, store, new InstanceRequest
         {
             Command = "commit",
             Name = parse.GetValue(name),
@@ -114,7 +128,7 @@ internal static class InstanceCommands
         var source = new Argument<string>("SRC") { Description = "The instance to clone (flushed first if served)." };
         var target = new Argument<string>("NEW") { Description = "The new instance: same base, size, flush mode and quota; a copy of SRC's upper data." };
         var command = new Command("clone", "Make a new instance whose starting view is SRC's flushed view.") { source, target, store };
-        command.SetAction((parse, _) => DispatchAsync(parse.GetValue(store)!,
+        command.SetAction((parse, _) => DispatchAsync(parse, store,
             new InstanceRequest { Command = "clone", Name = parse.GetValue(source), Target = parse.GetValue(target) }));
         return command;
     }
@@ -124,8 +138,12 @@ internal static class InstanceCommands
         Description = "Most upper data the instance may hold (e.g. 2G; 'none' for no limit). Past it, writes get ENOSPC; neighbours are unaffected.",
     };
 
+    /// <summary>The store: --store, else the config's.</summary>
+    private static string StorePath(ParseResult parse, Option<string> store) =>
+        HostConfig.ResolveStore(parse.GetValue(store), parse.GetValue(ConfigOption));
+
     /// <summary>Through the server holding the store if there is one, else on the store file.</summary>
-    private static async Task<int> DispatchAsync(string storePath, InstanceRequest request)
+    private static async Task<int> DispatchAsync(ParseResult parse, Option<string> store, InstanceRequest request)
     {
         CommandOutcome outcome;
         ImportProgress? drawn = null;
@@ -137,9 +155,10 @@ internal static class InstanceCommands
 
         try
         {
+            string storePath = StorePath(parse, store);
             outcome = await ControlClient.TrySendAsync(storePath, request, Report) ?? await OfflineAsync(storePath, request, Report);
         }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException
+        catch (Exception e) when (e is FormatException or IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException
                                        or System.Text.Json.JsonException or BlockOverlay.Store.Format.StoreFormatException)
         {
             outcome = CommandOutcome.Failed(request.Command, e.Message);

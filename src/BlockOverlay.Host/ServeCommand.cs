@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
-using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Host.Config;
 using BlockOverlay.Host.Live;
 using BlockOverlay.Host.Metrics;
 using BlockOverlay.Store;
@@ -15,24 +15,28 @@ namespace BlockOverlay.Host;
 
 /// <summary>
 /// <c>blockoverlay serve</c>: exports disks over NBD until SIGTERM or SIGINT: every instance
-/// of a store (<c>--store</c>) under its own name, and plain exports (<c>--export</c>). With
-/// no arguments it serves a 1 GiB memory disk named "demo" on 127.0.0.1:10809, so a first
-/// run works out of the box.
+/// of a store under its own name, and plain exports. What to serve, where, and how comes
+/// from the flags, else from a config file (<c>--config</c> or <c>$BLOCKOVERLAY_CONFIG</c>),
+/// else from defaults (<see cref="ServeSettings"/>). With nothing to serve it makes (once) and
+/// serves a demo store in ./var: an ext4 base image and two instances on it, on
+/// var/blockoverlay.sock and 127.0.0.1:10809, so a first run works out of the box.
 /// </summary>
 internal static class ServeCommand
 {
-    private const string DefaultExport = "demo=memory:1G";
-
     public static Command Create()
     {
+        var config = new Option<string>("--config")
+        {
+            Description = $"A JSON config file (default: ${HostConfig.EnvironmentVariable} when set). A flag given here replaces that key of the config.",
+        };
         var exports = new Option<string[]>("--export")
         {
-            Description = "An export, as NAME=memory:SIZE or NAME=file:PATH[:ro]. Repeatable. Default: " + DefaultExport,
+            Description = "An export, as NAME=memory:SIZE or NAME=file:PATH[:ro]. Repeatable. With no store and no export: the demo store in ./var (with --stdio: " + ServeSettings.DemoExport + ").",
             Arity = ArgumentArity.ZeroOrMore,
         };
         var listens = new Option<string[]>("--listen")
         {
-            Description = $"Where to listen: tcp:HOST:PORT or unix:PATH. Repeatable. Default: tcp:127.0.0.1:{ListenAddress.DefaultPort} " +
+            Description = $"Where to listen: tcp:HOST:PORT or unix:PATH. Repeatable. Default: the config's, else tcp:127.0.0.1:{ListenAddress.DefaultPort} " +
                           "(unless started by systemd socket activation or with --stdio).",
             Arity = ArgumentArity.ZeroOrMore,
         };
@@ -45,40 +49,48 @@ internal static class ServeCommand
         {
             Description = "Serve Prometheus metrics at http://HOST:PORT/metrics, given as tcp:HOST:PORT (e.g. tcp:127.0.0.1:9810).",
         };
-        var verbose = new Option<bool>("--verbose", "-v") { Description = "Log debug events too." };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Log debug events too (the same as --log-level debug)." };
+        var logLevel = new Option<string>("--log-level") { Description = $"The least important events logged: {LogChoices.Levels} (default: information)." };
+        var logFormat = new Option<string>("--log-format")
+        {
+            Description = "text (default): one line per event, for people; json: one JSON object per line, for log shippers.",
+        };
 
-        var command = new Command("serve", "Serve disks over NBD.") { store, exports, listens, stdio, metrics, verbose };
-        command.SetAction((parse, _) => RunAsync(
-            parse.GetValue(store),
-            parse.GetValue(exports) ?? [],
-            parse.GetValue(listens) ?? [],
-            parse.GetValue(stdio),
-            parse.GetValue(metrics),
-            parse.GetValue(verbose)));
+        var command = new Command("serve", "Serve disks over NBD.") { config, store, exports, listens, stdio, metrics, verbose, logLevel, logFormat };
+        command.SetAction((parse, _) => RunAsync(new ServeFlags
+        {
+            Config = parse.GetValue(config),
+            Store = parse.GetValue(store),
+            Exports = parse.GetValue(exports) ?? [],
+            Listen = parse.GetValue(listens) ?? [],
+            Stdio = parse.GetValue(stdio),
+            Metrics = parse.GetValue(metrics),
+            Verbose = parse.GetValue(verbose),
+            LogLevel = parse.GetValue(logLevel),
+            LogFormat = parse.GetValue(logFormat),
+        }));
         return command;
     }
 
-    private static async Task<int> RunAsync(string? storePath, string[] exportSpecs, string[] listenSpecs, bool stdio, string? metricsSpec, bool verbose)
+    private static async Task<int> RunAsync(ServeFlags flags)
     {
-        using var loggers = HostLogging.Create(verbose ? LogLevel.Debug : LogLevel.Information);
-        var logger = loggers.CreateLogger("blockoverlay");
-        List<ExportSpec> specs;
-        List<ListenAddress> addresses;
-        System.Net.IPEndPoint? metricsAddress;
+        HostConfig? config;
+        ServeSettings settings;
         try
         {
-            metricsAddress = metricsSpec is null ? null : MetricsEndpoint.ParseAddress(metricsSpec);
-            string[] defaults = storePath is null ? [DefaultExport] : [];
-            specs = (exportSpecs.Length > 0 ? exportSpecs : defaults).Select(ExportSpec.Parse).ToList();
-            addresses = listenSpecs.Select(ListenAddress.Parse).ToList();
-            if (stdio && addresses.Count > 0)
-            {
-                throw new FormatException("--stdio serves standard input and output; it cannot be combined with --listen");
-            }
+            config = HostConfig.LoadFrom(flags.Config);
+            settings = ServeSettings.Resolve(flags, config);
         }
         catch (FormatException e)
         {
             return Fail(e.Message);
+        }
+
+        using var loggers = HostLogging.Create(settings.LogLevel, settings.LogFormat);
+        var logger = loggers.CreateLogger("blockoverlay");
+        if (config is not null)
+        {
+            ConfigLog.Loaded(logger, config.FilePath);
         }
 
         var catalog = new ExportCatalog();
@@ -87,13 +99,17 @@ internal static class ServeCommand
         ControlServer? control = null;
         try
         {
-            if (storePath is not null)
+            // The embedded default (make run): the demo store, made on the first run.
+            string? store = settings.Demo
+                ? await Demo.DemoStore.EnsureAsync(ServeSettings.DemoDirectory, settings.LogFormat == LogFormat.Text ? Console.Error : TextWriter.Null)
+                : settings.Store;
+            if (store is { } storePath)
             {
-                host = await StoreHost.OpenAsync(storePath, new CacheOptions(), catalog, logger);
+                host = await StoreHost.OpenAsync(storePath, settings.Cache, catalog, logger);
                 control = StartControl(storePath, host, logger);
             }
 
-            foreach (var spec in specs)
+            foreach (var spec in settings.Exports)
             {
                 var export = OpenExport(spec);
                 opened.Add(export);
@@ -101,14 +117,16 @@ internal static class ServeCommand
             }
 
             await using var server = new NbdServer(catalog, new NbdServerOptions(), loggers);
-            await using var metricsEndpoint = metricsAddress is null ? null : new MetricsEndpoint(metricsAddress, () => ServerMetrics.Render(host?.Cache));
+            await using var metricsEndpoint = settings.Metrics is { } metricsAddress
+                ? new MetricsEndpoint(metricsAddress, () => ServerMetrics.Render(host?.Cache, server.Counters))
+                : null;
             if (metricsEndpoint is not null)
             {
                 var scrapedAt = metricsEndpoint.Start();
                 HostLog.MetricsServed(logger, scrapedAt);
             }
 
-            if (stdio)
+            if (settings.Stdio)
             {
                 await server.ServeStreamAsync(Console.OpenStandardInput(), Console.OpenStandardOutput(), "stdio");
                 return 0;
@@ -120,18 +138,18 @@ internal static class ServeCommand
                 server.Adopt(socket);
             }
 
-            if (activated.Count == 0 && addresses.Count == 0)
-            {
-                addresses.Add(ListenAddress.Parse($"tcp:127.0.0.1:{ListenAddress.DefaultPort}"));
-            }
-
             var bound = activated.Select(s => s.LocalEndPoint).OfType<System.Net.EndPoint>().ToList();
-            foreach (var address in addresses)
+            foreach (var address in settings.AddressesBeside(activated.Count))
             {
                 bound.Add(server.Listen(address));
             }
 
-            Console.Error.Write(AttachHints.Describe(catalog.Snapshot.Select(e => e.Key), bound));
+            // The hints are for a person at a terminal; a log shipper wants nothing but JSON
+            // lines on stderr (the listeners are logged as events either way).
+            if (settings.LogFormat == LogFormat.Text)
+            {
+                Console.Error.Write(AttachHints.Describe(catalog.Snapshot.Select(e => e.Key), bound));
+            }
 
             await WaitForStopSignalAsync(logger);
             await server.StopAsync();

@@ -14,7 +14,7 @@ namespace BlockOverlay.Host;
 /// </summary>
 internal static class ServerMetrics
 {
-    public static string Render(WriteBackCache? cache, ServerCounters? server = null)
+    public static string Render(WriteBackCache? cache, ServerCounters? server)
     {
         var text = new PrometheusText();
         var instances = cache?.Instances ?? [];
