@@ -73,23 +73,8 @@ store=$tmp/store
 sock=$tmp/nbd.sock
 server_pid=
 
-# SIGTERM: the server writes back every dirty block and closes the store; SIGKILL after
-# 60 s. Returns non-zero if SIGKILL was needed.
-stop_server() {
-    local pid=$server_pid
-    [ -n "$pid" ] || return 0
-    server_pid=
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 600); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    return 1
-}
 cleanup() {
-    stop_server || true
+    stop_server 60 || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -128,7 +113,7 @@ status=0
 bounded $((budget - 60)) "${driver[@]}" || status=$?
 [ "$status" -eq 0 ] || fail "isolation-driver.py: exit $status (124/137: timed out); see $out_dir/server.log"
 uptime >"$out_dir/load-after"
-stop_server || fail "the server did not stop within 60 s of SIGTERM"
+stop_server 60 || fail "the server did not stop within 60 s of SIGTERM"
 grep -q '^last shutdown: *clean' <(bounded 30 "$blockoverlay" store info "$store") ||
     fail "the store was not closed cleanly; see $out_dir/server.log"
 rm -f "$store"

@@ -62,23 +62,8 @@ rm -f "$out_dir"/*.json "$out_dir"/*.log "$out_dir"/*.err "$out_dir"/*.iolog "$o
 tmp=$(mktemp -d /var/tmp/store-space.XXXXXX)
 server_pid=
 
-# Stops the server of the current step: SIGTERM (blockoverlay then writes its checkpoint,
-# qemu-nbd its qcow2 metadata), SIGKILL after 30 s. Returns non-zero if SIGKILL was needed.
-stop_server() {
-    local pid=$server_pid
-    [ -n "$pid" ] || return 0
-    server_pid=
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 300); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    return 1
-}
 cleanup() {
-    stop_server || true
+    stop_server 30 || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -141,7 +126,7 @@ for entry in "${WORKLOADS[@]}"; do
     server_pid=$!
     wait_for_socket "$sock" "blockoverlay"
     run_fio "bo-$name" "nbd+unix:///$name?socket=$sock" "$workload"
-    stop_server || fail "blockoverlay did not stop within 30 s of SIGTERM ($name)"
+    stop_server 30 || fail "blockoverlay did not stop within 30 s of SIGTERM ($name)"
     bounded 30 "$blockoverlay" store info "$store" >"$out_dir/bo-$name.info.txt"
     bounded 30 "$blockoverlay" instance list --store "$store" >"$out_dir/bo-$name.list.txt"
     grep -q '^last shutdown: *clean' "$out_dir/bo-$name.info.txt" ||
@@ -161,7 +146,7 @@ for entry in "${WORKLOADS[@]}"; do
     server_pid=$(<"$tmp/qemu-nbd.pid")
     wait_for_socket "$sock" "qemu-nbd"
     run_fio "q-$name" "nbd+unix:///top?socket=$sock" "$workload"
-    stop_server || fail "qemu-nbd did not stop within 30 s of SIGTERM ($name)"
+    stop_server 30 || fail "qemu-nbd did not stop within 30 s of SIGTERM ($name)"
     bounded 30 qemu-img info --output=json "$image" | sed "s#$tmp#\$TMP#g" >"$out_dir/q-$name.info.json"
     status=0
     bounded 60 qemu-img check --output=json "$image" >"$out_dir/q-$name.check.json" || status=$?
