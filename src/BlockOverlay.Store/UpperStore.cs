@@ -63,6 +63,12 @@ namespace BlockOverlay.Store;
 /// (frees take the read lock, release it, then take the space lock).
 /// </para>
 /// <para>
+/// <b>Definitions</b> (flush mode, quota, the unclean mark) change by replacing the instance's
+/// definition before the record saying so is written, as a create lists the instance first:
+/// a checkpoint that takes the journal head past the record then lists the new definition.
+/// The store keeps them; the engine acts on them.
+/// </para>
+/// <para>
 /// <b>Instances and checkpoints.</b> A checkpoint takes the journal head first and lists the
 /// instances after, so: a new instance is listed before its create record is written (a
 /// checkpoint that misses the record has the instance); a deleted one is unlisted before its
