@@ -66,6 +66,12 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "instance '{Instance}': no longer served ({Connections} connection(s) told to finish and close)")]
     public static partial void InstanceDetaching(ILogger logger, string instance, int connections);
 
+    [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "instance '{Instance}': connections still busy {Seconds} s after it was removed; closing it anyway")]
+    public static partial void DetachTimedOut(ILogger logger, string instance, double seconds);
+
+    [LoggerMessage(EventId = 11, Level = LogLevel.Error, Message = "writing back an instance at shutdown failed (the cache tries once more): {Reason}")]
+    public static partial void WriteBackFailed(ILogger logger, string reason);
+
     [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "control socket at {Path}")]
     public static partial void ControlListening(ILogger logger, string path);
 

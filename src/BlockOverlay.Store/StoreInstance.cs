@@ -35,6 +35,9 @@ public sealed class StoreInstance
 
     internal Lock Gate { get; } = new();
 
+    /// <summary>Held by a commit of this instance from taking its records until they are durable (or failed).</summary>
+    internal SemaphoreSlim CommitLock { get; } = new(1, 1);
+
     internal ExtentMap Map { get; } = new();
 
     internal List<(long Start, long Length)> FreeAfterCommit { get; set; } = [];

@@ -588,9 +588,30 @@ public sealed class UpperStore : IAsyncDisposable
     /// this instance only. Cheap when there is nothing to commit.
     /// </summary>
     /// <returns>The bytes this instance's commit took in the journal (its share of a shared batch).</returns>
+    /// <remarks>
+    /// Commits of one instance run one after another (<see cref="StoreInstance.CommitLock"/>):
+    /// a commit marks what it takes as committed before its journal write is durable, so a
+    /// second commit running beside it would find nothing to do and report durable what is
+    /// still in flight; and a failed commit's records must be carried again before any newer
+    /// record of the same blocks, or replay would map an old block over a newer one.
+    /// Different instances still share journal batches.
+    /// </remarks>
     public async Task<long> CommitAsync(StoreInstance instance)
     {
         ArgumentNullException.ThrowIfNull(instance);
+        await instance.CommitLock.WaitAsync();
+        try
+        {
+            return await CommitOneAsync(instance);
+        }
+        finally
+        {
+            instance.CommitLock.Release();
+        }
+    }
+
+    private async Task<long> CommitOneAsync(StoreInstance instance)
+    {
         var uncommitted = new List<MappedExtent>();
         List<JournalRecord> records;
         List<(long, long)> frees;

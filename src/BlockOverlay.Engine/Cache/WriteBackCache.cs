@@ -92,19 +92,32 @@ public sealed class WriteBackCache : IAsyncDisposable
     /// Stops background work and writes back what is left (exports normally did it when they
     /// closed), committing every instance that is not volatile. The store stays open.
     /// </summary>
+    /// <exception cref="AggregateException">Some instance could not be written back; the others were.</exception>
     public async ValueTask DisposeAsync()
     {
         await StopWriterAsync();
+        var failures = new List<Exception>();
         foreach (var cache in Snapshot())
         {
-            await cache.WriteBackAsync(long.MaxValue, WriteReason.Background, Options.FlushBatchBlocks);
-            if (cache.Instance.Definition.FlushMode != FlushMode.Volatile)
+            try
             {
-                await Store.CommitAsync(cache.Instance);
+                await cache.WriteBackAsync(long.MaxValue, WriteReason.Background, Options.FlushBatchBlocks);
+                if (cache.Instance.Definition.FlushMode != FlushMode.Volatile)
+                {
+                    await Store.CommitAsync(cache.Instance);
+                }
+            }
+            catch (Exception e) when (e is IOException or StoreFullException or InstanceException)
+            {
+                failures.Add(e); // one instance's failure must not cost the next one its write-back
             }
         }
 
         _stop.Dispose();
+        if (failures.Count > 0)
+        {
+            throw new AggregateException("writing back at close failed for some instances", failures);
+        }
     }
 
     /// <summary>
@@ -241,7 +254,9 @@ public sealed class WriteBackCache : IAsyncDisposable
                 await WriteBackDueAsync(stop);
                 await CheckpointIfDueAsync(stop);
             }
-            catch (Exception e) when (e is IOException or StoreFullException or InstanceException)
+#pragma warning disable CA1031 // The loop must outlive any failure: throttled writers depend on it.
+            catch (Exception e) when (e is not OperationCanceledException || !stop.IsCancellationRequested)
+#pragma warning restore CA1031
             {
                 // The data stays dirty and is tried again; throttled writers of the instance see
                 // the error, and flushes fail with their own. Pause so a full store is not hammered.

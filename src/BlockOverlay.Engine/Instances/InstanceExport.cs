@@ -330,18 +330,14 @@ public sealed class InstanceExport : ILayeredExport
             return;
         }
 
-        try
+        // If this fails, the instance's cache stays attached: its dirty data is not dropped, and
+        // the cache's own close tries again.
+        await WriteBackAllAsync();
+        _disposed = true;
+        _owner.Detach(_cache);
+        if (_base is not null)
         {
-            await WriteBackAllAsync();
-        }
-        finally
-        {
-            _disposed = true;
-            _owner.Detach(_cache);
-            if (_base is not null)
-            {
-                await _base.DisposeAsync();
-            }
+            await _base.DisposeAsync();
         }
     }
 
@@ -365,9 +361,11 @@ public sealed class InstanceExport : ILayeredExport
     /// </summary>
     private List<MappedExtent> Layout(long first, long count)
     {
+        // The cache first, the store after, as reads do: a block written back in between is
+        // then seen in one or the other (written back, then dropped), never in neither.
+        var held = _cache.HeldRuns(first, count);
         var layout = new List<MappedExtent>();
         _store.Lookup(_instance, first, count, layout);
-        var held = _cache.HeldRuns(first, count);
         if (held.Count == 0)
         {
             return layout;

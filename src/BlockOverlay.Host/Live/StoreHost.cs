@@ -1,4 +1,5 @@
 using BlockOverlay.Engine.Cache;
+using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Nbd.Server;
 using BlockOverlay.Store;
@@ -120,7 +121,17 @@ internal sealed class StoreHost : IAsyncDisposable
         }
 
         HostLog.InstanceDetaching(_logger, name, connections);
-        await removed.Detached.WaitAsync(DetachTimeout);
+        try
+        {
+            await removed.Detached.WaitAsync(DetachTimeout);
+        }
+        catch (TimeoutException)
+        {
+            // A connection still busy after its export was removed: close the export anyway (its
+            // late requests fail), rather than leave an instance half removed.
+            HostLog.DetachTimedOut(_logger, name, DetachTimeout.TotalSeconds);
+        }
+
         await removed.Export.DisposeAsync();
         lock (_exports)
         {
@@ -146,13 +157,39 @@ internal sealed class StoreHost : IAsyncDisposable
             _exports.Clear();
         }
 
-        foreach (var export in exports)
+        // One instance that cannot write back must not cost the others theirs: each closes on
+        // its own, what failed stays in the cache (which tries once more), and the store is
+        // closed whatever happened.
+        try
         {
-            await export.DisposeAsync();
-        }
+            foreach (var export in exports)
+            {
+                try
+                {
+                    await export.DisposeAsync();
+                }
+                catch (Exception e) when (e is IOException or ExportException or InstanceException or StoreFullException)
+                {
+                    HostLog.WriteBackFailed(_logger, e.Message);
+                }
+            }
 
-        await Cache.DisposeAsync();
-        await _session.DisposeAsync();
-        _changes.Dispose();
+            try
+            {
+                await Cache.DisposeAsync();
+            }
+            catch (AggregateException e)
+            {
+                foreach (var failure in e.InnerExceptions)
+                {
+                    HostLog.WriteBackFailed(_logger, failure.Message);
+                }
+            }
+        }
+        finally
+        {
+            await _session.DisposeAsync();
+            _changes.Dispose();
+        }
     }
 }

@@ -45,6 +45,8 @@ public sealed class ExportCatalog
     /// </summary>
     public (IExport Export, Task Detached)? Remove(string name)
     {
+        Attachments attachments;
+        IExport removed;
         lock (_lock)
         {
             var entry = _exports.Find(e => e.Key == name);
@@ -54,11 +56,14 @@ public sealed class ExportCatalog
             }
 
             ImmutableInterlocked.Update(ref _exports, list => list.Remove(entry));
-            var attachments = _attached[name];
+            attachments = _attached[name];
             _attached.Remove(name);
-            attachments.End();
-            return (entry.Value, attachments.Drained.Task);
+            removed = entry.Value;
         }
+
+        // Outside the lock: cancelling runs the connections' callbacks.
+        attachments.End(_lock);
+        return (removed, attachments.Drained.Task);
     }
 
     /// <summary>Connections attached to the export now.</summary>
@@ -71,14 +76,15 @@ public sealed class ExportCatalog
     }
 
     /// <summary>
-    /// Records a connection to the export until the result is disposed; its token is cancelled
-    /// when the export is removed. Null if the export is gone (removed while negotiating).
+    /// Records a connection to the export it negotiated until the result is disposed; its token
+    /// is cancelled when the export is removed. Null if that export is gone (removed while the
+    /// connection negotiated, perhaps replaced by a new export of the same name).
     /// </summary>
-    public ExportAttachment? Attach(string name)
+    public ExportAttachment? Attach(string name, IExport export)
     {
         lock (_lock)
         {
-            if (!_attached.TryGetValue(name, out var attachments))
+            if (!_attached.TryGetValue(name, out var attachments) || !ReferenceEquals(_exports.Find(e => e.Key == name).Value, export))
             {
                 return null;
             }
@@ -134,13 +140,16 @@ public sealed class ExportCatalog
 
         public TaskCompletionSource Drained { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        /// <summary>Tells the connections to end; drained at once if there are none.</summary>
-        public void End()
+        /// <summary>Tells the connections to end (outside the catalog's lock); drained at once if there are none.</summary>
+        public void End(Lock catalogLock)
         {
             Ending.Cancel();
-            if (Count == 0)
+            lock (catalogLock)
             {
-                Drained.TrySetResult();
+                if (Count == 0)
+                {
+                    Drained.TrySetResult();
+                }
             }
         }
     }

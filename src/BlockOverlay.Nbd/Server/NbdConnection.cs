@@ -30,7 +30,7 @@ internal static class NbdConnection
                 return;
             }
 
-            using var attachment = catalog.Attach(chosen.Name);
+            using var attachment = catalog.Attach(chosen.Name, chosen.Export);
             if (attachment is null)
             {
                 outcome = $"closed: export '{chosen.Name}' was removed while it negotiated";
