@@ -57,7 +57,8 @@ namespace BlockOverlay.Store;
 /// <b>Locking.</b> <see cref="_namespaceLock"/> (async) serializes instance creation and deletion;
 /// <see cref="_checkpointLock"/> (async) serializes checkpoints. They are separate because a
 /// commit that finds the journal full waits for a checkpoint, and a create or delete commits.
-/// Each instance's gate guards its map for in-memory work only; <see cref="_spaceLock"/> guards
+/// Each instance's commit lock (async) makes its commits run one at a time (see
+/// <see cref="CommitAsync(StoreInstance)"/>); its gate guards its map for in-memory work only; <see cref="_spaceLock"/> guards
 /// the allocator; <see cref="_readLock"/> the read tickets and the quarantine of freed blocks.
 /// No lock but the two async ones is held across I/O, and no lock is taken inside another
 /// (frees take the read lock, release it, then take the space lock).
