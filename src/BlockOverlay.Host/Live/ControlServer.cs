@@ -28,6 +28,7 @@ internal sealed class ControlServer : IAsyncDisposable
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(200);
     private readonly Func<InstanceRequest, Action<ProgressReport>, Task<CommandOutcome>> _handle;
     private readonly ILogger _logger;
+    private readonly HashSet<Task> _serving = [];   // commands in progress; guarded by itself
     private Task _accepting = Task.CompletedTask;
 
     public ControlServer(string path, Func<InstanceRequest, Action<ProgressReport>, Task<CommandOutcome>> handle, ILogger logger)
@@ -52,11 +53,19 @@ internal sealed class ControlServer : IAsyncDisposable
         _accepting = AcceptAsync(_stop.Token);
     }
 
+    /// <summary>Stops accepting and waits for the commands in progress, so none runs on a store being closed.</summary>
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
         _socket.Dispose();
         await _accepting;
+        Task[] serving;
+        lock (_serving)
+        {
+            serving = [.. _serving];
+        }
+
+        await Task.WhenAll(serving);
         File.Delete(Path);
         _stop.Dispose();
     }
@@ -75,7 +84,19 @@ internal sealed class ControlServer : IAsyncDisposable
                 return;
             }
 
-            _ = ServeAsync(client);
+            var serving = ServeAsync(client);
+            lock (_serving)
+            {
+                _serving.Add(serving);
+            }
+
+            _ = serving.ContinueWith(done =>
+            {
+                lock (_serving)
+                {
+                    _serving.Remove(done);
+                }
+            }, TaskScheduler.Default);
         }
     }
 
