@@ -76,4 +76,74 @@ public sealed class StoreInstance
             }
         }
     }
+
+    /// <summary>
+    /// Blocks promised to this instance's data that is held elsewhere and is not yet upper data
+    /// (a write-back cache's new dirty blocks); in memory only. See <see cref="TryReserve"/>.
+    /// </summary>
+    internal long ReservedBlocks { get; set; }
+
+    /// <summary>
+    /// Reserves room for <paramref name="blocks"/> blocks of this instance's data that is held
+    /// elsewhere and will become upper data later (a write-back cache's dirty blocks that are
+    /// not upper blocks yet), if its footprint (upper plus reserved blocks) stays within its
+    /// quota; otherwise reserves nothing and returns false. Always true without a quota.
+    /// </summary>
+    /// <remarks>
+    /// A reservation turns into an upper block in the same step as
+    /// <see cref="UpperStore.WriteBlocksAsync"/> maps the block (its <c>reserved</c> argument),
+    /// under <see cref="Gate"/>: the footprint never counts a block twice, or not at all, while
+    /// it moves from the cache to the store.
+    /// </remarks>
+    public bool TryReserve(long blocks)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(blocks);
+        long quota = Definition.Quota / Superblock.Size;
+        lock (Gate)
+        {
+            if (quota != 0 && Map.UpperBlocks + ReservedBlocks + blocks > quota)
+            {
+                return false;
+            }
+
+            ReservedBlocks += blocks;
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Reserves room for blocks already accepted, whatever the quota says: dirty data written
+    /// before the instance had a quota still counts against one set later.
+    /// </summary>
+    public void Reserve(long blocks)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(blocks);
+        lock (Gate)
+        {
+            ReservedBlocks += blocks;
+        }
+    }
+
+    /// <summary>Gives back reservations whose data went away unwritten (trimmed or zeroed).</summary>
+    public void Release(long blocks)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(blocks);
+        lock (Gate)
+        {
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(blocks, ReservedBlocks);
+            ReservedBlocks -= blocks;
+        }
+    }
+
+    /// <summary>What counts against the quota: upper blocks plus reserved blocks, read at one instant.</summary>
+    public long FootprintBlocks
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return Map.UpperBlocks + ReservedBlocks;
+            }
+        }
+    }
 }

@@ -411,7 +411,7 @@ public sealed class UpperStore : IAsyncDisposable
     /// Not yet committed: a crash before <see cref="CommitAsync(StoreInstance)"/> may undo it.
     /// </summary>
     public ValueTask WriteAsync(StoreInstance instance, long virtualBlock, ReadOnlyMemory<byte> data, WriteReason reason = WriteReason.Flush) =>
-        WriteBlocksAsync(instance, [(virtualBlock, data.Length / BlockSize)], data, reason);
+        WriteBlocksAsync(instance, [(virtualBlock, data.Length / BlockSize)], data, reason, reserved: 0);
 
     /// <summary>
     /// Writes runs of an instance's virtual blocks, in the order given and not necessarily
@@ -419,12 +419,16 @@ public sealed class UpperStore : IAsyncDisposable
     /// allocated store blocks that are as contiguous as free space allows, so scattered
     /// virtual blocks still go to the device in few large writes. Durable, then mapped;
     /// not yet committed. Data in an <see cref="AlignedBuffer"/> is written without a copy.
+    /// <paramref name="reserved"/> of the blocks were reserved (<see cref="StoreInstance.TryReserve"/>):
+    /// when they are mapped, in the same step, their reservations become upper blocks. If it fails, nothing is mapped
+    /// and the reservations stay.
     /// </summary>
     public async ValueTask WriteBlocksAsync(StoreInstance instance, IReadOnlyList<(long VirtualBlock, long Length)> runs,
-        ReadOnlyMemory<byte> data, WriteReason reason)
+        ReadOnlyMemory<byte> data, WriteReason reason, long reserved)
     {
         ArgumentNullException.ThrowIfNull(instance);
         ArgumentNullException.ThrowIfNull(runs);
+        ArgumentOutOfRangeException.ThrowIfNegative(reserved);
         if (reason is not (WriteReason.Flush or WriteReason.Background))
         {
             throw new ArgumentException($"instance data is written for a flush or in the background, not for {reason}", nameof(reason));
@@ -467,6 +471,8 @@ public sealed class UpperStore : IAsyncDisposable
                 {
                     instance.Map.Set(virtualBlock, length, ExtentKind.Upper, storeBlock, committed: false, replaced);
                 }
+
+                instance.ReservedBlocks -= reserved;
 
                 SortReplaced(instance, replaced, freeNow);
             }

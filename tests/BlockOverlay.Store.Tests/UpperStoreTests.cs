@@ -52,6 +52,32 @@ public class UpperStoreTests
     }
 
     [Test]
+    public async Task Reservations_count_against_the_quota_and_become_upper_blocks_when_mapped()
+    {
+        var device = await NewStoreAsync();
+        await using var store = await UpperStore.OpenAsync(device);
+        var instance = await store.CreateInstanceAsync("q", 64 * Block, null, quota: 8 * Block);
+
+        Assert.That(instance.TryReserve(6), Is.True);
+        Assert.That(instance.TryReserve(3), Is.False, "6 + 3 blocks is past the quota of 8");
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(6), "a refused reservation takes nothing");
+
+        // Four reserved blocks mapped: the footprint stays 6, now 4 upper and 2 reserved.
+        await store.WriteBlocksAsync(instance, [(0, 4)], Pattern(4, 1), WriteReason.Flush, reserved: 4);
+        Assert.That((instance.UpperBlocks, instance.FootprintBlocks), Is.EqualTo((4L, 6L)));
+        // Rewriting upper blocks needs no reservation and grows nothing.
+        await store.WriteBlocksAsync(instance, [(1, 2)], Pattern(2, 2), WriteReason.Flush, reserved: 0);
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(6));
+
+        instance.Release(2);
+        Assert.That(instance.TryReserve(4), Is.True, "4 upper + 4 reserved: exactly the quota");
+        Assert.That(instance.TryReserve(1), Is.False);
+        Assert.That(() => instance.Release(5), Throws.InstanceOf<ArgumentOutOfRangeException>(), "more than is reserved");
+        instance.Reserve(3);
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(11), "data already accepted is counted past the quota");
+    }
+
+    [Test]
     public async Task Committed_writes_survive_a_reopen_without_close_and_uncommitted_ones_do_not()
     {
         var device = await NewStoreAsync();

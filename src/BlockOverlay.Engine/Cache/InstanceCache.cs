@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using BlockOverlay.Io;
 using BlockOverlay.Store;
+using BlockOverlay.Store.Maps;
 
 namespace BlockOverlay.Engine.Cache;
 
@@ -32,6 +33,14 @@ namespace BlockOverlay.Engine.Cache;
 /// early), but it never waits for them.
 /// </para>
 /// <para>
+/// <b>Quota.</b> With a quota, a write reserves room in the store for each block that is new
+/// space (neither dirty here nor an upper block there) before taking it, and the block remembers
+/// it (<see cref="DirtyBlock.Reserved"/>). The store turns a reservation into an upper block when
+/// its write-back maps it, in one step, so the instance's footprint (upper plus reserved
+/// blocks) counts every block once. Blocks taken while the instance had no quota are reserved
+/// when a quota-checked write first finds them unreserved (<see cref="_reservationsComplete"/>).
+/// </para>
+/// <para>
 /// <b>Locking.</b> <see cref="_gate"/> guards the map and the blocks' bytes, and is held only
 /// for memory work: every copy into or out of a block happens under it, so nobody ever sees
 /// a block's buffer while another thread reuses it. It is taken before the store's own
@@ -46,7 +55,7 @@ internal sealed class InstanceCache
     private readonly WriteBackCache _owner;
     private long _sequence;
     private long _dirtyBytes;
-    private long _newBlocks;    // dirty blocks that were not upper blocks when written: what write-back adds to the footprint
+    private bool _reservationsComplete = true; // every dirty block that is not upper data and not on its way is reserved
     private long _dirtySince;   // Stopwatch timestamp of the oldest dirty data; 0 while clean
     private int _throttled;     // writers waiting for this instance's write-back
     private TaskCompletionSource _progress = NewSignal();
@@ -83,28 +92,27 @@ internal sealed class InstanceCache
         }
     }
 
-    /// <summary>Takes whole blocks of data into the cache, starting at virtual block <paramref name="first"/>.</summary>
-    public void Write(long first, ReadOnlySpan<byte> data) => TryWrite(first, data, quota: null);
-
     /// <summary>
-    /// Takes whole blocks of data into the cache, unless <paramref name="quota"/> says the
-    /// instance's footprint (its upper blocks plus dirty blocks that are not upper blocks)
-    /// would grow past its limit: then nothing changes and it returns false.
+    /// Takes whole blocks of data into the cache, starting at virtual block <paramref name="first"/>.
+    /// If the instance has a quota and the write needs new space past it, nothing changes and
+    /// it returns false (see "Quota"). The caller holds the range lock, so no zeroing changes
+    /// the range's mapping meanwhile; write-backs only map blocks that are held here.
     /// </summary>
-    public bool TryWrite(long first, ReadOnlySpan<byte> data, QuotaCheck? quota)
+    public bool TryWrite(long first, ReadOnlySpan<byte> data)
     {
         long added = 0;
         lock (_gate)
         {
-            if (quota is not null)
+            HashSet<long>? reserved = null;
+            if (Instance.Definition.Quota != 0)
             {
-                long grows = 0;
-                for (int i = 0; i * Block < data.Length; i++)
+                if (!_reservationsComplete)
                 {
-                    grows += !_blocks.ContainsKey(first + i) && !quota.IsUpper(first + i) ? 1 : 0;
+                    ReserveHeldBlocks();
                 }
 
-                if (grows > 0 && quota.UpperBlocks + _newBlocks + grows > quota.LimitBlocks)
+                reserved = NewSpace(first, data.Length / Block);
+                if (reserved.Count > 0 && !Instance.TryReserve(reserved.Count))
                 {
                     return false;
                 }
@@ -125,10 +133,10 @@ internal sealed class InstanceCache
                 }
                 else
                 {
-                    var fresh = new DirtyBlock(sequence) { NewSpace = quota is not null && !quota.IsUpper(first + i) };
+                    var fresh = new DirtyBlock(sequence) { Reserved = reserved?.Contains(first + i) == true };
                     bytes.CopyTo(fresh.Data);
                     _blocks.Add(first + i, fresh);
-                    _newBlocks += fresh.NewSpace ? 1 : 0;
+                    _reservationsComplete &= reserved is not null;
                     added += Block;
                 }
             }
@@ -143,6 +151,51 @@ internal sealed class InstanceCache
 
         _owner.AddDirty(added);
         return true;
+    }
+
+    /// <summary>Blocks of [first, first+count) that are neither held here nor upper blocks in the store; the caller holds the gate.</summary>
+    private HashSet<long> NewSpace(long first, long count)
+    {
+        var layout = new List<MappedExtent>();
+        _owner.Store.Lookup(Instance, first, count, layout);
+        var fresh = new HashSet<long>();
+        foreach (var extent in layout.Where(e => e.Kind != ExtentKind.Upper))
+        {
+            for (long b = extent.VirtualBlock; b < extent.End; b++)
+            {
+                if (!_blocks.ContainsKey(b))
+                {
+                    fresh.Add(b);
+                }
+            }
+        }
+
+        return fresh;
+    }
+
+    /// <summary>
+    /// Reserves the held blocks that are new space and not yet reserved (taken while the
+    /// instance had no quota), whatever the quota says: they were accepted already. Blocks on
+    /// their way to the store are left alone; they are upper data when that ends (or, if it
+    /// fails, found here by the next call). The caller holds the gate.
+    /// </summary>
+    private void ReserveHeldBlocks()
+    {
+        var layout = new List<MappedExtent>();
+        long count = 0;
+        foreach (var (b, block) in _blocks.Where(p => !p.Value.Reserved && !p.Value.WritingBack))
+        {
+            layout.Clear();
+            _owner.Store.Lookup(Instance, b, 1, layout);
+            if (layout[0].Kind != ExtentKind.Upper)
+            {
+                block.Reserved = true;
+                count++;
+            }
+        }
+
+        Instance.Reserve(count);
+        _reservationsComplete = true;
     }
 
     /// <summary>
@@ -223,13 +276,15 @@ internal sealed class InstanceCache
                     // Store first, then the cache, in one step under the gate: a reader sees the
                     // cached data or the store's new state, never the store's older content.
                     applyToStore();
+                    long unreserve = 0;
                     foreach (long b in inRange)
                     {
-                        _newBlocks -= _blocks[b].NewSpace ? 1 : 0;
+                        unreserve += _blocks[b].Reserved ? 1 : 0;
                         _blocks.Remove(b);
                         removed += Block;
                     }
 
+                    Instance.Release(unreserve);
                     Shrink(removed);
                     return;
                 }
@@ -353,14 +408,17 @@ internal sealed class InstanceCache
         }
     }
 
-    /// <summary>Forgets every dirty block (the instance is gone, or a crash is being simulated).</summary>
+    /// <summary>
+    /// Forgets every dirty block (the instance is gone, or a crash is being simulated). Their
+    /// reservations stay with the store's instance, which goes too: giving them back here could
+    /// race a write-back that is turning some of them into upper blocks.
+    /// </summary>
     public void Discard()
     {
         lock (_gate)
         {
             long removed = _blocks.Count * (long)Block;
             _blocks.Clear();
-            _newBlocks = 0;
             Shrink(removed);
         }
     }
@@ -397,7 +455,7 @@ internal sealed class InstanceCache
                 {
                     block.WritingBack = true;
                     block.Data.CopyTo(staging.Span.Slice(batch.Blocks.Count * Block, Block));
-                    batch.Add(b, block.Version);
+                    batch.Add(b, block.Version, block.Reserved);
                 }
             }
         }
@@ -410,7 +468,7 @@ internal sealed class InstanceCache
         long bytes = batch.Blocks.Count * (long)Block;
         try
         {
-            await _owner.Store.WriteBlocksAsync(Instance, batch.Runs, staging.Memory[..(int)bytes], reason);
+            await _owner.Store.WriteBlocksAsync(Instance, batch.Runs, staging.Memory[..(int)bytes], reason, batch.Reserved);
         }
         catch (Exception e)
         {
@@ -437,9 +495,12 @@ internal sealed class InstanceCache
                 }
 
                 block.WritingBack = false;
+                // Mapped: an upper block now, whose reservation the store has turned into one. If
+                // the write-back failed, a block that was not reserved may be new space after all.
+                _reservationsComplete &= failure is null || block.Reserved;
+                block.Reserved &= failure is not null;
                 if (failure is null && block.Version == version)
                 {
-                    _newBlocks -= block.NewSpace ? 1 : 0; // an upper block now
                     _blocks.Remove(b);
                     removed += Block;
                 }
@@ -489,8 +550,8 @@ internal sealed class InstanceCache
 
         public bool WritingBack { get; set; }
 
-        /// <summary>Not an upper block when first written: counted against a quota until written back.</summary>
-        public bool NewSpace { get; init; }
+        /// <summary>Its room is reserved in the store (it is new space under a quota) until its write-back maps it.</summary>
+        public bool Reserved { get; set; }
     }
 
     /// <summary>Blocks being written back together, ascending, with the versions copied.</summary>
@@ -500,9 +561,13 @@ internal sealed class InstanceCache
 
         public List<(long VirtualBlock, long Length)> Runs { get; } = [];
 
-        public void Add(long block, long version)
+        /// <summary>How many of the blocks hold a reservation (the store turns them into upper blocks).</summary>
+        public long Reserved { get; private set; }
+
+        public void Add(long block, long version, bool reserved)
         {
             Blocks.Add((block, version));
+            Reserved += reserved ? 1 : 0;
             if (Runs.Count > 0 && Runs[^1].VirtualBlock + Runs[^1].Length == block)
             {
                 Runs[^1] = (Runs[^1].VirtualBlock, Runs[^1].Length + 1);
@@ -514,9 +579,3 @@ internal sealed class InstanceCache
         }
     }
 }
-
-/// <summary>
-/// A quota to check a write against: the instance's limit and upper blocks (in blocks), and
-/// which blocks of the write's range are upper blocks already (rewriting those costs nothing).
-/// </summary>
-internal sealed record QuotaCheck(long LimitBlocks, long UpperBlocks, Func<long, bool> IsUpper);

@@ -507,26 +507,15 @@ public sealed class InstanceExport : ILayeredExport
     }
 
     /// <summary>
-    /// Whole blocks into the cache; with a quota, a write that would take the instance's upper
-    /// data past it fails with ENOSPC (NBD's mapping of EDQUOT) and changes nothing. The caller
-    /// holds the range lock, so the range's mapping cannot change between the look-up and the write.
+    /// Whole blocks into the cache; with a quota, a write that needs new space past it fails
+    /// with ENOSPC (NBD's mapping of EDQUOT) and changes nothing. The caller holds the range lock.
     /// </summary>
     private void WriteToCache(long first, ReadOnlySpan<byte> blocks)
     {
-        long quota = _instance.Definition.Quota;
-        if (quota == 0)
+        if (!_cache.TryWrite(first, blocks))
         {
-            _cache.Write(first, blocks);
-            return;
-        }
-
-        var layout = new List<MappedExtent>();
-        _store.Lookup(_instance, first, blocks.Length / Block, layout);
-        var check = new QuotaCheck(quota / Block, _instance.UpperBlocks,
-            b => layout.Exists(e => e.Kind == ExtentKind.Upper && b >= e.VirtualBlock && b < e.End));
-        if (!_cache.TryWrite(first, blocks, check))
-        {
-            throw new ExportException(ExportError.NoSpace, $"instance '{_instance.Name}' is at its quota of {new ByteSize(quota)}");
+            throw new ExportException(ExportError.NoSpace,
+                $"instance '{_instance.Name}' is at its quota of {new ByteSize(_instance.Definition.Quota)}");
         }
     }
 

@@ -8,6 +8,46 @@ using static BlockOverlay.Engine.Tests.Cache.CacheTestKit;
 namespace BlockOverlay.Engine.Tests.Cache;
 
 /// <summary>
+/// A device that can stop the next write at or past a byte until released: a write-back can
+/// be held on its way to the store while a test changes the cache around it.
+/// </summary>
+internal sealed class HeldWriteDevice(IBlockDevice inner) : IBlockDevice
+{
+    private Hold? _armed;
+
+    public long Size => inner.Size;
+
+    public Hold HoldNextWrite(long from) => _armed = new Hold(from);
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer) => inner.ReadAsync(offset, buffer);
+
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool durable)
+    {
+        var hold = _armed;
+        if (hold is not null && offset >= hold.From && Interlocked.CompareExchange(ref _armed, null, hold) == hold)
+        {
+            hold.Reached.SetResult();
+            await hold.Released.Task;
+        }
+
+        await inner.WriteAsync(offset, data, durable);
+    }
+
+    public ValueTask FlushAsync() => inner.FlushAsync();
+
+    public ValueTask DisposeAsync() => inner.DisposeAsync();
+
+    internal sealed class Hold(long from)
+    {
+        public long From => from;
+
+        public TaskCompletionSource Reached { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Released { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}
+
+/// <summary>
 /// Per-instance quotas: past its quota an instance's writes that need new space get ENOSPC,
 /// rewrites of its own blocks do not, and its neighbours are unaffected.
 /// </summary>
@@ -52,6 +92,127 @@ public sealed class QuotaTests
         await limited.TrimAsync(100 * Block, 2 * Block, WriteFlags.None);
         await limited.WriteAsync(200 * Block, Filled(2 * Block, 7), WriteFlags.None);
         Assert.ThrowsAsync<ExportException>(async () => await limited.WriteAsync(300 * Block, Filled(Block, 8), WriteFlags.None));
+    }
+
+    [Test]
+    public async Task Dirty_data_written_before_a_quota_was_set_counts_against_it()
+    {
+        var memory = new MemoryDevice(64L * MiB);
+        await using var store = await NewStoreAsync(memory);
+        await using var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
+        var instance = await store.CreateInstanceAsync("late", 4 * MiB, null);
+        await using var export = new InstanceExport(cache, instance, null);
+
+        await export.WriteAsync(0, Filled(4 * Block, 1), WriteFlags.Fua);               // 4 upper blocks
+        await export.WriteAsync(100 * Block, Filled(10 * Block, 2), WriteFlags.None);   // 10 dirty blocks of new space
+        await export.WriteAsync(0, Filled(Block, 3), WriteFlags.None);                  // dirty over an upper block: no new space
+        await store.SetQuotaAsync("late", Quota);
+
+        await export.WriteAsync(200 * Block, Filled(2 * Block, 4), WriteFlags.None);    // 4 + 10 + 2 = 16, the quota
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(16));
+        var refused = Assert.ThrowsAsync<ExportException>(async () => await export.WriteAsync(300 * Block, Filled(Block, 5), WriteFlags.None));
+        Assert.That(refused!.Error, Is.EqualTo(ExportError.NoSpace));
+
+        // Trimming dirty blocks gives their room back; once all is in the store the count is the same.
+        await export.TrimAsync(100 * Block, 4 * Block, WriteFlags.None);
+        await export.WriteAsync(300 * Block, Filled(4 * Block, 6), WriteFlags.None);
+        await export.FlushAsync();
+        Assert.That((instance.UpperBlocks, instance.FootprintBlocks), Is.EqualTo((16L, 16L)));
+        Assert.ThrowsAsync<ExportException>(async () => await export.WriteAsync(400 * Block, Filled(Block, 7), WriteFlags.None));
+    }
+
+    [Test]
+    public async Task A_block_written_again_during_its_write_back_is_counted_once()
+    {
+        var memory = new MemoryDevice(64L * MiB);
+        var device = new HeldWriteDevice(memory);
+        await using var store = await NewStoreAsync(memory, device);
+        await using var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
+        var instance = await store.CreateInstanceAsync("q", 4 * MiB, null, quota: Quota);
+        await using var export = new InstanceExport(cache, instance, null);
+        await export.WriteAsync(0, Filled(Block, 1), WriteFlags.None);
+
+        var hold = device.HoldNextWrite(DataStart(store));
+        var flush = export.FlushAsync().AsTask();
+        await hold.Reached.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await export.WriteAsync(0, Filled(Block, 2), WriteFlags.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        hold.Released.SetResult();
+        await flush.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Block 0 is an upper block now and dirty again: one block of the quota, not two.
+        Assert.That((instance.UpperBlocks, instance.FootprintBlocks), Is.EqualTo((1L, 1L)));
+        await export.WriteAsync(100 * Block, Filled(15 * Block, 3), WriteFlags.None);
+        Assert.ThrowsAsync<ExportException>(async () => await export.WriteAsync(200 * Block, Filled(Block, 4), WriteFlags.None));
+        await export.FlushAsync();
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(16));
+    }
+
+    [TestCase(1)]
+    [TestCase(2)]
+    [TestCase(3)]
+    public async Task Racing_writers_trims_and_write_back_keep_the_count_exact(int seed)
+    {
+        // Write-back of anything dirty every millisecond, in small batches, under the writers.
+        var busy = new CacheOptions
+        {
+            BackgroundRatio = 0.01,
+            MaxDirtyAge = TimeSpan.FromMilliseconds(1),
+            BackgroundInterval = TimeSpan.FromMilliseconds(1),
+            BackgroundBatchBlocks = 4,
+        };
+        const long blocks = 256, quota = 64;
+        var memory = new MemoryDevice(64L * MiB);
+        await using var store = await NewStoreAsync(memory);
+        await using var cache = new WriteBackCache(store, busy);
+        var instance = await store.CreateInstanceAsync("q", blocks * Block, null, quota: quota * Block);
+        await using var export = new InstanceExport(cache, instance, null);
+
+        long refused = 0;
+        async Task WorkAsync(int worker)
+        {
+            var rng = new Random((seed * 10) + worker);
+            for (int step = 0; step < 400; step++)
+            {
+                long first = rng.NextInt64(blocks - 4);
+                int count = rng.Next(1, 5);
+                try
+                {
+                    switch (rng.Next(10))
+                    {
+                        case < 6:
+                            await export.WriteAsync((first * Block) + rng.Next(2), Filled((count * Block) - 1, (byte)worker), WriteFlags.None);
+                            break;
+                        case < 8:
+                            await export.TrimAsync(first * Block, count * Block, WriteFlags.None);
+                            break;
+                        case 8:
+                            await export.ZeroAsync((first * Block) + rng.Next(2), (count * Block) - 1, ZeroFlags.NoHole);
+                            break;
+                        default:
+                            await export.FlushAsync();
+                            break;
+                    }
+                }
+                catch (ExportException e) when (e.Error == ExportError.NoSpace)
+                {
+                    Interlocked.Increment(ref refused);
+                }
+
+                Assert.That(instance.FootprintBlocks, Is.InRange(instance.UpperBlocks, quota), "reservations are never negative nor past the quota");
+            }
+        }
+
+        await Task.WhenAll(Enumerable.Range(1, 3).Select(w => Task.Run(() => WorkAsync(w))));
+        Assert.That(refused, Is.Positive, "the workload reached the quota");
+
+        await export.FlushAsync();
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(instance.UpperBlocks), "nothing dirty, nothing reserved");
+        // No reservation leaked: with everything trimmed, exactly the quota fits again.
+        await export.TrimAsync(0, blocks * Block, WriteFlags.None);
+        await export.FlushAsync();
+        Assert.That(instance.FootprintBlocks, Is.Zero);
+        await export.WriteAsync(0, Filled((int)quota * Block, 9), WriteFlags.None);
+        Assert.ThrowsAsync<ExportException>(async () => await export.WriteAsync(quota * Block, Filled(Block, 9), WriteFlags.None));
     }
 
     [Test]
