@@ -14,8 +14,8 @@ namespace BlockOverlay.Host.Live;
 /// Protocol: one request per connection. The client sends one line of JSON (an
 /// <see cref="InstanceRequest"/>, at most 64 KiB) and reads one line of JSON back (a
 /// <see cref="CommandOutcome"/>: exit code, stdout, stderr), then the server closes.
-/// Commands run one at a time (<see cref="StoreHost.RunAsync"/>); connections are served
-/// concurrently, so a slow client holds up only itself. The store's lock (flock) makes this
+/// Connections are served concurrently, so a slow client holds up only itself; commands on
+/// one instance take turns (<see cref="StoreHost.RunAsync"/>). The store's lock (flock) makes this
 /// the only server of the store, so a socket file found at start is stale and replaced.
 /// </remarks>
 internal sealed class ControlServer : IAsyncDisposable

@@ -20,6 +20,15 @@ internal sealed record InstanceRequest
     public string? Target { get; init; }
     public bool Force { get; init; }
     public bool Json { get; init; }
+
+    /// <summary>The instances the command acts on (a live server lets one command at a time act on each).</summary>
+    [JsonIgnore]
+    public IEnumerable<string> InstanceNames => Command switch
+    {
+        "list" => [],
+        "clone" => new[] { Name, Target }.OfType<string>(),
+        _ => new[] { Name }.OfType<string>(),
+    };
 }
 
 /// <summary>How far a long command (commit, clone) has come, in bytes.</summary>

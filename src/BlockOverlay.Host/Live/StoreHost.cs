@@ -13,9 +13,11 @@ namespace BlockOverlay.Host.Live;
 /// through the control socket. The server never restarts for that.
 /// </summary>
 /// <remarks>
-/// Locking: <see cref="_changes"/> lets one instance command run at a time (a create and a
-/// delete of one name must not interleave); <see cref="_exports"/> is also read by stat and
-/// metrics, under its own monitor. Closing: the exports first (each writes back and commits
+/// Locking: a command holds the names it acts on (<see cref="_names"/>): commands on different
+/// instances run side by side, so a long commit or clone holds up only commands on its own
+/// instances, and a create and a delete of one name never interleave. The store serializes
+/// creates and deletes itself. <see cref="_exports"/> is also read by stat and metrics,
+/// under its own monitor. Closing: the exports first (each writes back and commits
 /// its instance), then the cache, then the store (a checkpoint, marked clean).
 /// </remarks>
 internal sealed class StoreHost : IAsyncDisposable
@@ -23,7 +25,7 @@ internal sealed class StoreHost : IAsyncDisposable
     /// <summary>How long a forced delete waits for the instance's connections to finish their requests.</summary>
     private static readonly TimeSpan DetachTimeout = TimeSpan.FromSeconds(30);
 
-    private readonly SemaphoreSlim _changes = new(1, 1);
+    private readonly NameLocks _names = new();
     private readonly Dictionary<string, InstanceExport> _exports = new(StringComparer.Ordinal);
     private readonly StoreSession _session;
     private readonly ExportCatalog _catalog;
@@ -67,17 +69,12 @@ internal sealed class StoreHost : IAsyncDisposable
         return host;
     }
 
-    /// <summary>Carries out one instance command on the live store (commit and clone hold the others back while they copy).</summary>
+    /// <summary>Carries out one instance command on the live store, once it holds the instance names the command acts on.</summary>
     public async Task<CommandOutcome> RunAsync(InstanceRequest request, Action<ProgressReport> progress)
     {
-        await _changes.WaitAsync();
-        try
+        using (await _names.LockAsync(request.InstanceNames))
         {
             return await InstanceOperations.RunAsync(request, Store, this, progress);
-        }
-        finally
-        {
-            _changes.Release();
         }
     }
 
@@ -189,7 +186,6 @@ internal sealed class StoreHost : IAsyncDisposable
         finally
         {
             await _session.DisposeAsync();
-            _changes.Dispose();
         }
     }
 }

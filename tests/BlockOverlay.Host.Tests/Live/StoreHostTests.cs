@@ -1,0 +1,69 @@
+using BlockOverlay.Engine.Cache;
+using BlockOverlay.Host.Live;
+using BlockOverlay.Io;
+using BlockOverlay.Nbd.Server;
+using BlockOverlay.Store;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace BlockOverlay.Host.Tests.Live;
+
+/// <summary>Instance commands on a served store: a long command on one instance holds up only commands on that instance.</summary>
+[TestFixture]
+public sealed class StoreHostTests
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20);
+    private string _directory = "";
+
+    [SetUp]
+    public void SetUp() => _directory = Directory.CreateTempSubdirectory("blockoverlay-host-").FullName;
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_directory, recursive: true);
+
+    [Test]
+    public async Task A_commit_in_progress_holds_up_commands_on_its_instance_only()
+    {
+        string store = Path.Combine(_directory, "store");
+        await using (var device = await FileDevice.CreateAsync(store, 64L << 20))
+        {
+            await UpperStore.CreateAsync(device);
+        }
+
+        await using var host = await StoreHost.OpenAsync(store, CacheOptions.FlushOnly, new ExportCatalog(), NullLogger.Instance);
+        await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "busy", Size = "8M" });
+
+        // The commit stops at its first progress report until the test lets it go on.
+        var reported = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var goOn = new ManualResetEventSlim();
+        var commit = Task.Run(() => host.RunAsync(
+            new InstanceRequest { Command = "commit", Name = "busy", Target = Path.Combine(_directory, "busy.raw") },
+            _ =>
+            {
+                reported.TrySetResult();
+                goOn.Wait(Wait);
+            }));
+        await reported.Task.WaitAsync(Wait);
+
+        // Other instances' commands go on.
+        await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "other", Size = "4M" });
+        await RunOkAsync(host, new InstanceRequest { Command = "set", Name = "other", Quota = "1M" });
+        await RunOkAsync(host, new InstanceRequest { Command = "list" });
+        // A delete of the instance being committed waits for the commit.
+        var delete = host.RunAsync(new InstanceRequest { Command = "delete", Name = "busy" }, _ => { });
+        await Task.Delay(100);
+        Assert.That(delete.IsCompleted, Is.False, "the delete waits for the commit of its instance");
+
+        goOn.Set();
+        Assert.That((await commit.WaitAsync(Wait)).ExitCode, Is.Zero);
+        Assert.That((await delete.WaitAsync(Wait)).ExitCode, Is.Zero);
+        Assert.That(File.Exists(Path.Combine(_directory, "busy.raw")), Is.True, "the commit finished before the delete");
+        Assert.That(host.Store.Find("busy"), Is.Null);
+        Assert.That(host.Store.Find("other"), Is.Not.Null);
+    }
+
+    private static async Task RunOkAsync(StoreHost host, InstanceRequest request)
+    {
+        var outcome = await host.RunAsync(request, _ => { }).WaitAsync(Wait);
+        Assert.That(outcome.ExitCode, Is.Zero, $"{request.Command} {request.Name}: {outcome.Stderr}");
+    }
+}
