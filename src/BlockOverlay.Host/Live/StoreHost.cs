@@ -106,13 +106,18 @@ internal sealed class StoreHost : IAsyncDisposable
     public async Task StopServingAsync(string name, bool force)
     {
         int connections = _catalog.ConnectionsTo(name);
-        if (connections > 0 && !force)
+        (IExport Export, Task Detached)? found;
+        try
+        {
+            found = _catalog.Remove(name, disconnect: force);
+        }
+        catch (ExportInUseException e)
         {
             throw new InstanceException(
-                $"instance '{name}' has {connections} connection(s): detach them first, or use --force to disconnect them (after their data is written back)");
+                $"instance '{name}' has {e.Connections} connection(s): detach them first, or use --force to disconnect them (after their data is written back)");
         }
 
-        if (_catalog.Remove(name) is not { } removed)
+        if (found is not { } removed)
         {
             return; // not served (its base changed): nothing to stop
         }

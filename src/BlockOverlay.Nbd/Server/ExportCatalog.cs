@@ -41,9 +41,11 @@ public sealed class ExportCatalog
     /// Removes an export: no new connection can choose it, and the connections attached to it
     /// are told to end (they finish the requests they started, then close). Returns the
     /// export and a task that completes when its last connection has detached; null if
-    /// there is no such export.
+    /// there is no such export. Unless <paramref name="disconnect"/>, an export with
+    /// connections stays and <see cref="ExportInUseException"/> says how many: the check and
+    /// the removal are one step, so a connection attaching meanwhile is either counted or refused.
     /// </summary>
-    public (IExport Export, Task Detached)? Remove(string name)
+    public (IExport Export, Task Detached)? Remove(string name, bool disconnect = true)
     {
         Attachments attachments;
         IExport removed;
@@ -53,6 +55,11 @@ public sealed class ExportCatalog
             if (entry.Value is null)
             {
                 return null;
+            }
+
+            if (!disconnect && _attached[name].Count > 0)
+            {
+                throw new ExportInUseException(name, _attached[name].Count);
             }
 
             ImmutableInterlocked.Update(ref _exports, list => list.Remove(entry));
@@ -153,6 +160,13 @@ public sealed class ExportCatalog
             }
         }
     }
+}
+
+/// <summary>An export was not removed because connections are attached to it.</summary>
+public sealed class ExportInUseException(string name, int connections)
+    : InvalidOperationException($"export '{name}' has {connections} connection(s)")
+{
+    public int Connections { get; } = connections;
 }
 
 /// <summary>A connection's hold on its export: disposed when the connection ends.</summary>
