@@ -6,7 +6,7 @@ namespace BlockOverlay.Io;
 /// <summary>
 /// The few libc calls .NET does not give us: open(2) that keeps O_DIRECT (FileStream and
 /// File.OpenHandle silently drop it), flock(2) without .NET's own advisory locking,
-/// pwritev2(2) with RWF_DSYNC for forced-unit-access writes, and fdatasync(2).
+/// pwritev2(2) with RWF_DSYNC for forced-unit-access writes, fdatasync(2), and realpath(3).
 /// Linux only; flag values differ by architecture and are picked at start.
 /// </summary>
 internal static unsafe partial class LibC
@@ -64,4 +64,11 @@ internal static unsafe partial class LibC
 
     [LibraryImport("libc", SetLastError = true)]
     public static partial nint pwritev2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
+
+    /// <summary>realpath(3) with a null buffer: the result is malloc'ed and must be given to <see cref="free"/>.</summary>
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint realpath(string path, nint resolved);
+
+    [LibraryImport("libc")]
+    public static partial void free(nint pointer);
 }

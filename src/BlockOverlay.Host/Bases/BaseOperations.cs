@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Io;
 
 namespace BlockOverlay.Host.Bases;
 
@@ -12,8 +13,8 @@ namespace BlockOverlay.Host.Bases;
 /// directory and the lock file as they were.
 /// </summary>
 /// <remarks>
-/// "In use" means an instance's recorded base path equals the registered path, both
-/// absolute and compared as strings (a symbolic link is not followed). It is checked when a
+/// "In use" means an instance's recorded base path and the registered path name one file
+/// (compared with symbolic links resolved, <see cref="CanonicalPath"/>). It is checked when a
 /// base is removed; an instance created over it right after that check finds its base gone
 /// and is refused when served, as for any missing base, never corrupted.
 /// </remarks>
@@ -50,7 +51,7 @@ internal static class BaseOperations
         var text = new StringBuilder();
         foreach (var entry in bases)
         {
-            int users = instances.Count(i => i.BasePath == entry.Path);
+            int users = instances.Count(i => CanonicalPath.SameFile(i.BasePath, entry.Path));
             text.Append(CultureInfo.InvariantCulture, $"{entry.Name}\t{SizeOf(entry.Path)}\t{entry.Path}\t{users}\n");
         }
 
@@ -69,7 +70,7 @@ internal static class BaseOperations
         {
             var bases = await registry.ReadAsync();
             entry = Named(registry, bases, name);
-            string[] users = [.. (await InstanceBases.ReadAsync(registry.StorePath)).Where(i => i.BasePath == entry.Path).Select(i => i.Instance)];
+            string[] users = [.. (await InstanceBases.ReadAsync(registry.StorePath)).Where(i => CanonicalPath.SameFile(i.BasePath, entry.Path)).Select(i => i.Instance)];
             if (users.Length > 0)
             {
                 throw new IOException($"base '{name}' is in use by instance{(users.Length == 1 ? "" : "s")} {string.Join(", ", users)}; delete {(users.Length == 1 ? "it" : "them")} first");

@@ -57,6 +57,21 @@ public class BaseRegistryTests
     }
 
     [Test]
+    public void A_base_registered_through_a_symbolic_link_is_in_use_by_an_instance_made_on_the_real_file()
+    {
+        using var ws = new StoreWorkspace();
+        ws.CreateStore("32M");
+        ws.WriteRandomFile("rootfs.raw", ImageSize, seed: 85);
+        File.CreateSymbolicLink(ws["link.raw"], ws["rootfs.raw"]);
+        BaseTestKit.Add(ws, "rootfs", ws["link.raw"]);
+        ws.CreateInstance("web", ws["rootfs.raw"]);
+
+        Assert.That(BaseTestKit.List(ws).Single()[3], Is.EqualTo("1"), "the instance counts, whichever path it was made with");
+        var refused = StoreWorkspace.Cli("base", "remove", "rootfs", "--store", ws.StorePath);
+        BaseTestKit.AssertOneLineError(refused, "base remove", "in use by instance web");
+    }
+
+    [Test]
     public void A_base_an_instance_is_made_on_is_counted_and_cannot_be_removed_until_the_instance_is_deleted()
     {
         using var ws = new StoreWorkspace();

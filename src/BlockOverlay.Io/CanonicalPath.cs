@@ -1,0 +1,37 @@
+using System.Runtime.InteropServices;
+
+namespace BlockOverlay.Io;
+
+/// <summary>
+/// The one name of a file: absolute, with every symbolic link and "."/".." resolved, so two
+/// paths to one file compare equal (for "is this base image in use?").
+/// </summary>
+public static class CanonicalPath
+{
+    /// <summary>
+    /// The canonical path of <paramref name="path"/>; a path that cannot be resolved (it does not
+    /// exist, or a directory on the way is unreadable) stays as its absolute form.
+    /// </summary>
+    public static string Of(string path)
+    {
+        string full = Path.GetFullPath(path);
+        nint resolved = LibC.realpath(full, 0);
+        if (resolved == 0)
+        {
+            return full;
+        }
+
+        try
+        {
+            return Marshal.PtrToStringUTF8(resolved) ?? full;
+        }
+        finally
+        {
+            LibC.free(resolved);
+        }
+    }
+
+    /// <summary>Whether two paths name one file (by their canonical paths).</summary>
+    public static bool SameFile(string? a, string? b) =>
+        a is not null && b is not null && (a == b || Of(a) == Of(b));
+}
