@@ -445,6 +445,8 @@ public sealed class UpperStore : IAsyncDisposable
             throw new ArgumentException($"{data.Length} bytes of data for {count} blocks");
         }
 
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(reserved, count);
+
         var placed = Allocate(count);
         try
         {
@@ -459,9 +461,13 @@ public sealed class UpperStore : IAsyncDisposable
         Counters.Add(reason, data.Length);
         var replaced = new List<MappedExtent>();
         var freeNow = new List<(long, long)>();
+        bool deleted;
         lock (instance.Gate)
         {
-            if (instance.Deleted)
+            // Read once, here: a delete that starts after the mapping (and may still fail) must
+            // not make this mapped write report a failure.
+            deleted = instance.Deleted;
+            if (deleted)
             {
                 freeNow.AddRange(placed);
             }
@@ -479,7 +485,7 @@ public sealed class UpperStore : IAsyncDisposable
         }
 
         Free(freeNow);
-        if (instance.Deleted)
+        if (deleted)
         {
             throw new InstanceException($"instance '{instance.Name}' was deleted");
         }

@@ -38,7 +38,8 @@ namespace BlockOverlay.Engine.Cache;
 /// it (<see cref="DirtyBlock.Reserved"/>). The store turns a reservation into an upper block when
 /// its write-back maps it, in one step, so the instance's footprint (upper plus reserved
 /// blocks) counts every block once. Blocks taken while the instance had no quota are reserved
-/// when a quota-checked write first finds them unreserved (<see cref="_reservationsComplete"/>).
+/// by the first quota-checked write (<see cref="_reservationsComplete"/>), and so are
+/// unreserved blocks whose write-back failed (<see cref="_recheck"/>).
 /// </para>
 /// <para>
 /// <b>Locking.</b> <see cref="_gate"/> guards the map and the blocks' bytes, and is held only
@@ -55,7 +56,8 @@ internal sealed class InstanceCache
     private readonly WriteBackCache _owner;
     private long _sequence;
     private long _dirtyBytes;
-    private bool _reservationsComplete = true; // every dirty block that is not upper data and not on its way is reserved
+    private bool _reservationsComplete = true; // false once a block was taken without a quota: it may be new space nobody reserved
+    private readonly HashSet<long> _recheck = []; // unreserved blocks whose write-back failed: new space after all, perhaps
     private long _dirtySince;   // Stopwatch timestamp of the oldest dirty data; 0 while clean
     private int _throttled;     // writers waiting for this instance's write-back
     private TaskCompletionSource _progress = NewSignal();
@@ -106,7 +108,7 @@ internal sealed class InstanceCache
             HashSet<long>? reserved = null;
             if (Instance.Definition.Quota != 0)
             {
-                if (!_reservationsComplete)
+                if (!_reservationsComplete || _recheck.Count > 0)
                 {
                     ReserveHeldBlocks();
                 }
@@ -174,28 +176,53 @@ internal sealed class InstanceCache
     }
 
     /// <summary>
-    /// Reserves the held blocks that are new space and not yet reserved (taken while the
-    /// instance had no quota), whatever the quota says: they were accepted already. Blocks on
-    /// their way to the store are left alone; they are upper data when that ends (or, if it
-    /// fails, found here by the next call). The caller holds the gate.
+    /// Reserves the held blocks that are new space and not yet reserved (all of them after
+    /// blocks were taken without a quota, else those whose write-back failed), whatever the
+    /// quota says: they were accepted already. Blocks on their way to the store are left
+    /// alone: they are upper data when that ends, or back in <see cref="_recheck"/> if it
+    /// fails. The caller holds the gate.
     /// </summary>
     private void ReserveHeldBlocks()
     {
-        var layout = new List<MappedExtent>();
-        long count = 0;
-        foreach (var (b, block) in _blocks.Where(p => !p.Value.Reserved && !p.Value.WritingBack))
+        IEnumerable<long> candidates = _reservationsComplete ? _recheck : _blocks.Keys;
+        var unreserved = candidates.Where(b => _blocks.TryGetValue(b, out var block) && !block.Reserved && !block.WritingBack).Order().ToList();
+        var fresh = NotUpper(unreserved);
+        Instance.Reserve(fresh.Count);
+        foreach (long b in fresh)
         {
-            layout.Clear();
-            _owner.Store.Lookup(Instance, b, 1, layout);
-            if (layout[0].Kind != ExtentKind.Upper)
+            _blocks[b].Reserved = true;
+        }
+
+        _recheck.Clear();
+        _reservationsComplete = true;
+    }
+
+    /// <summary>Which of the (ascending) blocks are not upper blocks in the store: one look-up over their span.</summary>
+    private List<long> NotUpper(List<long> ascending)
+    {
+        var result = new List<long>();
+        if (ascending.Count == 0)
+        {
+            return result;
+        }
+
+        var layout = new List<MappedExtent>();
+        _owner.Store.Lookup(Instance, ascending[0], ascending[^1] - ascending[0] + 1, layout);
+        int e = 0;
+        foreach (long b in ascending)
+        {
+            while (layout[e].End <= b)
             {
-                block.Reserved = true;
-                count++;
+                e++;
+            }
+
+            if (layout[e].Kind != ExtentKind.Upper)
+            {
+                result.Add(b);
             }
         }
 
-        Instance.Reserve(count);
-        _reservationsComplete = true;
+        return result;
     }
 
     /// <summary>
@@ -276,15 +303,13 @@ internal sealed class InstanceCache
                     // Store first, then the cache, in one step under the gate: a reader sees the
                     // cached data or the store's new state, never the store's older content.
                     applyToStore();
-                    long unreserve = 0;
+                    Instance.Release(inRange.Count(b => _blocks[b].Reserved));
                     foreach (long b in inRange)
                     {
-                        unreserve += _blocks[b].Reserved ? 1 : 0;
                         _blocks.Remove(b);
                         removed += Block;
                     }
 
-                    Instance.Release(unreserve);
                     Shrink(removed);
                     return;
                 }
@@ -408,10 +433,29 @@ internal sealed class InstanceCache
         }
     }
 
+    /// <summary>Waits until no write-back of this instance is on its way (the caller stopped new ones).</summary>
+    public async Task WhenNoWriteBackAsync()
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_gate)
+            {
+                if (!_blocks.Values.Any(b => b.WritingBack))
+                {
+                    return;
+                }
+
+                wait = _progress.Task;
+            }
+
+            await wait;
+        }
+    }
+
     /// <summary>
-    /// Forgets every dirty block (the instance is gone, or a crash is being simulated). Their
-    /// reservations stay with the store's instance, which goes too: giving them back here could
-    /// race a write-back that is turning some of them into upper blocks.
+    /// Forgets every dirty block: the instance was deleted, or the whole store is abandoned (a
+    /// crash simulation). Their reservations stay with the store's instance, which is gone too.
     /// </summary>
     public void Discard()
     {
@@ -491,13 +535,18 @@ internal sealed class InstanceCache
             {
                 if (!_blocks.TryGetValue(b, out var block))
                 {
-                    continue; // discarded meanwhile (the instance is being deleted)
+                    continue; // discarded meanwhile (the store is being abandoned)
                 }
 
                 block.WritingBack = false;
                 // Mapped: an upper block now, whose reservation the store has turned into one. If
                 // the write-back failed, a block that was not reserved may be new space after all.
-                _reservationsComplete &= failure is null || block.Reserved;
+                if (failure is not null && !block.Reserved)
+                {
+                    // Without a quota, a full look when one is set does the same, at no cost now.
+                    _ = Instance.Definition.Quota != 0 ? _recheck.Add(b) : _reservationsComplete = false;
+                }
+
                 block.Reserved &= failure is not null;
                 if (failure is null && block.Version == version)
                 {

@@ -160,6 +160,21 @@ public sealed class WriteBackCache : IAsyncDisposable
         }
     }
 
+    /// <summary>Takes back a cache detached for a delete that then failed: its dirty data is written back as before.</summary>
+    internal void Reattach(InstanceCache cache)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_stopped, this);
+            if (!_caches.Contains(cache))
+            {
+                _caches.Add(cache);
+            }
+        }
+
+        Wake();
+    }
+
     /// <summary>
     /// The global flush: writes back every instance's dirty data, then commits every instance
     /// of the store. Returns the data and journal bytes it wrote.

@@ -177,10 +177,18 @@ public sealed class InstanceExport : ILayeredExport
         }
     }
 
+    /// <summary>
+    /// A trim zeroes like <see cref="ZeroAsync"/>, but as the hint it is: the NBD spec lets a
+    /// trimmed range read as anything until it is written, so a partial edge block that would
+    /// need new space past the quota is left as it was instead of failing the trim (a guest at
+    /// its quota trims to get room back).
+    /// </summary>
     public ValueTask TrimAsync(long offset, long length, WriteFlags flags) =>
-        ZeroAsync(offset, length, flags.HasFlag(WriteFlags.Fua) ? ZeroFlags.Fua : ZeroFlags.None);
+        ZeroRangeAsync(offset, length, flags.HasFlag(WriteFlags.Fua) ? ZeroFlags.Fua : ZeroFlags.None, hint: true);
 
-    public async ValueTask ZeroAsync(long offset, long length, ZeroFlags flags)
+    public ValueTask ZeroAsync(long offset, long length, ZeroFlags flags) => ZeroRangeAsync(offset, length, flags, hint: false);
+
+    private async ValueTask ZeroRangeAsync(long offset, long length, ZeroFlags flags, bool hint)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (flags.HasFlag(ZeroFlags.NoHole) && flags.HasFlag(ZeroFlags.FastZero))
@@ -193,34 +201,27 @@ public sealed class InstanceExport : ILayeredExport
         long end = offset + length;
         using (await _writes.AcquireAsync(first, last))
         {
-            if (first == last && (offset % Block != 0 || end % Block != 0))
+            // Whole blocks first: dropping them gives room back under a quota before the edges
+            // may need some. Partial blocks at the edges are merged with zeros.
+            long wholeFirst = offset % Block == 0 ? first : first + 1;
+            long wholeEnd = end % Block == 0 ? last + 1 : last;
+            if (wholeEnd > wholeFirst && flags.HasFlag(ZeroFlags.NoHole))
             {
-                await ZeroPartialAsync(offset, length);
+                await WriteZeroBlocksAsync(wholeFirst, wholeEnd - wholeFirst);
             }
-            else
+            else if (wholeEnd > wholeFirst)
             {
-                // Partial blocks at the edges are merged with zeros; whole blocks between them become zeros.
-                long wholeFirst = first, wholeEnd = last + 1;
-                if (offset % Block != 0)
-                {
-                    await ZeroPartialAsync(offset, ((first + 1) * Block) - offset);
-                    wholeFirst++;
-                }
+                await _cache.DropAsync(wholeFirst, wholeEnd - wholeFirst, () => _store.Zero(_instance, wholeFirst, wholeEnd - wholeFirst));
+            }
 
-                if (end % Block != 0)
-                {
-                    await ZeroPartialAsync(last * Block, end - (last * Block));
-                    wholeEnd--;
-                }
+            if (offset % Block != 0)
+            {
+                await ZeroEdgeAsync(offset, Math.Min(end, (first + 1) * Block) - offset, hint);
+            }
 
-                if (wholeEnd > wholeFirst && flags.HasFlag(ZeroFlags.NoHole))
-                {
-                    await WriteZeroBlocksAsync(wholeFirst, wholeEnd - wholeFirst);
-                }
-                else if (wholeEnd > wholeFirst)
-                {
-                    await _cache.DropAsync(wholeFirst, wholeEnd - wholeFirst, () => _store.Zero(_instance, wholeFirst, wholeEnd - wholeFirst));
-                }
+            if (end % Block != 0 && (last != first || offset % Block == 0))
+            {
+                await ZeroEdgeAsync(last * Block, end - (last * Block), hint);
             }
         }
 
@@ -335,6 +336,38 @@ public sealed class InstanceExport : ILayeredExport
         await WriteBackAllAsync();
         _disposed = true;
         _owner.Detach(_cache);
+        if (_base is not null)
+        {
+            await _base.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// Closes the export of an instance being deleted by <paramref name="delete"/>: its dirty
+    /// data is not written back (it would only be freed) but held aside, out of reach of
+    /// background write-back and global flushes, while the delete runs. If the delete fails,
+    /// the export is as it was, dirty data included; if it succeeds, the data goes with the
+    /// instance. The caller has ended the instance's connections.
+    /// </summary>
+    public async Task DeleteAsync(Func<Task> delete)
+    {
+        ArgumentNullException.ThrowIfNull(delete);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _owner.Detach(_cache);
+        try
+        {
+            // A write-back already on its way may still map blocks: the delete then frees them.
+            await _cache.WhenNoWriteBackAsync();
+            await delete();
+        }
+        catch
+        {
+            _owner.Reattach(_cache);
+            throw;
+        }
+
+        _cache.Discard();
+        _disposed = true;
         if (_base is not null)
         {
             await _base.DisposeAsync();
@@ -490,8 +523,40 @@ public sealed class InstanceExport : ILayeredExport
         }
     }
 
-    private ValueTask ZeroPartialAsync(long offset, long length) =>
-        MergeAsync(offset, length, whole => whole.Span.Slice((int)(offset % Block), (int)length).Clear());
+    /// <summary>
+    /// Zeroes part of one block: nothing is written when that part reads as zeros already (so
+    /// zeroing over a hole or a zeroed range takes no space); for a trim, a quota refusal
+    /// leaves the block as it was (see <see cref="TrimAsync"/>).
+    /// </summary>
+    private async ValueTask ZeroEdgeAsync(long offset, long length, bool hint)
+    {
+        long block = offset / Block;
+        byte[] whole = ArrayPool<byte>.Shared.Rent(Block);
+        try
+        {
+            var memory = whole.AsMemory(0, Block);
+            await ReadBlocksAsync(block, memory);
+            var part = memory.Span.Slice((int)(offset % Block), (int)length);
+            if (!part.ContainsAnyExcept((byte)0))
+            {
+                return;
+            }
+
+            part.Clear();
+            try
+            {
+                WriteToCache(block, memory.Span);
+            }
+            catch (ExportException e) when (hint && e.Error == ExportError.NoSpace)
+            {
+                // A trim is a hint: the block keeps its data.
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(whole);
+        }
+    }
 
     /// <summary>Writes zero blocks through the cache, a chunk at a time so a huge range is throttled like any writer.</summary>
     private async ValueTask WriteZeroBlocksAsync(long first, long count)

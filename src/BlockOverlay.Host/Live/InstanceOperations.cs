@@ -100,10 +100,13 @@ internal static class InstanceOperations
         _ = store.Find(name) ?? throw new InstanceException($"no instance named '{name}'");
         if (live is not null)
         {
-            await live.StopServingAsync(name, request.Force);
+            await live.DeleteAsync(name, request.Force, () => store.DeleteInstanceAsync(name));
+        }
+        else
+        {
+            await store.DeleteInstanceAsync(name);
         }
 
-        await store.DeleteInstanceAsync(name);
         return $"deleted instance '{name}'\n";
     }
 

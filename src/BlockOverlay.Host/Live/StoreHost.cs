@@ -16,8 +16,8 @@ namespace BlockOverlay.Host.Live;
 /// Locking: a command holds the names it acts on (<see cref="_names"/>): commands on different
 /// instances run side by side, so a long commit or clone holds up only commands on its own
 /// instances, and a create and a delete of one name never interleave. The store serializes
-/// creates and deletes itself. <see cref="_exports"/> is also read by stat and metrics,
-/// under its own monitor. Closing: the exports first (each writes back and commits
+/// creates and deletes itself. <see cref="_exports"/> is also read by stat, under its own
+/// monitor. Closing: the exports first (each writes back and commits
 /// its instance), then the cache, then the store (a checkpoint, marked clean).
 /// </remarks>
 internal sealed class StoreHost : IAsyncDisposable
@@ -99,17 +99,18 @@ internal sealed class StoreHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Stops exporting an instance before it is deleted. With connections attached it refuses,
-    /// unless forced: then the connections finish the requests they started and close, and
-    /// what the instance held is written back, before this returns.
+    /// Deletes a served instance with <paramref name="delete"/>. With connections attached it
+    /// refuses, unless forced: then the connections finish the requests they started and close
+    /// (each writing back as it goes, like any disconnect). What is still dirty then is not
+    /// written back, since the delete frees it. If the delete fails, the instance is served
+    /// again, dirty data and all; only its connections were ended.
     /// </summary>
-    public async Task StopServingAsync(string name, bool force)
+    public async Task DeleteAsync(string name, bool force, Func<Task> delete)
     {
-        int connections = _catalog.ConnectionsTo(name);
-        (IExport Export, Task Detached)? found;
+        (IExport Export, Task Detached, int Connections)? removed;
         try
         {
-            found = _catalog.Remove(name, disconnect: force);
+            removed = _catalog.Remove(name, disconnect: force);
         }
         catch (ExportInUseException e)
         {
@@ -117,24 +118,47 @@ internal sealed class StoreHost : IAsyncDisposable
                 $"instance '{name}' has {e.Connections} connection(s): detach them first, or use --force to disconnect them (after their data is written back)");
         }
 
-        if (found is not { } removed)
+        InstanceExport? export;
+        lock (_exports)
         {
-            return; // not served (its base changed): nothing to stop
+            _exports.TryGetValue(name, out export);
         }
 
-        HostLog.InstanceDetaching(_logger, name, connections);
+        if (removed is { } stopping)
+        {
+            HostLog.InstanceDetaching(_logger, name, stopping.Connections);
+            try
+            {
+                await stopping.Detached.WaitAsync(DetachTimeout);
+            }
+            catch (TimeoutException)
+            {
+                // A connection still busy after its export was removed: delete anyway (its late
+                // requests fail), rather than leave an instance half removed.
+                HostLog.DetachTimedOut(_logger, name, DetachTimeout.TotalSeconds);
+            }
+        }
+
+        if (export is null)
+        {
+            await delete(); // not served (its base changed): nothing to stop
+            return;
+        }
+
         try
         {
-            await removed.Detached.WaitAsync(DetachTimeout);
+            await export.DeleteAsync(delete);
         }
-        catch (TimeoutException)
+        catch
         {
-            // A connection still busy after its export was removed: close the export anyway (its
-            // late requests fail), rather than leave an instance half removed.
-            HostLog.DetachTimedOut(_logger, name, DetachTimeout.TotalSeconds);
+            if (removed is not null)
+            {
+                _catalog.Add(name, export);
+            }
+
+            throw;
         }
 
-        await removed.Export.DisposeAsync();
         lock (_exports)
         {
             _exports.Remove(name);

@@ -40,15 +40,16 @@ public sealed class ExportCatalog
     /// <summary>
     /// Removes an export: no new connection can choose it, and the connections attached to it
     /// are told to end (they finish the requests they started, then close). Returns the
-    /// export and a task that completes when its last connection has detached; null if
-    /// there is no such export. Unless <paramref name="disconnect"/>, an export with
+    /// export, a task that completes when its last connection has detached, and how many
+    /// were attached; null if there is no such export. Unless <paramref name="disconnect"/>, an export with
     /// connections stays and <see cref="ExportInUseException"/> says how many: the check and
     /// the removal are one step, so a connection attaching meanwhile is either counted or refused.
     /// </summary>
-    public (IExport Export, Task Detached)? Remove(string name, bool disconnect = true)
+    public (IExport Export, Task Detached, int Connections)? Remove(string name, bool disconnect = true)
     {
         Attachments attachments;
         IExport removed;
+        int connections;
         lock (_lock)
         {
             var entry = _exports.Find(e => e.Key == name);
@@ -66,11 +67,12 @@ public sealed class ExportCatalog
             attachments = _attached[name];
             _attached.Remove(name);
             removed = entry.Value;
+            connections = attachments.Count;
         }
 
         // Outside the lock: cancelling runs the connections' callbacks.
         attachments.End(_lock);
-        return (removed, attachments.Drained.Task);
+        return (removed, attachments.Drained.Task, connections);
     }
 
     /// <summary>Connections attached to the export now.</summary>

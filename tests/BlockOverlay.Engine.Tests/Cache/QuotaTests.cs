@@ -1,6 +1,7 @@
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Engine.Tests.Instances;
 using BlockOverlay.Io;
 using BlockOverlay.Store;
 using static BlockOverlay.Engine.Tests.Cache.CacheTestKit;
@@ -213,6 +214,49 @@ public sealed class QuotaTests
         Assert.That(instance.FootprintBlocks, Is.Zero);
         await export.WriteAsync(0, Filled((int)quota * Block, 9), WriteFlags.None);
         Assert.ThrowsAsync<ExportException>(async () => await export.WriteAsync(quota * Block, Filled(Block, 9), WriteFlags.None));
+    }
+
+    [Test]
+    public async Task An_unaligned_trim_at_the_quota_gives_room_back()
+    {
+        var memory = new MemoryDevice(64L * MiB);
+        await using var store = await NewStoreAsync(memory);
+        await using var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
+        var instance = await store.CreateInstanceAsync("q", 4 * MiB, null, quota: Quota);
+        await using var export = new InstanceExport(cache, instance, null);
+        await export.WriteAsync(0, Filled(8 * Block, 1), WriteFlags.Fua);
+        await export.WriteAsync(8 * Block, Filled(8 * Block, 2), WriteFlags.None);   // at the quota: 8 upper, 8 dirty
+
+        // From inside block 0 to inside block 16 (never written: zeros, so its edge needs nothing).
+        await export.TrimAsync(512, (16 * Block) + 100, WriteFlags.None);
+
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(1), "blocks 1-15 dropped; block 0 keeps its head");
+        byte[] head = new byte[Block];
+        await export.ReadAsync(0, head);
+        Assert.That(head.Take(512).All(b => b == 1) && head.Skip(512).All(b => b == 0), Is.True);
+        await export.WriteAsync(100 * Block, Filled(15 * Block, 3), WriteFlags.None);     // the room came back
+    }
+
+    [Test]
+    public async Task At_the_quota_a_trim_leaves_a_base_block_edge_as_it_was_and_a_zero_refuses()
+    {
+        using var testBase = await TestBase.CreateAsync(7, 64 * Block);
+        var memory = new MemoryDevice(64L * MiB);
+        await using var store = await NewStoreAsync(memory);
+        await using var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
+        var instance = await store.CreateInstanceAsync("q", 64 * Block, testBase.Identity, quota: 4 * Block);
+        await using var export = await InstanceExport.OpenAsync(cache, instance);
+        await export.WriteAsync(40 * Block, Filled(4 * Block, 1), WriteFlags.None);    // at the quota
+
+        // Part of base block 10: zeroing it would need a new block.
+        await export.TrimAsync((10 * Block) + 100, 200, WriteFlags.None);
+        byte[] read = new byte[Block];
+        await export.ReadAsync(10 * Block, read);
+        Assert.That(read, Is.EqualTo(testBase.Bytes.AsSpan(10 * Block, Block).ToArray()), "a trim is a hint: the block keeps its data");
+
+        var refused = Assert.ThrowsAsync<ExportException>(async () => await export.ZeroAsync((10 * Block) + 100, 200, ZeroFlags.None));
+        Assert.That(refused!.Error, Is.EqualTo(ExportError.NoSpace), "a zero must read as zeros, so it refuses");
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(4));
     }
 
     [Test]

@@ -1,4 +1,5 @@
 using BlockOverlay.Engine.Cache;
+using BlockOverlay.Engine.Exports;
 using BlockOverlay.Host.Live;
 using BlockOverlay.Io;
 using BlockOverlay.Nbd.Server;
@@ -59,6 +60,48 @@ public sealed class StoreHostTests
         Assert.That(File.Exists(Path.Combine(_directory, "busy.raw")), Is.True, "the commit finished before the delete");
         Assert.That(host.Store.Find("busy"), Is.Null);
         Assert.That(host.Store.Find("other"), Is.Not.Null);
+    }
+
+    [Test]
+    public async Task Deleting_an_instance_with_dirty_data_on_a_full_store_frees_it_without_writing_it_back()
+    {
+        string store = Path.Combine(_directory, "store");
+        await using (var device = await FileDevice.CreateAsync(store, 64L << 20))
+        {
+            await UpperStore.CreateAsync(device);
+        }
+
+        await using var host = await StoreHost.OpenAsync(store, CacheOptions.FlushOnly, new ExportCatalog(), NullLogger.Instance);
+        await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "a", Size = "32M" });
+        await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "b", Size = "64M" });
+        var a = host.Served("a")!.Value.Export;
+        var b = host.Served("b")!.Value.Export;
+        byte[] chunk = new byte[1 << 20];
+        Array.Fill(chunk, (byte)1);
+        for (int i = 0; i < 16; i++)
+        {
+            await a.WriteAsync((long)i << 20, chunk, WriteFlags.None);   // 16 MiB dirty, never flushed
+        }
+
+        // b fills the store with flushed data until it is full.
+        var full = Assert.CatchAsync(async () =>
+        {
+            for (int i = 0; i < 64; i++)
+            {
+                await b.WriteAsync((long)i << 20, chunk, WriteFlags.None);
+                await b.FlushAsync();
+            }
+        });
+        Assert.That(full, Is.InstanceOf<StoreFullException>().Or.InstanceOf<IOException>().Or.InstanceOf<ExportException>(), full?.ToString());
+        long freeBefore = host.Store.Info.FreeBytes;
+
+        await RunOkAsync(host, new InstanceRequest { Command = "delete", Name = "a" });
+
+        Assert.That(host.Store.Find("a"), Is.Null);
+        Assert.That(host.Served("a"), Is.Null);
+        Assert.That(host.Cache.Instances.Select(i => i.Name), Does.Not.Contain("a"), "no cache left behind");
+        Assert.That(host.Cache.DirtyBytes, Is.EqualTo(host.Cache.Instances.Sum(i => i.DirtyBytes)), "its dirty bytes left the total");
+        Assert.That(host.Store.Info.FreeBytes, Is.GreaterThanOrEqualTo(freeBefore));
     }
 
     private static async Task RunOkAsync(StoreHost host, InstanceRequest request)
