@@ -11,8 +11,9 @@ namespace BlockOverlay.Nbd.Server;
 /// Readers see an immutable snapshot, so a connection negotiating never races with an
 /// export being added or removed. Attachments are counted under <see cref="_lock"/>; each
 /// export has one cancellation source that ends its connections when it is removed. A
-/// connection that finishes negotiating after its export was removed fails to attach and
-/// is closed, so no connection outlives its export's removal.
+/// connection attaches before the server accepts its choice of export; one whose export was
+/// removed first fails to attach and is refused, so no connection outlives its export's
+/// removal and a removal that refuses while connections exist sees every accepted one.
 /// </remarks>
 public sealed class ExportCatalog
 {

@@ -20,9 +20,9 @@ internal static class NbdConnection
         var pipeWriter = PipeWriter.Create(output);
         var reader = new MessageReader(pipeReader);
         string outcome = "closed";
+        var negotiation = new OptionNegotiation(reader, pipeWriter, catalog, options, logger, connectionId);
         try
         {
-            var negotiation = new OptionNegotiation(reader, pipeWriter, catalog, options, logger, connectionId);
             var chosen = await negotiation.RunAsync(shutdown);
             if (chosen is null)
             {
@@ -30,13 +30,7 @@ internal static class NbdConnection
                 return;
             }
 
-            using var attachment = catalog.Attach(chosen.Name, chosen.Export);
-            if (attachment is null)
-            {
-                outcome = $"closed: export '{chosen.Name}' was removed while it negotiated";
-                return;
-            }
-
+            var attachment = negotiation.Attachment!;
             logger.Attached(connectionId, chosen.Name, (ushort)chosen.Flags, chosen.StructuredReplies);
             using var ending = CancellationTokenSource.CreateLinkedTokenSource(shutdown, attachment.Ending);
             await new TransmissionSession(reader, pipeWriter, chosen, options, logger, counters, connectionId).RunAsync(ending.Token);
@@ -59,6 +53,7 @@ internal static class NbdConnection
         }
         finally
         {
+            negotiation.Attachment?.Dispose();
             await CloseAsync(pipeReader, pipeWriter);
             logger.ConnectionClosed(connectionId, outcome);
         }

@@ -14,7 +14,9 @@ namespace BlockOverlay.Nbd.Server;
 /// Every option but EXPORT_NAME is answered, errors included, and negotiation goes on:
 /// "the server MUST ... simply error inbound options until the client gets the hint".
 /// Option data is bounded by <see cref="NbdServerOptions.MaxOptionLength"/>; longer data
-/// is skipped unread and answered with ERR_TOO_BIG.
+/// is skipped unread and answered with ERR_TOO_BIG. The connection attaches to the export it
+/// chooses before the reply that accepts the choice is written (<see cref="Attachment"/>):
+/// an export removed meanwhile is refused like an unknown one, never accepted and then cut.
 /// </remarks>
 internal sealed class OptionNegotiation(
     MessageReader reader,
@@ -30,6 +32,12 @@ internal sealed class OptionNegotiation(
     // The contexts chosen by SET_META_CONTEXT, valid only for the export they were chosen on.
     private string? _metaExport;
     private IReadOnlyList<MetaContext> _metaContexts = [];
+
+    /// <summary>
+    /// The connection's hold on the chosen export, once it chose one; its owner (the
+    /// connection) disposes it, also when negotiation fails after the choice.
+    /// </summary>
+    public ExportAttachment? Attachment { get; private set; }
 
     /// <summary>The chosen export, or null when the client left without choosing one.</summary>
     public async Task<NegotiatedExport?> RunAsync(CancellationToken cancel)
@@ -141,12 +149,11 @@ internal sealed class OptionNegotiation(
             throw new NbdProtocolException($"EXPORT_NAME: {e.Message}");
         }
 
-        if (!catalog.TryFind(name, out string canonical, out var export))
+        if (!catalog.TryFind(name, out string canonical, out var export) || Choose(canonical, export) is not { } chosen)
         {
             throw new NbdProtocolException($"EXPORT_NAME: no export named '{name}'");
         }
 
-        var chosen = Choose(canonical, export);
         NbdEncoder.WriteExportNameReply(writer, (ulong)export.Size, chosen.Flags, _noZeroes);
         return chosen;
     }
@@ -154,6 +161,13 @@ internal sealed class OptionNegotiation(
     private NegotiatedExport? DescribeExport(uint option, ExportInfoRequest request)
     {
         var export = FindExport(request.ExportName, out string canonical);
+        NegotiatedExport? chosen = null;
+        if ((NbdOption)option == NbdOption.Go)
+        {
+            chosen = Choose(canonical, export) ?? throw new NbdOptionException(OptionReplyType.ErrUnknown,
+                $"export '{canonical}' was removed while this connection negotiated");
+        }
+
         var flags = NegotiatedExport.TransmissionFlagsFor(export, _structuredReplies);
         NbdEncoder.WriteInfoExport(writer, option, (ulong)export.Size, flags);
         // Block sizes are always sent: clients that did not ask may ignore them.
@@ -169,7 +183,7 @@ internal sealed class OptionNegotiation(
         }
 
         NbdEncoder.WriteOptionReply(writer, option, OptionReplyType.Ack);
-        return (NbdOption)option == NbdOption.Go ? Choose(canonical, export) : null;
+        return chosen;
     }
 
     private void HandleMetaContext(uint option, MetaContextRequest request)
@@ -212,8 +226,12 @@ internal sealed class OptionNegotiation(
             $"no export named '{name}' (exports: {string.Join(", ", known)})");
     }
 
-    private NegotiatedExport Choose(string name, IExport export) =>
-        new(name, export, _structuredReplies, _metaExport == name ? _metaContexts : []);
+    /// <summary>Attaches to the export and settles the choice; null if the export is no longer in the catalog.</summary>
+    private NegotiatedExport? Choose(string name, IExport export)
+    {
+        Attachment = catalog.Attach(name, export);
+        return Attachment is null ? null : new(name, export, _structuredReplies, _metaExport == name ? _metaContexts : []);
+    }
 
     private void Reject(uint option, OptionReplyType reply, string message)
     {

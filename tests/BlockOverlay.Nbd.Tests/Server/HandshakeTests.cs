@@ -20,6 +20,48 @@ public class HandshakeTests
     public async Task Stop() => await _server.DisposeAsync();
 
     [Test]
+    public async Task A_client_whose_go_was_acknowledged_is_attached_already()
+    {
+        // The count is taken before the ACK is written: a delete that checks for connections
+        // after a client saw its GO accepted sees that client (and refuses), never cuts it.
+        for (int round = 0; round < 20; round++)
+        {
+            using (var client = await _server.ConnectRawAsync())
+            {
+                await client.AttachAsync("disk");
+                Assert.That(_server.Catalog.ConnectionsTo("disk"), Is.EqualTo(1), $"round {round}");
+            }
+
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (_server.Catalog.ConnectionsTo("disk") != 0 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(5);
+            }
+
+            Assert.That(_server.Catalog.ConnectionsTo("disk"), Is.Zero, "a closed connection lets go");
+        }
+    }
+
+    [Test]
+    public async Task A_connection_that_ends_during_negotiation_after_its_choice_lets_go_of_the_export()
+    {
+        using (var client = await _server.ConnectRawAsync())
+        {
+            await client.StartAsync();
+            await client.SendAsync(Option(7, GoData("disk")));   // GO, then hang up without reading the reply
+        }
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (_server.Catalog.ConnectionsTo("disk") != 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5);
+        }
+
+        Assert.That(_server.Catalog.ConnectionsTo("disk"), Is.Zero);
+        Assert.That(_server.Catalog.Remove("disk", disconnect: false), Is.Not.Null, "nothing holds it");
+    }
+
+    [Test]
     public async Task The_greeting_offers_fixed_newstyle_and_no_zeroes()
     {
         using var client = await _server.ConnectRawAsync();
