@@ -26,12 +26,13 @@ internal sealed class ControlServer : IAsyncDisposable
     private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
     private readonly CancellationTokenSource _stop = new();
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(200);
-    private readonly Func<InstanceRequest, Action<ProgressReport>, Task<CommandOutcome>> _handle;
+    private static readonly TimeSpan ProgressTimeout = TimeSpan.FromSeconds(5);
+    private readonly Func<InstanceRequest, Action<ProgressReport>, CancellationToken, Task<CommandOutcome>> _handle;
     private readonly ILogger _logger;
     private readonly HashSet<Task> _serving = [];   // commands in progress; guarded by itself
     private Task _accepting = Task.CompletedTask;
 
-    public ControlServer(string path, Func<InstanceRequest, Action<ProgressReport>, Task<CommandOutcome>> handle, ILogger logger)
+    public ControlServer(string path, Func<InstanceRequest, Action<ProgressReport>, CancellationToken, Task<CommandOutcome>> handle, ILogger logger)
     {
         Path = path;
         _handle = handle;
@@ -53,7 +54,11 @@ internal sealed class ControlServer : IAsyncDisposable
         _accepting = AcceptAsync(_stop.Token);
     }
 
-    /// <summary>Stops accepting and waits for the commands in progress, so none runs on a store being closed.</summary>
+    /// <summary>
+    /// Stops accepting and waits for the commands in progress, so none runs on a store being
+    /// closed; commands still waiting for an instance, and copies (commit, clone) between
+    /// chunks, are told to stop and fail with "the server is stopping".
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
@@ -111,7 +116,7 @@ internal sealed class ControlServer : IAsyncDisposable
                 var line = await ReadLineAsync(stream);
                 var request = JsonSerializer.Deserialize(line, ControlJson.Default.InstanceRequest)
                               ?? throw new JsonException("empty request");
-                outcome = await _handle(request, ProgressTo(stream));
+                outcome = await _handle(request, ProgressTo(client, stream), _stop.Token);
                 HostLog.ControlCommand(_logger, request.Command, request.Name ?? "-", outcome.ExitCode);
             }
             catch (Exception e) when (e is JsonException or IOException or OperationCanceledException or SocketException)
@@ -131,16 +136,19 @@ internal sealed class ControlServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// Sends progress lines, at most five a second. Written synchronously from the command's
-    /// thread (a short line to a local socket); a caller that left just stops receiving them.
+    /// Sends progress lines, at most five a second, written from the command's thread (a
+    /// short line to a local socket). A caller that stops reading holds the command up for at
+    /// most <see cref="ProgressTimeout"/> once; after any failed write no more are sent.
     /// </summary>
-    private static Action<ProgressReport> ProgressTo(NetworkStream stream)
+    private static Action<ProgressReport> ProgressTo(Socket client, NetworkStream stream)
     {
+        client.SendTimeout = (int)ProgressTimeout.TotalMilliseconds;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var last = -ProgressInterval;
+        bool gone = false;
         return report =>
         {
-            if (clock.Elapsed - last < ProgressInterval && report.Done < report.Total)
+            if (gone || (clock.Elapsed - last < ProgressInterval && report.Done < report.Total))
             {
                 return;
             }
@@ -152,7 +160,7 @@ internal sealed class ControlServer : IAsyncDisposable
             }
             catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
             {
-                // The caller is gone; the command goes on.
+                gone = true; // the caller is gone or stuck; the command goes on
             }
         };
     }

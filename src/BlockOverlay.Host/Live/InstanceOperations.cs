@@ -21,15 +21,20 @@ internal static class InstanceOperations
 {
     private const int CopyChunk = 1 << 20;
 
-    public static async Task<CommandOutcome> RunAsync(InstanceRequest request, UpperStore store, StoreHost? live, Action<ProgressReport>? progress = null)
+    /// <summary>
+    /// Carries out the request. <paramref name="stop"/> ends a copy (commit, clone) between
+    /// chunks; what it made so far is removed and the command fails.
+    /// </summary>
+    public static async Task<CommandOutcome> RunAsync(InstanceRequest request, UpperStore store, StoreHost? live,
+        Action<ProgressReport>? progress = null, CancellationToken stop = default)
     {
         progress ??= _ => { };
         try
         {
             return request.Command switch
             {
-                "commit" => CommandOutcome.Ok(await CommitAsync(request, store, live, progress)),
-                "clone" => CommandOutcome.Ok(await CloneAsync(request, store, live, progress)),
+                "commit" => CommandOutcome.Ok(await CommitAsync(request, store, live, progress, stop)),
+                "clone" => CommandOutcome.Ok(await CloneAsync(request, store, live, progress, stop)),
                 "create" => CommandOutcome.Ok(await CreateAsync(request, store, live)),
                 "delete" => CommandOutcome.Ok(await DeleteAsync(request, store, live)),
                 "list" => CommandOutcome.Ok(List(store)),
@@ -184,7 +189,8 @@ internal static class InstanceOperations
     /// new raw image that can serve as a base: written under a temporary name, sparse where the
     /// view is zeros, synced, then renamed, so OUT either is complete or does not exist.
     /// </summary>
-    private static async Task<string> CommitAsync(InstanceRequest request, UpperStore store, StoreHost? live, Action<ProgressReport> progress)
+    private static async Task<string> CommitAsync(InstanceRequest request, UpperStore store, StoreHost? live, Action<ProgressReport> progress,
+        CancellationToken stop)
     {
         string name = Required(request.Name, "NAME");
         string output = Required(request.Target, "OUT");
@@ -210,10 +216,11 @@ internal static class InstanceOperations
                     if (chunk.AsSpan(0, n).ContainsAnyExcept((byte)0))
                     {
                         file.Position = offset;
-                        await file.WriteAsync(chunk.AsMemory(0, n));
+                        await file.WriteAsync(chunk.AsMemory(0, n), stop);
                     }
 
                     progress(new ProgressReport(offset + n, size));
+                    stop.ThrowIfCancellationRequested();
                 }
 
                 file.Flush(flushToDisk: true);
@@ -241,7 +248,8 @@ internal static class InstanceOperations
     /// store block has exactly one owner (that is what keeps a flush, a delete or a quota of one
     /// instance from touching another's data).
     /// </summary>
-    private static async Task<string> CloneAsync(InstanceRequest request, UpperStore store, StoreHost? live, Action<ProgressReport> progress)
+    private static async Task<string> CloneAsync(InstanceRequest request, UpperStore store, StoreHost? live, Action<ProgressReport> progress,
+        CancellationToken stop)
     {
         string name = Required(request.Name, "SRC");
         string target = Required(request.Target, "NEW");
@@ -260,7 +268,7 @@ internal static class InstanceOperations
         var clone = await store.CreateInstanceAsync(target, d.VirtualSize, d.Base, d.FlushMode, d.Quota);
         try
         {
-            long copied = await CopyUpperAsync(store, source, clone, progress);
+            long copied = await CopyUpperAsync(store, source, clone, progress, stop);
             await store.CommitAsync(clone);
             if (live is not null)
             {
@@ -277,7 +285,8 @@ internal static class InstanceOperations
     }
 
     /// <summary>Copies the source's upper data and zeroed ranges into the clone, 1 MiB at a time.</summary>
-    private static async Task<long> CopyUpperAsync(UpperStore store, StoreInstance source, StoreInstance clone, Action<ProgressReport> progress)
+    private static async Task<long> CopyUpperAsync(UpperStore store, StoreInstance source, StoreInstance clone, Action<ProgressReport> progress,
+        CancellationToken stop)
     {
         const int Block = UpperStore.BlockSize;
         var layout = new List<MappedExtent>();
@@ -306,6 +315,7 @@ internal static class InstanceOperations
 
                 done += blocks * (long)Block;
                 progress(new ProgressReport(done, total));
+                stop.ThrowIfCancellationRequested();
             }
         }
 

@@ -25,7 +25,7 @@ internal sealed record InstanceRequest
     [JsonIgnore]
     public IEnumerable<string> InstanceNames => Command switch
     {
-        "list" => [],
+        "list" or "stat" => [],  // readers: a long commit of an instance must not hold up its stat
         "clone" => new[] { Name, Target }.OfType<string>(),
         _ => new[] { Name }.OfType<string>(),
     };

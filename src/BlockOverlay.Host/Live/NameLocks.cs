@@ -14,8 +14,11 @@ internal sealed class NameLocks
 {
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
 
-    /// <summary>Waits until this caller holds every one of <paramref name="names"/>; disposing the result lets them go.</summary>
-    public async Task<IDisposable> LockAsync(IEnumerable<string> names)
+    /// <summary>
+    /// Waits until this caller holds every one of <paramref name="names"/>; disposing the result
+    /// lets them go. Cancelled, it holds none of them.
+    /// </summary>
+    public async Task<IDisposable> LockAsync(IEnumerable<string> names, CancellationToken cancel = default)
     {
         var held = new Held(this);
         try
@@ -25,7 +28,7 @@ internal sealed class NameLocks
                 var entry = Join(name);
                 try
                 {
-                    await entry.Gate.WaitAsync();
+                    await entry.Gate.WaitAsync(cancel);
                 }
                 catch
                 {

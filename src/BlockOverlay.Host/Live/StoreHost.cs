@@ -69,12 +69,33 @@ internal sealed class StoreHost : IAsyncDisposable
         return host;
     }
 
-    /// <summary>Carries out one instance command on the live store, once it holds the instance names the command acts on.</summary>
-    public async Task<CommandOutcome> RunAsync(InstanceRequest request, Action<ProgressReport> progress)
+    /// <summary>
+    /// Carries out one instance command on the live store, once it holds the instance names
+    /// the command acts on. <paramref name="stop"/> (the server stopping) ends the wait for
+    /// them, and a copy between chunks; the command then fails, having changed nothing.
+    /// </summary>
+    public async Task<CommandOutcome> RunAsync(InstanceRequest request, Action<ProgressReport> progress, CancellationToken stop)
     {
-        using (await _names.LockAsync(request.InstanceNames))
+        IDisposable names;
+        try
         {
-            return await InstanceOperations.RunAsync(request, Store, this, progress);
+            names = await _names.LockAsync(request.InstanceNames, stop);
+        }
+        catch (OperationCanceledException)
+        {
+            return CommandOutcome.Failed(request.Command, "the server is stopping");
+        }
+
+        using (names)
+        {
+            try
+            {
+                return await InstanceOperations.RunAsync(request, Store, this, progress, stop);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return CommandOutcome.Failed(request.Command, "the server is stopping");
+            }
         }
     }
 

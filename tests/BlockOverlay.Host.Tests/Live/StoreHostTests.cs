@@ -42,15 +42,17 @@ public sealed class StoreHostTests
             {
                 reported.TrySetResult();
                 goOn.Wait(Wait);
-            }));
+            },
+            CancellationToken.None));
         await reported.Task.WaitAsync(Wait);
 
         // Other instances' commands go on.
         await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "other", Size = "4M" });
         await RunOkAsync(host, new InstanceRequest { Command = "set", Name = "other", Quota = "1M" });
         await RunOkAsync(host, new InstanceRequest { Command = "list" });
+        await RunOkAsync(host, new InstanceRequest { Command = "stat", Name = "busy" });
         // A delete of the instance being committed waits for the commit.
-        var delete = host.RunAsync(new InstanceRequest { Command = "delete", Name = "busy" }, _ => { });
+        var delete = host.RunAsync(new InstanceRequest { Command = "delete", Name = "busy" }, _ => { }, CancellationToken.None);
         await Task.Delay(100);
         Assert.That(delete.IsCompleted, Is.False, "the delete waits for the commit of its instance");
 
@@ -60,6 +62,42 @@ public sealed class StoreHostTests
         Assert.That(File.Exists(Path.Combine(_directory, "busy.raw")), Is.True, "the commit finished before the delete");
         Assert.That(host.Store.Find("busy"), Is.Null);
         Assert.That(host.Store.Find("other"), Is.Not.Null);
+    }
+
+    [Test]
+    public async Task Stopping_the_server_ends_a_copy_in_progress_and_the_commands_waiting_leaving_nothing_behind()
+    {
+        string store = Path.Combine(_directory, "store");
+        await using (var device = await FileDevice.CreateAsync(store, 64L << 20))
+        {
+            await UpperStore.CreateAsync(device);
+        }
+
+        await using var host = await StoreHost.OpenAsync(store, CacheOptions.FlushOnly, new ExportCatalog(), NullLogger.Instance);
+        await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "busy", Size = "8M" });
+        using var stop = new CancellationTokenSource();
+        var reported = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var goOn = new ManualResetEventSlim();
+        string image = Path.Combine(_directory, "busy.raw");
+        var commit = Task.Run(() => host.RunAsync(new InstanceRequest { Command = "commit", Name = "busy", Target = image },
+            _ =>
+            {
+                reported.TrySetResult();
+                goOn.Wait(Wait);
+            },
+            stop.Token));
+        await reported.Task.WaitAsync(Wait);
+        var waiting = host.RunAsync(new InstanceRequest { Command = "delete", Name = "busy" }, _ => { }, stop.Token);
+
+        await stop.CancelAsync();
+        var refused = await waiting.WaitAsync(Wait);
+        goOn.Set();
+        var ended = await commit.WaitAsync(Wait);
+
+        Assert.That((refused.ExitCode, refused.Stderr), Is.EqualTo((1, "blockoverlay instance delete: the server is stopping\n")));
+        Assert.That((ended.ExitCode, ended.Stderr), Is.EqualTo((1, "blockoverlay instance commit: the server is stopping\n")));
+        Assert.That(Directory.GetFiles(_directory).Select(Path.GetFileName), Is.EquivalentTo(new[] { "store" }), "no image, no partial file");
+        Assert.That(host.Store.Find("busy"), Is.Not.Null);
     }
 
     [Test]
@@ -106,7 +144,7 @@ public sealed class StoreHostTests
 
     private static async Task RunOkAsync(StoreHost host, InstanceRequest request)
     {
-        var outcome = await host.RunAsync(request, _ => { }).WaitAsync(Wait);
+        var outcome = await host.RunAsync(request, _ => { }, CancellationToken.None).WaitAsync(Wait);
         Assert.That(outcome.ExitCode, Is.Zero, $"{request.Command} {request.Name}: {outcome.Stderr}");
     }
 }
