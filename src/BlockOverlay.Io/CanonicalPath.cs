@@ -9,21 +9,21 @@ namespace BlockOverlay.Io;
 public static class CanonicalPath
 {
     /// <summary>
-    /// The canonical path of <paramref name="path"/>; a path that cannot be resolved (it does not
-    /// exist, or a directory on the way is unreadable) stays as its absolute form.
+    /// The canonical path of <paramref name="path"/>, resolved as the kernel does (a ".." after a
+    /// link leaves the link's target); a path that cannot be resolved (it does not exist, or a
+    /// directory on the way is unreadable) stays as its absolute form.
     /// </summary>
     public static string Of(string path)
     {
-        string full = Path.GetFullPath(path);
-        nint resolved = LibC.realpath(full, 0);
+        nint resolved = LibC.realpath(path, 0);
         if (resolved == 0)
         {
-            return full;
+            return Path.GetFullPath(path);
         }
 
         try
         {
-            return Marshal.PtrToStringUTF8(resolved) ?? full;
+            return Marshal.PtrToStringUTF8(resolved) ?? Path.GetFullPath(path);
         }
         finally
         {

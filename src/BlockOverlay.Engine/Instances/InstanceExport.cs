@@ -278,7 +278,7 @@ public sealed class InstanceExport : ILayeredExport
         Merge(pieces, maxExtents, extents);
     }
 
-    /// <summary>Detaches the export (its data stays in the store); later calls fail.</summary>
+    /// <summary>Which layer (upper data, base, zeros) each part of the range reads from; dirty blocks count as upper.</summary>
     public ValueTask GetLayersAsync(long offset, long length, int maxExtents, List<LayerExtent> extents)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

@@ -55,6 +55,46 @@ public class LiveInstanceTests
     }
 
     [Test]
+    public void A_quota_set_from_the_command_line_refuses_new_space_with_enospc_and_stat_shows_its_use()
+    {
+        using var ws = new StoreWorkspace();
+        ws.CreateStore("64M");
+        using var server = StoreServer.Start(ws);
+        StoreWorkspace.CliOk("instance", "create", "small", "--size", "4M", "--quota", "64K", "--store", ws.StorePath);
+
+        // 64 KiB fit (half flushed, half dirty); one more block of new space does not, a rewrite does.
+        var written = StoreNbdsh.Run(server, """
+            h = connect("small")
+            h.pwrite(b"\x11" * 32768, 0)
+            h.flush()
+            h.pwrite(b"\x22" * 32768, 32768)
+            try:
+                h.pwrite(b"\x33" * 4096, 1 << 20)
+                print("accepted")
+            except nbd.Error as e:
+                print(e.errno)  # libnbd gives the errno's name
+            h.pwrite(b"\x44" * 4096, 0)
+            print(h.pread(1, 1 << 20).hex())
+            """).Split('\n');
+        Assert.That(written[0], Is.EqualTo("ENOSPC"), "past the quota");
+        Assert.That(written[1], Is.EqualTo("00"), "the refused write changed nothing");
+
+        using (var stat = JsonDocument.Parse(StoreWorkspace.CliOk("instance", "stat", "small", "--json", "--store", ws.StorePath).Stdout))
+        {
+            Assert.That(stat.RootElement.GetProperty("quota").GetInt64(), Is.EqualTo(65536));
+            Assert.That(stat.RootElement.GetProperty("quotaUsedBytes").GetInt64(), Is.EqualTo(65536), "upper and dirty new space together");
+        }
+
+        StoreWorkspace.CliOk("instance", "set", "small", "--quota", "none", "--store", ws.StorePath);
+        StoreNbdsh.Run(server, """
+            h = connect("small")
+            h.pwrite(b"\x33" * 4096, 1 << 20)
+            h.flush()
+            """);
+        Assert.That(server.Terminate(), Is.Zero, server.ToString);
+    }
+
+    [Test]
     public void Delete_refuses_while_a_client_is_attached_and_force_disconnects_it_after_its_data_is_written_back()
     {
         using var ws = new StoreWorkspace();
