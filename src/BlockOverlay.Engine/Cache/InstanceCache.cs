@@ -135,7 +135,7 @@ internal sealed class InstanceCache
                 }
                 else
                 {
-                    var fresh = new DirtyBlock(sequence) { Reserved = reserved?.Contains(first + i) == true };
+                    var fresh = _owner.Blocks.Take(sequence, reserved?.Contains(first + i) == true);
                     bytes.CopyTo(fresh.Data);
                     _blocks.Add(first + i, fresh);
                     _reservationsComplete &= reserved is not null;
@@ -306,7 +306,7 @@ internal sealed class InstanceCache
                     Instance.Release(inRange.Count(b => _blocks[b].Reserved));
                     foreach (long b in inRange)
                     {
-                        _blocks.Remove(b);
+                        Forget(b);
                         removed += Block;
                     }
 
@@ -462,6 +462,11 @@ internal sealed class InstanceCache
         lock (_gate)
         {
             long removed = _blocks.Count * (long)Block;
+            foreach (var block in _blocks.Values)
+            {
+                _owner.Blocks.Give(block);
+            }
+
             _blocks.Clear();
             Shrink(removed);
         }
@@ -550,7 +555,7 @@ internal sealed class InstanceCache
                 block.Reserved &= failure is not null;
                 if (failure is null && block.Version == version)
                 {
-                    _blocks.Remove(b);
+                    Forget(b);
                     removed += Block;
                 }
                 else if (block.RedirtiedSince != 0)
@@ -570,6 +575,13 @@ internal sealed class InstanceCache
         progress.SetResult();
     }
 
+    /// <summary>Takes a block out of the map and gives it to the pool; the caller holds the gate.</summary>
+    private void Forget(long b)
+    {
+        _blocks.Remove(b, out var block);
+        _owner.Blocks.Give(block!);
+    }
+
     /// <summary>Accounts for blocks that left; the caller holds the gate.</summary>
     private void Shrink(long removed)
     {
@@ -583,25 +595,6 @@ internal sealed class InstanceCache
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    private sealed class DirtyBlock(long dirtySince)
-    {
-        public byte[] Data { get; } = new byte[Block];
-
-        /// <summary>Bumped by every write: a write-back of an older version must not remove it.</summary>
-        public long Version { get; set; }
-
-        /// <summary>Sequence number of the write that made it dirty (relative to the store).</summary>
-        public long DirtySince { get; set; } = dirtySince;
-
-        /// <summary>Sequence number of the first write while it was being written back; 0 if none.</summary>
-        public long RedirtiedSince { get; set; }
-
-        public bool WritingBack { get; set; }
-
-        /// <summary>Its room is reserved in the store (it is new space under a quota) until its write-back maps it.</summary>
-        public bool Reserved { get; set; }
-    }
 
     /// <summary>Blocks being written back together, ascending, with the versions copied.</summary>
     private sealed class Batch

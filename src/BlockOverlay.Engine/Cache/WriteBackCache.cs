@@ -63,10 +63,16 @@ public sealed class WriteBackCache : IAsyncDisposable
             throw new ArgumentException($"cache options: {problem}", nameof(options));
         }
 
+        // Spares for a quarter of an instance's limit by default (256 MiB): what a flush or a
+        // background batch frees is taken again by the next writes without an allocation.
+        Blocks = new DirtyBlockPool((int)Math.Min(int.MaxValue / 2, (long)(Options.BackgroundRatio * Options.InstanceDirtyLimit) / UpperStore.BlockSize));
         _writer = Task.Run(() => WriteInBackgroundAsync(_stop.Token));
     }
 
     public UpperStore Store { get; }
+
+    /// <summary>Spare dirty blocks, shared by the instances.</summary>
+    internal DirtyBlockPool Blocks { get; }
 
     public CacheOptions Options { get; }
 
@@ -264,6 +270,7 @@ public sealed class WriteBackCache : IAsyncDisposable
             }
 
             await Task.WhenAny(wake, Task.Delay(Options.BackgroundInterval, stop));
+            Blocks.TrimIfIdle();
             try
             {
                 await WriteBackDueAsync(stop);
