@@ -72,8 +72,19 @@ internal static class ServeCommand
         return command;
     }
 
+    /// <summary>
+    /// Worker threads the pool starts without waiting (its default is one per core): what is
+    /// left of blocking on pool threads (O_DIRECT reads, locks held across a large copy) then
+    /// costs one tenant's request a thread, not every tenant's requests the pool's slow thread
+    /// injection. Measured beside a neighbour writing ~800 MiB/s with flushes on 2 cores: a
+    /// steady tenant's p99 write latency 6.4-8.2 ms with the default, 4.0 ms with 16.
+    /// </summary>
+    private const int MinWorkerThreads = 16;
+
     private static async Task<int> RunAsync(ServeFlags flags)
     {
+        ThreadPool.GetMinThreads(out int workers, out int completionPorts);
+        ThreadPool.SetMinThreads(Math.Max(workers, MinWorkerThreads), completionPorts);
         HostConfig? config;
         ServeSettings settings;
         try

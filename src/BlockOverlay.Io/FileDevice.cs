@@ -20,7 +20,8 @@ namespace BlockOverlay.Io;
 /// <para><b>I/O.</b> Reads are pread through <see cref="RandomAccess"/>, looped over short reads.
 /// Non-durable writes are pwrite through <see cref="RandomAccess"/> (which loops over short
 /// writes). Durable writes are pwritev2(RWF_DSYNC), which blocks until the media has the data;
-/// they and fdatasync run on the thread pool so the caller's thread never waits. EINTR is retried.
+/// they and fdatasync run on dedicated threads (<see cref="BlockingCalls"/>), never on the
+/// thread pool, whose threads other tenants' requests need. EINTR is retried.
 /// Every failure is an <see cref="IOException"/> naming the call, path and offset, HResult = errno.</para>
 /// <para><b>Durability.</b> A durable write is on stable media when its task completes. A
 /// non-durable write is in the device's volatile cache until <see cref="FlushAsync"/>
@@ -124,7 +125,7 @@ public sealed class FileDevice : IBlockDevice
         BlockAlignment.Validate(Size, offset, data);
         ThrowIfReadOnly();
         return durable
-            ? new ValueTask(Task.Run(() => WriteDurable(offset, data)))
+            ? new ValueTask(BlockingCalls.Run(() => WriteDurable(offset, data)))
             : WriteCachedAsync(offset, data);
     }
 
@@ -132,7 +133,7 @@ public sealed class FileDevice : IBlockDevice
     public ValueTask FlushAsync()
     {
         ThrowIfReadOnly();
-        return new ValueTask(Task.Run(SyncData));
+        return new ValueTask(BlockingCalls.Run(SyncData));
     }
 
     /// <inheritdoc/>
