@@ -104,6 +104,9 @@ internal static class ServeCommand
             ConfigLog.Loaded(logger, config.FilePath);
         }
 
+        // Before anything is served: a SIGTERM that arrives while the store opens or the
+        // listeners start must stop the server cleanly once it is up, not kill it (exit 143).
+        using var stopSignal = new StopSignal();
         var catalog = new ExportCatalog();
         var opened = new List<IExport>();
         StoreHost? host = null;
@@ -139,7 +142,14 @@ internal static class ServeCommand
 
             if (settings.Stdio)
             {
-                await server.ServeStreamAsync(Console.OpenStandardInput(), Console.OpenStandardOutput(), "stdio");
+                // One client on standard input and output, served until it hangs up; signals
+                // from now on end the process as they did before the server was up.
+                stopSignal.Dispose();
+                if (!stopSignal.Requested.IsCompleted)
+                {
+                    await server.ServeStreamAsync(Console.OpenStandardInput(), Console.OpenStandardOutput(), "stdio");
+                }
+
                 return 0;
             }
 
@@ -162,7 +172,8 @@ internal static class ServeCommand
                 Console.Error.Write(AttachHints.Describe(catalog.Snapshot.Select(e => e.Key), bound));
             }
 
-            await WaitForStopSignalAsync(logger);
+            await stopSignal.Requested;
+            HostLog.Stopping(logger);
             await server.StopAsync();
             return 0;
         }
@@ -227,23 +238,38 @@ internal static class ServeCommand
         }
     }
 
-    /// <summary>Waits for SIGTERM or SIGINT; a second signal exits at once.</summary>
-    private static async Task WaitForStopSignalAsync(ILogger logger)
+    /// <summary>
+    /// SIGTERM and SIGINT, caught from the moment it is made: the first asks for a clean stop
+    /// (<see cref="Requested"/>), a second one exits at once.
+    /// </summary>
+    private sealed class StopSignal : IDisposable
     {
-        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnSignal(PosixSignalContext context)
+        private readonly TaskCompletionSource _stop = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly PosixSignalRegistration _term;
+        private readonly PosixSignalRegistration _interrupt;
+
+        public StopSignal()
+        {
+            _term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            _interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        }
+
+        public Task Requested => _stop.Task;
+
+        public void Dispose()
+        {
+            _term.Dispose();
+            _interrupt.Dispose();
+        }
+
+        private void OnSignal(PosixSignalContext context)
         {
             context.Cancel = true;
-            if (!stop.TrySetResult())
+            if (!_stop.TrySetResult())
             {
                 Environment.Exit(130);
             }
         }
-
-        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        await stop.Task;
-        HostLog.Stopping(logger);
     }
 
     private static int Fail(string message)

@@ -1,3 +1,6 @@
+using System.Diagnostics;
+using BlockOverlay.Clients.Tests.Fixtures;
+
 namespace BlockOverlay.Clients.Tests.Store;
 
 /// <summary>
@@ -8,6 +11,59 @@ public class CleanShutdownTests
 {
     private const int BaseSize = 2 << 20;
     private const int Block = StoreWorkspace.Block;
+
+    [Test]
+    public void A_sigterm_while_the_server_starts_stops_it_cleanly_once_it_is_up()
+    {
+        // The signal is caught before the store opens: one that arrives before the listeners
+        // are up must not kill the server (exit 143, store left unclean).
+        using var ws = new StoreWorkspace();
+        ws.CreateStore("32M");
+        ws.CreateInstance("early", null, "4M");
+        var startInfo = new ProcessStartInfo(ServerProcess.BinaryPath)
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in new[] { "serve", "--store", ws.StorePath, "--listen", "unix:" + ws["early.sock"] })
+        {
+            startInfo.ArgumentList.Add(arg);
+        }
+
+        var log = new System.Text.StringBuilder();
+        using var process = new Process { StartInfo = startInfo };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                return;
+            }
+
+            lock (log)
+            {
+                log.AppendLine(e.Data);
+            }
+
+            if (e.Data.Contains("store opened", StringComparison.Ordinal))
+            {
+                ServerLauncher.Terminate(process);   // as soon as there is a store to close
+            }
+        };
+        process.Start();
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        if (!process.WaitForExit(TimeSpan.FromSeconds(30)))
+        {
+            process.Kill();
+            Assert.Fail($"the server did not stop\n{log}");
+        }
+
+        process.WaitForExit();
+        Assert.That(process.ExitCode, Is.Zero, log.ToString);
+        Assert.That(log.ToString(), Does.Contain("stopping"));
+        Assert.That(ws.StoreInfo(), Does.Match(@"last shutdown:\s+clean\b"));
+    }
 
     [Test]
     public void Sigterm_commits_unflushed_writes_of_every_instance()
