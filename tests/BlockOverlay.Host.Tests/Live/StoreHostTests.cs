@@ -24,27 +24,11 @@ public sealed class StoreHostTests
     [Test]
     public async Task A_commit_in_progress_holds_up_commands_on_its_instance_only()
     {
-        string store = Path.Combine(_directory, "store");
-        await using (var device = await FileDevice.CreateAsync(store, 64L << 20))
-        {
-            await UpperStore.CreateAsync(device);
-        }
-
-        await using var host = await StoreHost.OpenAsync(store, CacheOptions.FlushOnly, new ExportCatalog(), NullLogger.Instance);
+        await using var host = await OpenServedStoreAsync();
         await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "busy", Size = "8M" });
 
-        // The commit stops at its first progress report until the test lets it go on.
-        var reported = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var goOn = new ManualResetEventSlim();
-        var commit = Task.Run(() => host.RunAsync(
-            new InstanceRequest { Command = "commit", Name = "busy", Target = Path.Combine(_directory, "busy.raw") },
-            _ =>
-            {
-                reported.TrySetResult();
-                goOn.Wait(Wait);
-            },
-            CancellationToken.None));
-        await reported.Task.WaitAsync(Wait);
+        var commit = await StartHeldCommitAsync(host, "busy", goOn, CancellationToken.None);
 
         // Other instances' commands go on.
         await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "other", Size = "4M" });
@@ -67,26 +51,11 @@ public sealed class StoreHostTests
     [Test]
     public async Task Stopping_the_server_ends_a_copy_in_progress_and_the_commands_waiting_leaving_nothing_behind()
     {
-        string store = Path.Combine(_directory, "store");
-        await using (var device = await FileDevice.CreateAsync(store, 64L << 20))
-        {
-            await UpperStore.CreateAsync(device);
-        }
-
-        await using var host = await StoreHost.OpenAsync(store, CacheOptions.FlushOnly, new ExportCatalog(), NullLogger.Instance);
+        await using var host = await OpenServedStoreAsync();
         await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "busy", Size = "8M" });
         using var stop = new CancellationTokenSource();
-        var reported = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var goOn = new ManualResetEventSlim();
-        string image = Path.Combine(_directory, "busy.raw");
-        var commit = Task.Run(() => host.RunAsync(new InstanceRequest { Command = "commit", Name = "busy", Target = image },
-            _ =>
-            {
-                reported.TrySetResult();
-                goOn.Wait(Wait);
-            },
-            stop.Token));
-        await reported.Task.WaitAsync(Wait);
+        var commit = await StartHeldCommitAsync(host, "busy", goOn, stop.Token);
         var waiting = host.RunAsync(new InstanceRequest { Command = "delete", Name = "busy" }, _ => { }, stop.Token);
 
         await stop.CancelAsync();
@@ -103,13 +72,7 @@ public sealed class StoreHostTests
     [Test]
     public async Task Deleting_an_instance_with_dirty_data_on_a_full_store_frees_it_without_writing_it_back()
     {
-        string store = Path.Combine(_directory, "store");
-        await using (var device = await FileDevice.CreateAsync(store, 64L << 20))
-        {
-            await UpperStore.CreateAsync(device);
-        }
-
-        await using var host = await StoreHost.OpenAsync(store, CacheOptions.FlushOnly, new ExportCatalog(), NullLogger.Instance);
+        await using var host = await OpenServedStoreAsync();
         await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "a", Size = "32M" });
         await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "b", Size = "64M" });
         var a = host.Served("a")!.Value.Export;
@@ -140,6 +103,37 @@ public sealed class StoreHostTests
         Assert.That(host.Cache.Instances.Select(i => i.Name), Does.Not.Contain("a"), "no cache left behind");
         Assert.That(host.Cache.DirtyBytes, Is.EqualTo(host.Cache.Instances.Sum(i => i.DirtyBytes)), "its dirty bytes left the total");
         Assert.That(host.Store.Info.FreeBytes, Is.GreaterThanOrEqualTo(freeBefore));
+    }
+
+    /// <summary>A store of 64 MiB in the test's directory, held by a host as a server holds it.</summary>
+    private async Task<StoreHost> OpenServedStoreAsync()
+    {
+        string store = Path.Combine(_directory, "store");
+        await using (var device = await FileDevice.CreateAsync(store, 64L << 20))
+        {
+            await UpperStore.CreateAsync(device);
+        }
+
+        return await StoreHost.OpenAsync(store, CacheOptions.FlushOnly, new ExportCatalog(), NullLogger.Instance);
+    }
+
+    /// <summary>
+    /// Starts a commit of the instance to NAME.raw in the test's directory and returns once it is
+    /// stopped at its first progress report, where it stays until <paramref name="goOn"/> is set.
+    /// </summary>
+    private async Task<Task<CommandOutcome>> StartHeldCommitAsync(StoreHost host, string name, ManualResetEventSlim goOn, CancellationToken stop)
+    {
+        var reported = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var commit = Task.Run(() => host.RunAsync(
+            new InstanceRequest { Command = "commit", Name = name, Target = Path.Combine(_directory, name + ".raw") },
+            _ =>
+            {
+                reported.TrySetResult();
+                goOn.Wait(Wait);
+            },
+            stop));
+        await reported.Task.WaitAsync(Wait, CancellationToken.None);   // the test stops it later, not while it starts
+        return commit;
     }
 
     private static async Task RunOkAsync(StoreHost host, InstanceRequest request)
