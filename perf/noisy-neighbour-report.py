@@ -170,24 +170,23 @@ def spread(values):
     return f"{min(values):.1f}–{max(values):.1f}" if values else "–"
 
 
+def ratio_list(groups, key, bold):
+    """Per system: the median of `key` beside the neighbour against alone, and the per-round spread."""
+    mark = "**" if bold else ""
+    items = []
+    for phase, (base, name) in NOISY.items():
+        if phase not in groups:
+            continue
+        r, per = ratios(groups, phase, key)
+        items.append(f"{name} {mark}{r:.1f}×{mark} ({ms(med(groups[phase], lambda x: x[key]))} ms against "
+                     f"{ms(med(groups[base], lambda x: x[key]))} ms; rounds {spread(per)})")
+    return "; ".join(items)
+
+
 def headline(groups):
-    parts = []
-    for phase, (base, name) in NOISY.items():
-        if phase not in groups:
-            continue
-        r, per = ratios(groups, phase, "w_p99")
-        parts.append(f"{name} **{r:.1f}×** ({ms(med(groups[phase], lambda x: x['w_p99']))} ms against "
-                     f"{ms(med(groups[base], lambda x: x['w_p99']))} ms; rounds {spread(per)})")
-    fl = []
-    for phase, (base, name) in NOISY.items():
-        if phase not in groups:
-            continue
-        r, per = ratios(groups, phase, "f_p99")
-        fl.append(f"{name} {r:.1f}× ({ms(med(groups[phase], lambda x: x['f_p99']))} ms against "
-                  f"{ms(med(groups[base], lambda x: x['f_p99']))} ms; rounds {spread(per)})")
     return ("Steady tenant's p99 write latency with the noisy neighbour ÷ alone (medians over the rounds; "
-            "“rounds”: the range of the per-round ratios): " + "; ".join(parts) + ". Its p99 FLUSH latency, the same way: "
-            + "; ".join(fl) + ".")
+            "“rounds”: the range of the per-round ratios): " + ratio_list(groups, "w_p99", bold=True)
+            + ". Its p99 FLUSH latency, the same way: " + ratio_list(groups, "f_p99", bold=False) + ".")
 
 
 def summary_table(groups, phases):

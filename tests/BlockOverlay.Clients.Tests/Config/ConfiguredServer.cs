@@ -21,19 +21,8 @@ internal sealed class ConfiguredServer : IDisposable
 
     private ConfiguredServer(IEnumerable<string> args, string workingDirectory, string? configVariable)
     {
-        var startInfo = new ProcessStartInfo(ServerProcess.BinaryPath)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = workingDirectory,
-        };
-        startInfo.ArgumentList.Add("serve");
-        foreach (var arg in args)
-        {
-            startInfo.ArgumentList.Add(arg);
-        }
+        var startInfo = Redirected.StartInfo(ServerProcess.BinaryPath, args.Prepend("serve"));
+        startInfo.WorkingDirectory = workingDirectory;
 
         startInfo.Environment.Remove("BLOCKOVERLAY_CONFIG");
         if (configVariable is not null)

@@ -47,17 +47,7 @@ internal sealed class BackgroundProcess : IDisposable
     /// <summary>Starts <paramref name="file"/> with <paramref name="args"/>; its stdin is closed at once.</summary>
     public static BackgroundProcess Start(string file, IEnumerable<string> args)
     {
-        var startInfo = new ProcessStartInfo(file)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in args)
-        {
-            startInfo.ArgumentList.Add(arg);
-        }
+        var startInfo = Redirected.StartInfo(file, args);
 
         startInfo.Environment["PATH"] = Tool.SystemPath;
         var commandLine = string.Join(' ', startInfo.ArgumentList.Prepend(file));

@@ -23,14 +23,7 @@ internal sealed class ServerProcess : IDisposable
     {
         _directory = directory;
         Port = port;
-        var startInfo = new ProcessStartInfo(BinaryPath)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        startInfo.ArgumentList.Add("serve");
+        var startInfo = Redirected.StartInfo(BinaryPath, ["serve"]);
         foreach (var export in exports)
         {
             startInfo.ArgumentList.Add("--export");

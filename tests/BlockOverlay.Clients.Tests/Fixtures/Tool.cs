@@ -32,17 +32,7 @@ internal static class Tool
     /// </summary>
     public static ToolResult Run(string file, IEnumerable<string> args, TimeSpan timeout)
     {
-        var startInfo = new ProcessStartInfo(file)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in args)
-        {
-            startInfo.ArgumentList.Add(arg);
-        }
+        var startInfo = Redirected.StartInfo(file, args);
 
         startInfo.Environment["PATH"] = SystemPath;
         var commandLine = string.Join(' ', startInfo.ArgumentList.Prepend(file).Select(Quote));

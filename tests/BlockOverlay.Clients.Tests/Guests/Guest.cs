@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using BlockOverlay.Clients.Tests.Fixtures;
 
 namespace BlockOverlay.Clients.Tests.Guests;
 
@@ -31,13 +32,6 @@ internal sealed class Guest : IDisposable
         _name = name;
         _evidence = evidence;
         var kit = GuestKit.Current;
-        var startInfo = new ProcessStartInfo(GuestKit.Qemu.Path)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
         string[] machine =
         [
             "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "512",
@@ -46,12 +40,7 @@ internal sealed class Guest : IDisposable
             // panic=-1: a guest whose init dies reboots at once, and -no-reboot makes that an exit.
             "-append", $"console=ttyS0 panic=-1 loglevel=4 {commandLine}",
         ];
-        foreach (var arg in machine.Concat(devices))
-        {
-            startInfo.ArgumentList.Add(arg);
-        }
-
-        _process = new Process { StartInfo = startInfo };
+        _process = new Process { StartInfo = Redirected.StartInfo(GuestKit.Qemu.Path, machine.Concat(devices)) };
         _process.OutputDataReceived += (_, e) => Append(e.Data);
         _process.ErrorDataReceived += (_, e) => Append(e.Data);
         evidence.Add($"guest {name} console", () => Console);

@@ -20,16 +20,7 @@ public class CleanShutdownTests
         using var ws = new StoreWorkspace();
         ws.CreateStore("32M");
         ws.CreateInstance("early", null, "4M");
-        var startInfo = new ProcessStartInfo(ServerProcess.BinaryPath)
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in new[] { "serve", "--store", ws.StorePath, "--listen", "unix:" + ws["early.sock"] })
-        {
-            startInfo.ArgumentList.Add(arg);
-        }
+        var startInfo = Redirected.StartInfo(ServerProcess.BinaryPath, ["serve", "--store", ws.StorePath, "--listen", "unix:" + ws["early.sock"]]);
 
         var log = new System.Text.StringBuilder();
         using var process = new Process { StartInfo = startInfo };

@@ -69,17 +69,7 @@ internal sealed class StoreNbdsh : IDisposable
     /// <summary>Starts <paramref name="script"/> in the background; its stdin stays open until disposed.</summary>
     public static StoreNbdsh Start(StoreServer server, string script, string? payloadPath = null)
     {
-        var startInfo = new ProcessStartInfo(ClientTool.Nbdsh.Path)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in Arguments(server, script, payloadPath))
-        {
-            startInfo.ArgumentList.Add(arg);
-        }
+        var startInfo = Redirected.StartInfo(ClientTool.Nbdsh.Path, Arguments(server, script, payloadPath));
 
         startInfo.Environment["PATH"] = Tool.SystemPath;
         return new StoreNbdsh(Process.Start(startInfo) ?? throw new InvalidOperationException("could not start nbdsh"));

@@ -23,17 +23,7 @@ internal sealed class StoreServer : IDisposable
     {
         SocketPath = socketPath;
         Port = port;
-        var startInfo = new ProcessStartInfo(ServerProcess.BinaryPath)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in new[] { "serve", "--store", storePath, "--listen", "unix:" + socketPath })
-        {
-            startInfo.ArgumentList.Add(arg);
-        }
+        var startInfo = Redirected.StartInfo(ServerProcess.BinaryPath, ["serve", "--store", storePath, "--listen", "unix:" + socketPath]);
 
         if (port is { } p)
         {
