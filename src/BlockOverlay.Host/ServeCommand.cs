@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Exports;
 using BlockOverlay.Host.Config;
 using BlockOverlay.Host.Live;
 using BlockOverlay.Host.Metrics;

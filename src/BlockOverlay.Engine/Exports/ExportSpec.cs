@@ -1,5 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Text;
+using BlockOverlay.Exports;
 
 namespace BlockOverlay.Engine.Exports;
 

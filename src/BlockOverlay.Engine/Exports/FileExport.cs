@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using BlockOverlay.Exports;
 using Microsoft.Win32.SafeHandles;
 
 namespace BlockOverlay.Engine.Exports;

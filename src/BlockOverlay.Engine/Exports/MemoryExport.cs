@@ -1,3 +1,5 @@
+using BlockOverlay.Exports;
+
 namespace BlockOverlay.Engine.Exports;
 
 /// <summary>

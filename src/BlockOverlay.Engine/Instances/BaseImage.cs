@@ -1,4 +1,5 @@
 using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 using BlockOverlay.Store.Format;
 using K4os.Hash.xxHash;
 

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Maps;

@@ -4,6 +4,7 @@ using System.Text.Json;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Exports;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Maps;

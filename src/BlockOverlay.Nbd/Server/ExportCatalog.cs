@@ -1,5 +1,5 @@
 using System.Collections.Immutable;
-using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 
 namespace BlockOverlay.Nbd.Server;
 

@@ -1,4 +1,4 @@
-using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 
 namespace BlockOverlay.Nbd.Server;
 

@@ -1,4 +1,4 @@
-using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 using BlockOverlay.Nbd.Protocol;
 
 namespace BlockOverlay.Nbd.Server;

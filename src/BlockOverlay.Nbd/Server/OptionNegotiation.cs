@@ -1,5 +1,5 @@
 using System.IO.Pipelines;
-using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 using BlockOverlay.Nbd.Protocol;
 using Microsoft.Extensions.Logging;
 

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Threading.Channels;
-using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 using BlockOverlay.Nbd.Protocol;
 using Microsoft.Extensions.Logging;
 

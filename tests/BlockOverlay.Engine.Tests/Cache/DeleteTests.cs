@@ -1,6 +1,6 @@
 using BlockOverlay.Engine.Cache;
-using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Exports;
 using BlockOverlay.Io;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;

@@ -1,5 +1,4 @@
 using BlockOverlay.Engine.Cache;
-using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Io;
 using BlockOverlay.Store;

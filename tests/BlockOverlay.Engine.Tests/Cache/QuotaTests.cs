@@ -1,7 +1,7 @@
 using BlockOverlay.Engine.Cache;
-using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Engine.Tests.Instances;
+using BlockOverlay.Exports;
 using BlockOverlay.Io;
 using BlockOverlay.Store;
 using static BlockOverlay.Engine.Tests.Cache.CacheTestKit;

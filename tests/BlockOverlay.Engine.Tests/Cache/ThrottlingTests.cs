@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using BlockOverlay.Engine.Cache;
-using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 using BlockOverlay.Io;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;

@@ -1,5 +1,6 @@
 using System.Text;
 using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 
 namespace BlockOverlay.Engine.Tests.Exports;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 
 namespace BlockOverlay.Engine.Tests.Exports;
 

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Io;
 using BlockOverlay.Store;

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using BlockOverlay.Engine.Cache;
-using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Exports;
 using BlockOverlay.Io;
 using BlockOverlay.Store;
 

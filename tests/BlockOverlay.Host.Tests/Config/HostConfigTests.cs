@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using BlockOverlay.Engine.Cache;
-using BlockOverlay.Engine.Exports;
 using BlockOverlay.Host.Config;
 using BlockOverlay.Nbd.Listeners;
 using Microsoft.Extensions.Logging;

@@ -1,5 +1,5 @@
 using BlockOverlay.Engine.Cache;
-using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 using BlockOverlay.Host.Live;
 using BlockOverlay.Io;
 using BlockOverlay.Nbd.Server;

@@ -1,4 +1,5 @@
 using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 
 namespace BlockOverlay.Nbd.Tests.Server;
 

@@ -1,6 +1,7 @@
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Exports;
 using BlockOverlay.Io;
 using BlockOverlay.LibNbd;
 using BlockOverlay.Store;

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using BlockOverlay.Engine.Exports;
 using BlockOverlay.Nbd.Protocol;
 using BlockOverlay.Nbd.Server;
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 using BlockOverlay.LibNbd;
 using BlockOverlay.Nbd.Listeners;
 using BlockOverlay.Nbd.Protocol;

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
-using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 using BlockOverlay.Nbd.Listeners;
 using BlockOverlay.Nbd.Server;
 using Microsoft.Extensions.Logging;

@@ -1,4 +1,4 @@
-namespace BlockOverlay.Engine.Exports;
+namespace BlockOverlay.Exports;
 
 /// <summary>Why an export refused an operation; the protocol layer picks the wire error.</summary>
 public enum ExportError

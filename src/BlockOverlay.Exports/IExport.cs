@@ -1,9 +1,9 @@
-namespace BlockOverlay.Engine.Exports;
+namespace BlockOverlay.Exports;
 
 /// <summary>
 /// A virtual disk as the protocol layer sees it: a size, what it can do, and the
-/// operations. The NBD server speaks to nothing else, so every backend (memory, file,
-/// and later the copy-on-write instances) plugs in here.
+/// operations. The NBD server speaks to nothing else, so every backend (memory, file and
+/// the copy-on-write instances) plugs in here.
 /// </summary>
 /// <remarks>
 /// Contract, shared by every implementation:

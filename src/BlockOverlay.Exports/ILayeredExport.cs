@@ -1,4 +1,4 @@
-namespace BlockOverlay.Engine.Exports;
+namespace BlockOverlay.Exports;
 
 /// <summary>
 /// An export made of layers (an instance: its upper data over a base image), which can
