@@ -1,4 +1,5 @@
 using BlockOverlay.Io;
+using BlockOverlay.Io.Rbd;
 
 namespace BlockOverlay.Io.Tests;
 
@@ -8,6 +9,7 @@ public enum DeviceKind
     File,
     FaultInjectingOverMemory,
     PowerLossOverMemory,
+    Rbd,
 }
 
 /// <summary>The contract of <see cref="IBlockDevice"/>, proved the same way on every device and decorator.</summary>
@@ -15,12 +17,14 @@ public enum DeviceKind
 [TestFixture(DeviceKind.File)]
 [TestFixture(DeviceKind.FaultInjectingOverMemory)]
 [TestFixture(DeviceKind.PowerLossOverMemory)]
+[TestFixture(DeviceKind.Rbd)]
 public sealed class BlockDeviceContractTests(DeviceKind kind)
 {
     private const long DeviceSize = 4 << 20;
     private const int Block = TestData.Block;
 
     private ScratchDirectory? _scratch;
+    private (RbdAddress Image, CephClientOptions Cluster)? _rbd;
     private IBlockDevice _device = null!;
 
     [SetUp]
@@ -41,6 +45,11 @@ public sealed class BlockDeviceContractTests(DeviceKind kind)
             case DeviceKind.PowerLossOverMemory:
                 _device = new PowerLossDevice(new MemoryDevice(DeviceSize));
                 break;
+            case DeviceKind.Rbd:
+                var cluster = (await CephTestCluster.SharedAsync()).Options;
+                _rbd = (CephTestCluster.NewImage("contract"), cluster);
+                _device = await RbdDevice.CreateAsync(_rbd.Value.Image, DeviceSize, cluster);
+                break;
         }
     }
 
@@ -49,6 +58,10 @@ public sealed class BlockDeviceContractTests(DeviceKind kind)
     {
         await _device.DisposeAsync();
         _scratch?.Dispose();
+        if (_rbd is var (image, cluster))
+        {
+            await RbdDevice.RemoveAsync(image, cluster);
+        }
     }
 
     [Test]

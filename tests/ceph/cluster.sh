@@ -3,8 +3,11 @@
 # one monitor and one OSD on memstore, pool `rbd` of size 1, everything in DIR, on 127.0.0.1.
 # No manager daemon: pools, RBD I/O, exclusive locks and blocklisting need only mon and OSD.
 #
-#   tests/ceph/cluster.sh start DIR   makes DIR (must not exist or be empty), starts the
-#                                     cluster, prints DIR/ceph.conf when RBD I/O works
+#   tests/ceph/cluster.sh start DIR [OWNER_PID]
+#                                     makes DIR (must not exist or be empty), starts the
+#                                     cluster, prints DIR/ceph.conf when RBD I/O works; with
+#                                     OWNER_PID, a watcher stops it when that process is gone
+#                                     (a test run that crashes leaves no daemons behind)
 #   tests/ceph/cluster.sh stop DIR    stops the daemons by the PIDs in DIR/pids, removes DIR
 #
 # Settings that matter (../shared notes, measured here): `memstore page set = true` (else
@@ -14,9 +17,10 @@
 set -euo pipefail
 
 usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
-[ $# -eq 2 ] || usage
+[ $# -ge 2 ] && [ $# -le 3 ] || usage
 command=$1
 dir=$2
+owner=${3:-}
 
 # A free TCP port on 127.0.0.1, from a range the kernel does not hand out by itself.
 free_port() {
@@ -112,6 +116,10 @@ EOF
     timeout 60 ceph -c "$conf" osd pool set rbd size 1 --yes-i-really-mean-it >/dev/null 2>&1
     # Returns once the pool's placement groups are active on the OSD: I/O works from then on.
     timeout 120 rbd -c "$conf" pool init rbd
+    if [ -n "$owner" ]; then
+        setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$2" ]; do sleep 2; done; exec "$3" stop "$2"' \
+            watcher "$owner" "$dir" "$(realpath "$0")" </dev/null >/dev/null 2>&1 &
+    fi
     echo "$conf"
 }
 
