@@ -8,80 +8,281 @@ namespace BlockOverlay.Store;
 /// commit must carry. Owned by <see cref="UpperStore"/>; the Engine holds it as a handle.
 /// </summary>
 /// <remarks>
-/// Locking: <see cref="Gate"/> guards the map and the lists below; it is held only for
-/// in-memory work, never across I/O. Map entries not yet journaled are "uncommitted";
-/// <see cref="FreeAfterCommit"/> holds store blocks that a durable mapping still names but
-/// the current map no longer does: they become free once the commit that changes the
-/// mapping is durable (invariant 4). <see cref="RetryRecords"/> holds records of a commit
-/// whose journal write failed, so the next commit carries them again.
+/// <para>
+/// <b>States.</b> Map entries not yet journaled are "uncommitted". <c>_freeAfterCommit</c> holds
+/// store blocks that a durable mapping still names but the current map no longer does: they
+/// become free once the commit that changes the mapping is durable (invariant 4).
+/// <c>_retryRecords</c> holds records of a commit (or a checkpoint) that failed, so the next
+/// commit carries them first. <c>_takenBy</c> is the last checkpoint that took this instance's
+/// changes (null while none has, or after one failed and gave them back). Deleted: its delete
+/// record is being written or is durable; checkpoints leave it out and writes fail.
+/// </para>
+/// <para>
+/// <b>Invariants.</b> Every change of this state is one of the methods below, each a whole step
+/// under the gate, named for what happened (a write was mapped, a commit was taken or failed,
+/// a checkpoint took or gave back); nothing outside edits the lists or flags.
+/// </para>
+/// <para>
+/// <b>Locking.</b> <c>_gate</c> guards all of it and is held only for memory work, never across
+/// I/O, and no other lock is taken inside it. <see cref="CommitLock"/> (async) makes this
+/// instance's commits run one at a time (see <see cref="UpperStore.CommitAsync"/>).
+/// </para>
+/// <para>
+/// <b>Durability.</b> Memory only: the journal and checkpoints make it durable; recovery rebuilds
+/// it through the <c>Recover…</c> methods before anyone else can see the instance.
+/// </para>
 /// </remarks>
 public sealed class StoreInstance
 {
+    private readonly Lock _gate = new();
+    private readonly ExtentMap _map = new();
     private InstanceDefinition _definition;
+    private List<(long Start, long Length)> _freeAfterCommit = [];
+    private List<JournalRecord> _retryRecords = [];
+    private Task? _takenBy;
+    private bool _deleted;
+    private long _reservedBlocks;
 
     internal StoreInstance(InstanceDefinition definition) => _definition = definition;
 
-    /// <summary>The definition; replaced whole (never edited) when the flush mode changes.</summary>
-    public InstanceDefinition Definition
-    {
-        get => Volatile.Read(ref _definition);
-        internal set => Volatile.Write(ref _definition, value);
-    }
+    /// <summary>The definition; replaced whole (never edited) when the flush mode or quota changes.</summary>
+    public InstanceDefinition Definition => Volatile.Read(ref _definition);
 
     public string Name => Definition.Name;
 
     /// <summary>Size of the virtual disk in blocks.</summary>
     public long Blocks => Definition.VirtualSize / Superblock.Size;
 
-    internal Lock Gate { get; } = new();
-
     /// <summary>Held by a commit of this instance from taking its records until they are durable (or failed).</summary>
     internal SemaphoreSlim CommitLock { get; } = new(1, 1);
-
-    internal ExtentMap Map { get; } = new();
-
-    internal List<(long Start, long Length)> FreeAfterCommit { get; set; } = [];
-
-    internal List<JournalRecord> RetryRecords { get; set; } = [];
-
-    /// <summary>
-    /// Completes when the last checkpoint that took this instance's uncommitted changes is
-    /// durable: until then those changes are marked committed but are not yet on disk, and a
-    /// commit must wait for it before it may report them durable.
-    /// </summary>
-    internal Task CheckpointDurable { get; set; } = Task.CompletedTask;
-
-    internal bool Deleted { get; set; }
 
     /// <summary>Entries in this instance's map (each 24-48 bytes in memory, 32 in a checkpoint).</summary>
     public int ExtentCount
     {
         get
         {
-            lock (Gate)
+            lock (_gate)
             {
-                return Map.ExtentCount;
+                return _map.ExtentCount;
             }
         }
     }
+
+    /// <summary>
+    /// The entry count read without the gate, for estimates taken under other locks (taking the
+    /// gate there would invert the lock order): a few writes stale at worst, and an int cannot tear.
+    /// </summary>
+    internal int ExtentCountEstimate => _map.ExtentCount;
 
     /// <summary>Upper blocks this instance holds in the store.</summary>
     public long UpperBlocks
     {
         get
         {
-            lock (Gate)
+            lock (_gate)
             {
-                return Map.UpperBlocks;
+                return _map.UpperBlocks;
             }
         }
     }
 
+    /// <summary>What counts against the quota: upper blocks plus reserved blocks, read at one instant.</summary>
+    public long FootprintBlocks
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _map.UpperBlocks + _reservedBlocks;
+            }
+        }
+    }
+
+    /// <summary>Replaces the definition (the caller serializes changes); returns the one it replaced.</summary>
+    internal InstanceDefinition Redefine(InstanceDefinition next) => Interlocked.Exchange(ref _definition, next);
+
+    /// <summary>Recovery: a durable mapping of store blocks.</summary>
+    internal void RecoverMapping(long virtualBlock, long length, long storeBlock) =>
+        _map.Set(virtualBlock, length, ExtentKind.Upper, storeBlock, committed: true, []);
+
+    /// <summary>Recovery: a durable zeroed range.</summary>
+    internal void RecoverZero(long virtualBlock, long length) =>
+        _map.Set(virtualBlock, length, ExtentKind.Zero, 0, committed: true, []);
+
+    /// <summary>Recovery: the store runs this instance maps (read before the store opens).</summary>
+    internal IEnumerable<MappedExtent> RecoveredUpperExtents => _map.Extents.Where(e => e.Kind == ExtentKind.Upper);
+
+    /// <summary>Describes a range (see <see cref="UpperStore.Lookup"/>).</summary>
+    internal void Lookup(long virtualBlock, long count, List<MappedExtent> layout)
+    {
+        lock (_gate)
+        {
+            _map.Lookup(virtualBlock, count, layout);
+        }
+    }
+
     /// <summary>
-    /// Blocks promised to this instance's data that is held elsewhere and is not yet upper data
-    /// (a write-back cache's new dirty blocks); in memory only. See <see cref="TryReserve"/>.
+    /// A data write reached its store blocks: maps the pieces (uncommitted) and turns
+    /// <paramref name="reserved"/> reservations into those upper blocks in the same step.
+    /// Replaced blocks never durably mapped go to <paramref name="freeNow"/>. Returns false and
+    /// maps nothing if the instance is being deleted (read once, here: a delete that starts
+    /// after the mapping, and may still fail, must not make this mapped write fail).
     /// </summary>
-    internal long ReservedBlocks { get; set; }
+    internal bool MapWritten(IEnumerable<(long VirtualBlock, long StoreBlock, long Length)> pieces, long reserved,
+        List<(long, long)> freeNow)
+    {
+        var replaced = new List<MappedExtent>();
+        lock (_gate)
+        {
+            if (_deleted)
+            {
+                return false;
+            }
+
+            foreach (var (virtualBlock, storeBlock, length) in pieces)
+            {
+                _map.Set(virtualBlock, length, ExtentKind.Upper, storeBlock, committed: false, replaced);
+            }
+
+            _reservedBlocks -= reserved;
+            SortReplaced(replaced, freeNow);
+            return true;
+        }
+    }
+
+    /// <summary>Blocks now read as zeros (uncommitted); replaced blocks never durably mapped go to <paramref name="freeNow"/>.</summary>
+    internal void MapZero(long virtualBlock, long count, List<(long, long)> freeNow)
+    {
+        var replaced = new List<MappedExtent>();
+        lock (_gate)
+        {
+            _map.Set(virtualBlock, count, ExtentKind.Zero, 0, committed: false, replaced);
+            SortReplaced(replaced, freeNow);
+        }
+    }
+
+    /// <summary>A commit takes everything uncommitted: records to journal (retries first), blocks to free once durable, and the checkpoint to wait for.</summary>
+    internal CommitTake TakeCommit()
+    {
+        var uncommitted = new List<MappedExtent>();
+        lock (_gate)
+        {
+            _map.CollectUncommitted(uncommitted);
+            _map.MarkAllCommitted();
+            List<JournalRecord> records = [.. _retryRecords, .. uncommitted.Select(ToRecord)];
+            _retryRecords = [];
+            var frees = _freeAfterCommit;
+            _freeAfterCommit = [];
+            return new CommitTake(records, frees, _takenBy ?? Task.CompletedTask);
+        }
+    }
+
+    /// <summary>A commit's journal write failed: its records go first in the next commit, before anything newer.</summary>
+    internal void CommitFailed(CommitTake taken)
+    {
+        lock (_gate)
+        {
+            _retryRecords = [.. taken.Records, .. _retryRecords];
+            _freeAfterCommit.AddRange(taken.Frees);
+        }
+    }
+
+    /// <summary>The checkpoint a commit depended on failed: its blocks wait for the next commit.</summary>
+    internal void KeepFrees(List<(long, long)> frees)
+    {
+        lock (_gate)
+        {
+            _freeAfterCommit.AddRange(frees);
+        }
+    }
+
+    /// <summary>
+    /// A checkpoint takes the whole map (marked committed; durable with <paramref name="durable"/>)
+    /// and the blocks waiting for a commit; null if the instance is being deleted (its delete
+    /// record is being written: it must not come back from a checkpoint).
+    /// </summary>
+    internal (CheckpointInstance Saved, List<(long, long)> Frees)? TakeForCheckpoint(Task durable)
+    {
+        lock (_gate)
+        {
+            if (_deleted)
+            {
+                return null;
+            }
+
+            _takenBy = durable;
+            var extents = _map.Extents
+                .Select(e => new CheckpointExtent(e.VirtualBlock, e.Length, e.Kind == ExtentKind.Zero, e.StoreBlock)).ToList();
+            _map.MarkAllCommitted();
+            _retryRecords = [];
+            var frees = _freeAfterCommit;
+            _freeAfterCommit = [];
+            return (new CheckpointInstance(Definition, extents), frees);
+        }
+    }
+
+    /// <summary>
+    /// The checkpoint that took this instance failed: the next commit carries the whole map as it
+    /// is now. Not as the checkpoint took it: commits journaled since may hold newer state, and
+    /// replaying the older snapshot after them would undo it. The current map supersedes
+    /// everything earlier, including older retry records.
+    /// </summary>
+    internal void CheckpointFailed(List<(long, long)> frees, Task failed)
+    {
+        lock (_gate)
+        {
+            _retryRecords = [.. _map.Extents.Select(ToRecord)];
+            _freeAfterCommit.AddRange(frees);
+            if (ReferenceEquals(_takenBy, failed))
+            {
+                _takenBy = null; // commits now carry what it took
+            }
+        }
+    }
+
+    /// <summary>Whether a checkpoint that took this instance has become durable (false if none has, or it failed).</summary>
+    internal async Task<bool> DurableThroughCheckpointAsync()
+    {
+        Task? checkpoint;
+        lock (_gate)
+        {
+            checkpoint = _takenBy;
+        }
+
+        if (checkpoint is null)
+        {
+            return false;
+        }
+
+        try
+        {
+            await checkpoint;
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A delete starts: from now on checkpoints leave the instance out and writes fail.</summary>
+    internal void MarkDeleted() => SetDeleted(true);
+
+    /// <summary>The delete record failed: the instance is back.</summary>
+    internal void UnmarkDeleted() => SetDeleted(false);
+
+    /// <summary>The delete record is durable: empties the map and returns every store run the instance held or was about to free.</summary>
+    internal List<(long Start, long Length)> Empty()
+    {
+        var removed = new List<MappedExtent>();
+        lock (_gate)
+        {
+            _map.Clear(removed);
+            List<(long, long)> runs = [.. removed.Where(e => e.Kind == ExtentKind.Upper).Select(e => (e.StoreBlock, e.Length)), .. _freeAfterCommit];
+            _freeAfterCommit = [];
+            return runs;
+        }
+    }
 
     /// <summary>
     /// Reserves room for <paramref name="blocks"/> blocks of this instance's data that is held
@@ -92,21 +293,21 @@ public sealed class StoreInstance
     /// <remarks>
     /// A reservation turns into an upper block in the same step as
     /// <see cref="UpperStore.WriteBlocksAsync"/> maps the block (its <c>reserved</c> argument),
-    /// under <see cref="Gate"/>: the footprint never counts a block twice, or not at all, while
-    /// it moves from the cache to the store.
+    /// under the gate: the footprint never counts a block twice, or not at all, while it moves
+    /// from the cache to the store.
     /// </remarks>
     public bool TryReserve(long blocks)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(blocks);
         long quota = Definition.Quota / Superblock.Size;
-        lock (Gate)
+        lock (_gate)
         {
-            if (quota != 0 && Map.UpperBlocks + ReservedBlocks + blocks > quota)
+            if (quota != 0 && _map.UpperBlocks + _reservedBlocks + blocks > quota)
             {
                 return false;
             }
 
-            ReservedBlocks += blocks;
+            _reservedBlocks += blocks;
             return true;
         }
     }
@@ -118,9 +319,9 @@ public sealed class StoreInstance
     public void Reserve(long blocks)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(blocks);
-        lock (Gate)
+        lock (_gate)
         {
-            ReservedBlocks += blocks;
+            _reservedBlocks += blocks;
         }
     }
 
@@ -128,22 +329,34 @@ public sealed class StoreInstance
     public void Release(long blocks)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(blocks);
-        lock (Gate)
+        lock (_gate)
         {
-            ArgumentOutOfRangeException.ThrowIfGreaterThan(blocks, ReservedBlocks);
-            ReservedBlocks -= blocks;
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(blocks, _reservedBlocks);
+            _reservedBlocks -= blocks;
         }
     }
 
-    /// <summary>What counts against the quota: upper blocks plus reserved blocks, read at one instant.</summary>
-    public long FootprintBlocks
+    private void SetDeleted(bool deleted)
     {
-        get
+        lock (_gate)
         {
-            lock (Gate)
-            {
-                return Map.UpperBlocks + ReservedBlocks;
-            }
+            _deleted = deleted;
         }
     }
+
+    /// <summary>Replaced upper blocks: those a durable mapping may name wait for the next commit; the rest go now. The caller holds the gate.</summary>
+    private void SortReplaced(List<MappedExtent> replaced, List<(long, long)> freeNow)
+    {
+        foreach (var e in replaced.Where(e => e.Kind == ExtentKind.Upper))
+        {
+            (e.Committed ? _freeAfterCommit : freeNow).Add((e.StoreBlock, e.Length));
+        }
+    }
+
+    private static JournalRecord ToRecord(MappedExtent e) => e.Kind == ExtentKind.Upper
+        ? new MapRecord(e.VirtualBlock, e.StoreBlock, e.Length)
+        : new ZeroRecord(e.VirtualBlock, e.Length);
 }
+
+/// <summary>What one commit of an instance took: records to journal, blocks to free once they are durable, and the checkpoint it must also wait for.</summary>
+internal sealed record CommitTake(List<JournalRecord> Records, List<(long Start, long Length)> Frees, Task Checkpoint);

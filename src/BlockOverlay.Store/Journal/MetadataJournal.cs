@@ -36,8 +36,9 @@ namespace BlockOverlay.Store.Journal;
 /// </para>
 /// <para>
 /// <b>Space.</b> The head may not come within one block of the tail. When a batch does not fit,
-/// the writer asks the store for a checkpoint (the <c>makeRoom</c> callback),
-/// which moves the tail forward through <see cref="Release"/>.
+/// its commits fail with <see cref="JournalFullException"/>; deciding to checkpoint is the
+/// caller's (the checkpointer's), and a checkpoint moves the tail forward through
+/// <see cref="Release"/>. The journal never calls up into the store.
 /// </para>
 /// </remarks>
 internal sealed class MetadataJournal : IDisposable
@@ -50,19 +51,21 @@ internal sealed class MetadataJournal : IDisposable
     private readonly Guid _storeId;
     private readonly long _start;
     private readonly long _blocks;
-    private readonly Func<Task> _makeRoom;
+    private readonly int _maxPayload;
+    private readonly StoreCounters _counters;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Lock _lock = new();
     private readonly Queue<Pending> _queue = new();
     private long _head;
     private long _tail;
+    private long _tailMoves;
     private ulong _nextSequence;
 
     /// <param name="tail">Where replay starts (the superblock's replay position): batches from here on are still needed.</param>
     /// <param name="head">Where the next batch goes (where replay ended).</param>
     /// <param name="sequence">The next batch's sequence number.</param>
     /// <param name="counters">Where each batch's bytes are counted, once, by the writer of the batch.</param>
-    public MetadataJournal(IBlockDevice device, Guid storeId, long start, long blocks, long tail, long head, ulong sequence, Func<Task> makeRoom,
+    public MetadataJournal(IBlockDevice device, Guid storeId, long start, long blocks, long tail, long head, ulong sequence,
         StoreCounters counters)
     {
         _counters = counters;
@@ -73,14 +76,10 @@ internal sealed class MetadataJournal : IDisposable
         _tail = tail;
         _head = head;
         _nextSequence = sequence;
-        _makeRoom = makeRoom;
         // A batch never takes more than a quarter of the region, so any batch fits once a
         // checkpoint has emptied the journal, however small the journal is.
         _maxPayload = (int)(Math.Min(MaxBatchBlocks, Math.Max(1, blocks / 4)) * BlockSize) - JournalFormat.BatchHeaderBytes;
     }
-
-    private readonly int _maxPayload;
-    private readonly StoreCounters _counters;
 
     /// <summary>Where the next batch goes and its sequence: a checkpoint's replay start.</summary>
     public (long Position, ulong Sequence) Head
@@ -90,6 +89,18 @@ internal sealed class MetadataJournal : IDisposable
             lock (_lock)
             {
                 return (_head, _nextSequence);
+            }
+        }
+    }
+
+    /// <summary>How often the tail has moved: a caller that found the journal full checkpoints only if it has not moved since.</summary>
+    public long TailMoves
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _tailMoves;
             }
         }
     }
@@ -106,8 +117,12 @@ internal sealed class MetadataJournal : IDisposable
         }
     }
 
-
-    /// <summary>Makes the commit durable; completes when it is. Returns the sequence of the (last) batch that carried it.</summary>
+    /// <summary>
+    /// Makes the commit durable; completes when it is. Returns the sequence of the (last) batch
+    /// that carried it. Fails if any part of a split commit failed (the parts are written in
+    /// order, so the last may succeed after an earlier one failed).
+    /// </summary>
+    /// <exception cref="JournalFullException">Its batch did not fit; nothing of it was written.</exception>
     public async Task<ulong> CommitAsync(JournalCommit commit)
     {
         var pending = Split(commit).Select(c => new Pending(c)).ToList();
@@ -133,6 +148,7 @@ internal sealed class MetadataJournal : IDisposable
             }
         }
 
+        await Task.WhenAll(pending.Select(p => p.Done.Task));
         return await last.Done.Task;
     }
 
@@ -142,6 +158,7 @@ internal sealed class MetadataJournal : IDisposable
         lock (_lock)
         {
             _tail = position;
+            _tailMoves++;
         }
     }
 
@@ -249,7 +266,7 @@ internal sealed class MetadataJournal : IDisposable
         {
             int payload = batch.Sum(p => JournalFormat.EncodedSize(p.Commit));
             int blocks = JournalFormat.BlocksFor(payload);
-            await EnsureRoomAsync(blocks);
+            EnsureRoom(blocks);
             ulong sequence;
             long position;
             using var buffer = new AlignedBuffer(blocks * BlockSize);
@@ -299,29 +316,19 @@ internal sealed class MetadataJournal : IDisposable
         }
     }
 
-    /// <summary>Waits (through checkpoints) until a batch of <paramref name="blocks"/> fits, wrap included.</summary>
-    private async Task EnsureRoomAsync(int blocks)
+    /// <summary>Throws <see cref="JournalFullException"/> unless a batch of <paramref name="blocks"/> fits now, wrap included.</summary>
+    private void EnsureRoom(int blocks)
     {
-        for (int attempt = 0; ; attempt++)
+        lock (_lock)
         {
-            long needed;
-            lock (_lock)
+            // A wrap may waste the blocks up to the region's end.
+            long wasted = _head + blocks > _blocks ? _blocks - _head : 0;
+            long needed = wasted + blocks + 1;
+            long free = _blocks - Used();
+            if (free < needed)
             {
-                // A wrap may waste the blocks up to the region's end.
-                long wasted = _head + blocks > _blocks ? _blocks - _head : 0;
-                needed = wasted + blocks + 1;
-                if (_blocks - Used() >= needed)
-                {
-                    return;
-                }
+                throw new JournalFullException(needed, free, _tailMoves);
             }
-
-            if (attempt == 2)
-            {
-                throw new IOException($"journal full: {needed} blocks needed, {_blocks - UsedBlocks} free after a checkpoint");
-            }
-
-            await _makeRoom();
         }
     }
 
@@ -349,8 +356,11 @@ internal sealed class MetadataJournal : IDisposable
 
     private long Used() => ((_head - _tail) % _blocks + _blocks) % _blocks;
 
-    /// <summary>Splits a commit whose encoding would not fit in one batch.</summary>
-    private IEnumerable<JournalCommit> Split(JournalCommit commit)
+    /// <summary>
+    /// Splits a commit whose encoding would not fit in one batch into commits of the same
+    /// instance that each do (a caller that makes room between batches commits them one by one).
+    /// </summary>
+    public IEnumerable<JournalCommit> Split(JournalCommit commit)
     {
         if (JournalFormat.EncodedSize(commit) <= _maxPayload)
         {

@@ -1,0 +1,185 @@
+using System.Runtime.InteropServices;
+using BlockOverlay.Io;
+using BlockOverlay.Store.Checkpoints;
+using BlockOverlay.Store.Format;
+using BlockOverlay.Store.Maps;
+using BlockOverlay.Store.Space;
+
+namespace BlockOverlay.Store.Data;
+
+/// <summary>Instance data: writes redirected to fresh blocks, zeroing, reads and look-ups.</summary>
+/// <remarks>
+/// <para>
+/// <b>States.</b> A block of a write is allocated, written durably, then mapped (uncommitted); a
+/// failed write changes nothing and its blocks go back.
+/// </para>
+/// <para>
+/// <b>Invariants.</b> Data always goes to freshly allocated blocks and is durable (FUA) before
+/// the map names it, so a mapping never names data that is not durable (invariant 3), and a
+/// block's content changes only by switching its mapping, which is atomic: after a crash a block
+/// reads old or new, never a torn mix. Blocks a durable mapping still names are freed only after
+/// the commit that drops that mapping; blocks never durably mapped are freed at once
+/// (invariant 4). Reads hold a ticket (<see cref="ReadQuarantine"/>) while they look up and read.
+/// </para>
+/// <para>
+/// <b>Locking.</b> None of its own: the instance's gate around map changes, the space and
+/// quarantine locks around allocation; none is held across I/O.
+/// </para>
+/// <para><b>Durability.</b> Data durable when written; mappings only at the instance's next commit.</para>
+/// </remarks>
+internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuarantine quarantine, Checkpointer lifetime,
+    StoreCounters counters)
+{
+    private const int BlockSize = Superblock.Size;
+
+    /// <summary>See <see cref="UpperStore.WriteBlocksAsync"/>.</summary>
+    public async ValueTask WriteBlocksAsync(StoreInstance instance, IReadOnlyList<(long VirtualBlock, long Length)> runs,
+        ReadOnlyMemory<byte> data, WriteReason reason, long reserved)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        ArgumentNullException.ThrowIfNull(runs);
+        ArgumentOutOfRangeException.ThrowIfNegative(reserved);
+        if (reason is not (WriteReason.Flush or WriteReason.Background))
+        {
+            throw new ArgumentException($"instance data is written for a flush or in the background, not for {reason}", nameof(reason));
+        }
+
+        long count = 0;
+        foreach (var (virtualBlock, length) in runs)
+        {
+            count += CheckRange(instance, virtualBlock, length * BlockSize);
+        }
+
+        if (count * BlockSize != data.Length)
+        {
+            throw new ArgumentException($"{data.Length} bytes of data for {count} blocks");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(reserved, count);
+
+        var placed = space.Allocate(count);
+        try
+        {
+            await WritePlacedAsync(placed, data);
+        }
+        catch
+        {
+            quarantine.Free(placed);
+            throw;
+        }
+
+        counters.Add(reason, data.Length);
+        var freeNow = new List<(long, long)>();
+        bool mapped = instance.MapWritten(Pair(runs, placed), reserved, freeNow);
+        quarantine.Free(mapped ? freeNow : placed);
+        if (!mapped)
+        {
+            throw new InstanceException($"instance '{instance.Name}' was deleted");
+        }
+    }
+
+    /// <summary>Makes whole blocks read as zeros, releasing their upper blocks (not yet committed).</summary>
+    public void Zero(StoreInstance instance, long virtualBlock, long count)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        CheckRange(instance, virtualBlock, count * BlockSize);
+        var freeNow = new List<(long, long)>();
+        instance.MapZero(virtualBlock, count, freeNow);
+        quarantine.Free(freeNow);
+    }
+
+    /// <summary>See <see cref="UpperStore.ReadAsync"/>.</summary>
+    public async ValueTask ReadAsync(StoreInstance instance, long virtualBlock, Memory<byte> destination, List<MappedExtent> layout)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        ArgumentNullException.ThrowIfNull(layout);
+        long count = CheckRange(instance, virtualBlock, destination.Length);
+        long ticket = quarantine.BeginRead();
+        try
+        {
+            layout.Clear();
+            Lookup(instance, virtualBlock, count, layout);
+            foreach (var extent in layout.Where(e => e.Kind == ExtentKind.Upper))
+            {
+                using var buffer = new AlignedBuffer((int)(extent.Length * BlockSize));
+                await device.ReadAsync(extent.StoreBlock * BlockSize, buffer.Memory);
+                buffer.Memory.CopyTo(destination[(int)((extent.VirtualBlock - virtualBlock) * BlockSize)..]);
+            }
+        }
+        finally
+        {
+            quarantine.EndRead(ticket);
+        }
+    }
+
+    /// <summary>Describes a range of an instance without reading it (block status).</summary>
+    public void Lookup(StoreInstance instance, long virtualBlock, long count, List<MappedExtent> layout)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        lifetime.ThrowIfClosed();
+        instance.Lookup(virtualBlock, count, layout);
+    }
+
+    /// <summary>Writes consecutive data to the allocated runs, one durable device write per run.</summary>
+    private async ValueTask WritePlacedAsync(List<(long Start, long Length)> placed, ReadOnlyMemory<byte> data)
+    {
+        AlignedBuffer? copy = null;
+        try
+        {
+            if (!MemoryMarshal.TryGetMemoryManager(data, out AlignedBuffer? _, out int start, out _) || start % BlockSize != 0)
+            {
+                copy = new AlignedBuffer(data.Length);
+                data.CopyTo(copy.Memory);
+                data = copy.Memory;
+            }
+
+            long done = 0;
+            foreach (var (storeStart, length) in placed)
+            {
+                await device.WriteAsync(storeStart * BlockSize, data.Slice((int)(done * BlockSize), (int)(length * BlockSize)), durable: true);
+                done += length;
+            }
+        }
+        finally
+        {
+            ((IDisposable?)copy)?.Dispose();
+        }
+    }
+
+    /// <summary>Lines virtual runs up against store runs: pieces that are contiguous on both sides.</summary>
+    private static IEnumerable<(long VirtualBlock, long StoreBlock, long Length)> Pair(
+        IReadOnlyList<(long VirtualBlock, long Length)> virtualRuns, List<(long Start, long Length)> storeRuns)
+    {
+        int s = 0;
+        long storeUsed = 0;
+        foreach (var (virtualBlock, length) in virtualRuns)
+        {
+            long done = 0;
+            while (done < length)
+            {
+                long piece = Math.Min(length - done, storeRuns[s].Length - storeUsed);
+                yield return (virtualBlock + done, storeRuns[s].Start + storeUsed, piece);
+                done += piece;
+                storeUsed += piece;
+                if (storeUsed == storeRuns[s].Length)
+                {
+                    s++;
+                    storeUsed = 0;
+                }
+            }
+        }
+    }
+
+    private static long CheckRange(StoreInstance instance, long virtualBlock, long bytes)
+    {
+        if (bytes <= 0 || bytes % BlockSize != 0)
+        {
+            throw new ArgumentException($"{bytes} bytes is not a positive whole number of {BlockSize}-byte blocks");
+        }
+
+        long count = bytes / BlockSize;
+        return virtualBlock < 0 || virtualBlock > instance.Blocks - count
+            ? throw new ArgumentOutOfRangeException(nameof(virtualBlock), $"blocks {virtualBlock}+{count} are outside instance '{instance.Name}' ({instance.Blocks} blocks)")
+            : count;
+    }
+}

@@ -1,0 +1,168 @@
+using BlockOverlay.Io;
+using BlockOverlay.Store.Checkpoints;
+using BlockOverlay.Store.Format;
+using BlockOverlay.Store.Journal;
+using BlockOverlay.Store.Maps;
+
+namespace BlockOverlay.Store.Recovery;
+
+/// <summary>What recovery found: the store's last durable state, ready to open.</summary>
+internal sealed record RecoveredStore(Superblock Superblock, IReadOnlyCollection<StoreInstance> Instances, BlockAllocator Allocator,
+    long JournalHead, ulong JournalSequence);
+
+/// <summary>Recovery: the store's last durable state from the superblock, the checkpoint and the journal.</summary>
+/// <remarks>
+/// <para>
+/// <b>Steps.</b> Load the newest valid superblock copy and the checkpoint it names, replay the
+/// journal's valid prefix over it, mark volatile instances unclean after a crash, and rebuild
+/// free space as everything no map and no checkpoint names.
+/// </para>
+/// <para>
+/// <b>Invariants.</b> A store block named twice, or outside the data region, is corruption and
+/// refuses to open; so does a checkpoint whose checksum or sequence does not match its
+/// superblock. Instance ids are never reused, deleted ones included.
+/// </para>
+/// <para><b>Locking.</b> None: nothing else sees the store until recovery is done.</para>
+/// <para><b>Durability.</b> Reads only; the open then marks the store in use.</para>
+/// </remarks>
+internal static class StoreRecovery
+{
+    private const int BlockSize = Superblock.Size;
+
+    public static async Task<RecoveredStore> RecoverAsync(IBlockDevice device)
+    {
+        var superblock = await SuperblockPublisher.ReadNewestAsync(device);
+        if (superblock.RequiresReadOnly)
+        {
+            throw new StoreFormatException(
+                $"the store uses read-only-compatible features 0x{superblock.ReadOnlyCompatibleFeatures:x} this build cannot write");
+        }
+
+        var instances = new Dictionary<uint, StoreInstance>();
+        if (superblock.CheckpointStart != 0)
+        {
+            foreach (var saved in await ReadCheckpointAsync(device, superblock))
+            {
+                var instance = new StoreInstance(saved.Definition);
+                foreach (var e in saved.Extents)
+                {
+                    if (e.Zero)
+                    {
+                        instance.RecoverZero(e.VirtualBlock, e.Length);
+                    }
+                    else
+                    {
+                        instance.RecoverMapping(e.VirtualBlock, e.Length, e.StoreBlock);
+                    }
+                }
+
+                instances[saved.Definition.Id] = instance;
+            }
+        }
+
+        var (commits, position, sequence) = await MetadataJournal.ReplayAsync(device, superblock);
+        uint highestId = instances.Count == 0 ? 0 : instances.Keys.Max();
+        foreach (var commit in commits)
+        {
+            Apply(instances, commit);
+            highestId = Math.Max(highestId, commit.InstanceId); // deleted ones too: ids are never reused
+        }
+
+        if (!superblock.Clean)
+        {
+            // A volatile instance's flushes promised nothing: after a crash its content is
+            // whatever reached the store, and it says so until an operator sets its mode again.
+            foreach (var instance in instances.Values.Where(i => i.Definition.FlushMode == FlushMode.Volatile))
+            {
+                instance.Redefine(instance.Definition with { Unclean = true });
+            }
+        }
+
+        var allocator = RebuildFreeSpace(superblock, instances.Values);
+        uint nextId = Math.Max(superblock.NextInstanceId, highestId + 1);
+        return new RecoveredStore(superblock with { NextInstanceId = nextId }, instances.Values, allocator, position, sequence);
+    }
+
+    private static async Task<List<CheckpointInstance>> ReadCheckpointAsync(IBlockDevice device, Superblock superblock)
+    {
+        long blocks = Superblock.BlocksFor(superblock.CheckpointBytes);
+        using var buffer = new AlignedBuffer((int)(blocks * BlockSize));
+        await device.ReadAsync(superblock.CheckpointStart * BlockSize, buffer.Memory);
+        var bytes = buffer.Span[..(int)superblock.CheckpointBytes];
+        string where = $"checkpoint at block {superblock.CheckpointStart} ({superblock.CheckpointBytes} bytes)";
+        if (Checksums.Of(bytes) != superblock.CheckpointChecksum)
+        {
+            throw new StoreFormatException($"{where}: does not match the checksum the superblock records (corrupt)");
+        }
+
+        var (sequence, instances) = CheckpointFormat.Decode(bytes, where);
+        return sequence != superblock.ReplaySequence
+            ? throw new StoreFormatException($"{where}: made for journal sequence {sequence}, the superblock replays from {superblock.ReplaySequence}")
+            : instances;
+    }
+
+    /// <summary>Applies one replayed commit. Records of instances deleted later are skipped.</summary>
+    private static void Apply(Dictionary<uint, StoreInstance> instances, JournalCommit commit)
+    {
+        foreach (var record in commit.Records)
+        {
+            switch (record)
+            {
+                case CreateInstanceRecord create:
+                    // A create whose record failed may still be durable through a checkpoint; a later
+                    // acknowledged create of the same name is the one that counts.
+                    foreach (var stale in instances.Values.Where(i => i.Name == create.Definition.Name && i.Definition.Id != create.Definition.Id).ToList())
+                    {
+                        instances.Remove(stale.Definition.Id);
+                    }
+
+                    instances.TryAdd(create.Definition.Id, new StoreInstance(create.Definition));
+                    break;
+                case DeleteInstanceRecord:
+                    instances.Remove(commit.InstanceId);
+                    break;
+                case MapRecord map when instances.TryGetValue(commit.InstanceId, out var instance):
+                    instance.RecoverMapping(map.VirtualBlock, map.Length, map.StoreBlock);
+                    break;
+                case SetFlushModeRecord mode when instances.TryGetValue(commit.InstanceId, out var instance):
+                    instance.Redefine(instance.Definition with { FlushMode = mode.FlushMode, Unclean = false });
+                    break;
+                case SetQuotaRecord quota when instances.TryGetValue(commit.InstanceId, out var instance):
+                    instance.Redefine(instance.Definition with { Quota = quota.Quota });
+                    break;
+                case ZeroRecord zero when instances.TryGetValue(commit.InstanceId, out var instance):
+                    instance.RecoverZero(zero.VirtualBlock, zero.Length);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Free space is everything in the data region that no map and no checkpoint names.</summary>
+    private static BlockAllocator RebuildFreeSpace(Superblock superblock, IEnumerable<StoreInstance> instances)
+    {
+        var allocator = new BlockAllocator(superblock.DataStart, superblock.DeviceBlocks - superblock.DataStart);
+        if (superblock.CheckpointStart != 0)
+        {
+            allocator.MarkAllocated(superblock.CheckpointStart, Superblock.BlocksFor(superblock.CheckpointBytes));
+        }
+
+        foreach (var instance in instances)
+        {
+            foreach (var extent in instance.RecoveredUpperExtents)
+            {
+                try
+                {
+                    allocator.MarkAllocated(extent.StoreBlock, extent.Length);
+                }
+                catch (InvalidOperationException)
+                {
+                    throw new StoreFormatException(
+                        $"store blocks {extent.StoreBlock}+{extent.Length} of instance '{instance.Name}' are outside the data region " +
+                        "or already named by another mapping: the metadata is corrupt");
+                }
+            }
+        }
+
+        return allocator;
+    }
+}
