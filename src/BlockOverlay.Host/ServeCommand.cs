@@ -132,12 +132,14 @@ internal static class ServeCommand
             }
 
             await using var server = new NbdServer(catalog, new NbdServerOptions(), loggers);
-            await using var metricsEndpoint = settings.Metrics is { } metricsAddress
-                ? new MetricsEndpoint(metricsAddress, () => ServerMetrics.Render(host?.Cache, server.Counters))
+            // The metrics before the listeners: the flush histogram sees every flush.
+            using var metrics = settings.Metrics is null ? null : new ServerMetrics(host?.Cache, server.Counters);
+            await using var metricsEndpoint = settings.Metrics is { } metricsAddress && metrics is not null
+                ? new MetricsEndpoint(metricsAddress, metrics.WriteAsync)
                 : null;
             if (metricsEndpoint is not null)
             {
-                var scrapedAt = metricsEndpoint.Start();
+                var scrapedAt = await metricsEndpoint.StartAsync();
                 HostLog.MetricsServed(logger, scrapedAt);
             }
 

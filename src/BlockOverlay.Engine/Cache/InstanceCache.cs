@@ -67,11 +67,12 @@ internal sealed class InstanceCache
     {
         _owner = owner;
         Instance = instance;
+        Counters = new InstanceCounters(instance.Name, owner.FlushDuration);
     }
 
     public StoreInstance Instance { get; }
 
-    public InstanceCounters Counters { get; } = new();
+    public InstanceCounters Counters { get; }
 
     public long DirtyBytes => Interlocked.Read(ref _dirtyBytes);
 

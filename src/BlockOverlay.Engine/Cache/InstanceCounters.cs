@@ -1,14 +1,34 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 
 namespace BlockOverlay.Engine.Cache;
 
 /// <summary>
 /// What one instance's flushes and write-back cost: the evidence for isolation (DESIGN
 /// "How isolation is measured"). Thread-safe; monotonic since the instance was opened.
+/// Each flush's duration is also recorded on the cache's <see cref="CacheMeter"/>, where an
+/// exporter turns it into a distribution (the engine keeps no buckets).
 /// </summary>
 public sealed class InstanceCounters
 {
-    private long _flushes, _flushDataBytes, _flushMetaBytes, _writeBackBytes, _throttledTicks;
+    private static long s_incarnations;
+
+    private readonly Histogram<double> _flushDuration;
+    private readonly KeyValuePair<string, object?>[] _flushTags;
+    private long _flushes, _flushDataBytes, _flushMetaBytes, _writeBackBytes, _throttledTicks, _flushTicks;
+
+    internal InstanceCounters(string instance, Histogram<double> flushDuration)
+    {
+        Incarnation = Interlocked.Increment(ref s_incarnations);
+        _flushDuration = flushDuration;
+        _flushTags = [new(CacheMeter.InstanceTag, instance), new(CacheMeter.IncarnationTag, Incarnation)];
+    }
+
+    /// <summary>
+    /// Tells these counters from those of an earlier or later opening of an instance of the
+    /// same name (a delete and a create in between): increasing within the process.
+    /// </summary>
+    public long Incarnation { get; }
 
     /// <summary>Flushes (FLUSH, and FUA writes, which flush) completed or failed.</summary>
     public long Flushes => Interlocked.Read(ref _flushes);
@@ -25,53 +45,19 @@ public sealed class InstanceCounters
     /// <summary>Time this instance's writers spent throttled, waiting for their own write-back.</summary>
     public TimeSpan Throttled => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _throttledTicks));
 
-    /// <summary>How long flushes took.</summary>
-    public LatencyHistogram FlushSeconds { get; } = new();
+    /// <summary>How long the flushes took, all together.</summary>
+    public TimeSpan FlushTime => TimeSpan.FromTicks(Interlocked.Read(ref _flushTicks));
 
     internal void AddFlush(TimeSpan took, long dataBytes, long metaBytes)
     {
         Interlocked.Increment(ref _flushes);
         Interlocked.Add(ref _flushDataBytes, dataBytes);
         Interlocked.Add(ref _flushMetaBytes, metaBytes);
-        FlushSeconds.Observe(took);
+        Interlocked.Add(ref _flushTicks, took.Ticks);
+        _flushDuration.Record(took.TotalSeconds, _flushTags);
     }
 
     internal void AddWriteBack(long bytes) => Interlocked.Add(ref _writeBackBytes, bytes);
 
     internal void AddThrottled(long stopwatchTicks) => Interlocked.Add(ref _throttledTicks, stopwatchTicks);
-}
-
-/// <summary>A latency histogram with fixed buckets (seconds), as Prometheus histograms want them.</summary>
-public sealed class LatencyHistogram
-{
-    private static readonly double[] UpperBounds =
-        [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-
-    private readonly long[] _counts = new long[UpperBounds.Length + 1]; // the last is "above every bound"
-    private long _sumTicks;
-
-    /// <summary>Bucket upper bounds in seconds, ascending (a last, unbounded bucket is implied).</summary>
-    public static IReadOnlyList<double> Bounds => UpperBounds;
-
-    /// <summary>Observations per bucket, not cumulative: one more than <see cref="Bounds"/>.</summary>
-    public long[] Counts()
-    {
-        var copy = new long[_counts.Length];
-        for (int i = 0; i < copy.Length; i++)
-        {
-            copy[i] = Interlocked.Read(ref _counts[i]);
-        }
-
-        return copy;
-    }
-
-    /// <summary>The sum of every observation.</summary>
-    public TimeSpan Sum => TimeSpan.FromTicks(Interlocked.Read(ref _sumTicks));
-
-    internal void Observe(TimeSpan value)
-    {
-        int bucket = Array.FindIndex(UpperBounds, bound => value.TotalSeconds <= bound);
-        Interlocked.Increment(ref _counts[bucket < 0 ? UpperBounds.Length : bucket]);
-        Interlocked.Add(ref _sumTicks, value.Ticks);
-    }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
 
@@ -66,6 +67,8 @@ public sealed class WriteBackCache : IAsyncDisposable
         // Spares for a quarter of an instance's limit by default (256 MiB): what a flush or a
         // background batch frees is taken again by the next writes without an allocation.
         Blocks = new DirtyBlockPool((int)Math.Min(int.MaxValue / 2, (long)(Options.BackgroundRatio * Options.InstanceDirtyLimit) / UpperStore.BlockSize));
+        Meter = new Meter(CacheMeter.Name);
+        FlushDuration = Meter.CreateHistogram<double>(CacheMeter.FlushDuration, "s", "How long the instance's flushes took.");
         _writer = Task.Run(() => WriteInBackgroundAsync(_stop.Token));
     }
 
@@ -75,6 +78,11 @@ public sealed class WriteBackCache : IAsyncDisposable
     internal DirtyBlockPool Blocks { get; }
 
     public CacheOptions Options { get; }
+
+    /// <summary>This cache's measurements (see <see cref="CacheMeter"/>); disposed when the cache is.</summary>
+    public Meter Meter { get; }
+
+    internal Histogram<double> FlushDuration { get; }
 
     /// <summary>Dirty bytes of every instance together.</summary>
     public long DirtyBytes => Interlocked.Read(ref _dirtyBytes);
@@ -120,6 +128,7 @@ public sealed class WriteBackCache : IAsyncDisposable
         }
 
         _stop.Dispose();
+        Meter.Dispose();
         if (failures.Count > 0)
         {
             throw new AggregateException("writing back at close failed for some instances", failures);
@@ -139,6 +148,7 @@ public sealed class WriteBackCache : IAsyncDisposable
         }
 
         _stop.Dispose();
+        Meter.Dispose();
     }
 
     internal InstanceCache Attach(StoreInstance instance)

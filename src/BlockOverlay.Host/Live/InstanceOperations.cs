@@ -140,7 +140,7 @@ internal static class InstanceOperations
         var stat = new InstanceStat(d.Name, d.VirtualSize, d.Base?.Path, Describe(d.FlushMode), d.Unclean, d.Quota,
             instance.FootprintBlocks * UpperStore.BlockSize, instance.UpperBlocks * UpperStore.BlockSize, instance.ExtentCount, served is not null, served?.Connections ?? 0,
             served?.Export.DirtyBytes ?? 0, counters?.Flushes ?? 0, counters?.FlushDataBytes ?? 0, counters?.FlushMetaBytes ?? 0,
-            counters?.FlushSeconds.Sum.TotalSeconds ?? 0, counters?.WriteBackBytes ?? 0, counters?.Throttled.TotalSeconds ?? 0);
+            counters?.FlushTime.TotalSeconds ?? 0, counters?.WriteBackBytes ?? 0, counters?.Throttled.TotalSeconds ?? 0);
         return request.Json ? JsonSerializer.Serialize(stat, ControlJson.Default.InstanceStat) + "\n" : stat.ToText();
     }
 

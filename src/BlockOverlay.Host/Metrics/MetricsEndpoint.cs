@@ -1,14 +1,23 @@
 using System.Net;
-using System.Net.Sockets;
 using BlockOverlay.Nbd.Listeners;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Prometheus;
 
 namespace BlockOverlay.Host.Metrics;
 
 /// <summary>
-/// A minimal HTTP/1.1 server for Prometheus: <c>GET /metrics</c> (and HEAD) answered with the
-/// text a callback renders; 404 for other paths, 405 for other methods, 400 for anything that
-/// is not an HTTP/1.x request, 431 for a request head over <see cref="MaxRequestHeadBytes"/>,
-/// 500 with a one-line reason when the callback throws. One request per connection.
+/// Serves the Prometheus exposition at <c>http://HOST:PORT/metrics</c> with Kestrel, which
+/// does the HTTP: malformed requests get its 400, a request head over
+/// <see cref="MaxRequestHeadBytes"/> its 431. This class adds only the one resource:
+/// GET and HEAD of <c>/metrics</c>, 404 for other paths, 405 (with Allow) for other methods,
+/// 500 with a one-line reason when writing the exposition fails. Every answer closes its connection.
 /// <para>
 /// Address: any IP address the operator names with <c>tcp:HOST:PORT</c> (the
 /// <see cref="ListenAddress"/> syntax) is accepted, since a Prometheus on another machine
@@ -16,12 +25,11 @@ namespace BlockOverlay.Host.Metrics;
 /// examples use 127.0.0.1. A unix socket is refused: Prometheus cannot scrape one.
 /// </para>
 /// <para>
-/// Bounds: each connection — reading the request, rendering, sending the answer and closing —
-/// must be over within the request timeout, so a client that trickles its request or never
-/// reads the answer is cut off and holds nothing longer. Each connection runs on its own, so
-/// scrapes proceed concurrently and <b>the callback may be called concurrently</b>. A failing
-/// connection or callback never stops the server. <see cref="DisposeAsync"/> stops accepting,
-/// cuts the open connections and waits for them.
+/// Bounds: a client gets the request timeout to send its request head, and each answer —
+/// collecting and sending — must be over within it too, or the connection is cut; so a client
+/// that trickles its request or never reads the answer holds nothing for longer. Scrapes run
+/// concurrently, so <b>the exposition callback may be called concurrently</b>. Stopping cuts
+/// the open connections.
 /// </para>
 /// </summary>
 internal sealed class MetricsEndpoint : IAsyncDisposable
@@ -30,23 +38,27 @@ internal sealed class MetricsEndpoint : IAsyncDisposable
     public static readonly TimeSpan DefaultRequestTimeout = TimeSpan.FromSeconds(10);
 
     private readonly IPEndPoint _address;
-    private readonly Func<string> _render;
-    private readonly TimeSpan _requestTimeout;
-    private readonly CancellationTokenSource _stop = new();
-
-    // Added to and pruned by the accept loop only; read by DisposeAsync once that loop has ended.
-    private readonly List<Task> _connections = [];
-    private Socket? _listener;
-    private Task? _acceptLoop;
+    private readonly KestrelServer _server;
+    private readonly Scrape _scrape;
+    private bool _started;
     private bool _disposed;
 
-    public MetricsEndpoint(IPEndPoint address, Func<string> render, TimeSpan? requestTimeout = null)
+    /// <param name="address">Where to listen.</param>
+    /// <param name="exposition">Writes the exposition (text format 0.0.4) to the stream, as <see cref="ServerMetrics.WriteAsync"/> does.</param>
+    /// <param name="requestTimeout">How long a client has to send its request head, and the answer to be sent.</param>
+    public MetricsEndpoint(IPEndPoint address, Func<Stream, CancellationToken, Task> exposition, TimeSpan? requestTimeout = null)
     {
         ArgumentNullException.ThrowIfNull(address);
-        ArgumentNullException.ThrowIfNull(render);
+        ArgumentNullException.ThrowIfNull(exposition);
         _address = address;
-        _render = render;
-        _requestTimeout = requestTimeout ?? DefaultRequestTimeout;
+        var timeout = requestTimeout ?? DefaultRequestTimeout;
+        _scrape = new Scrape(exposition, timeout);
+        var options = new KestrelServerOptions { AddServerHeader = false };
+        options.Limits.MaxRequestHeadersTotalSize = MaxRequestHeadBytes;
+        options.Limits.RequestHeadersTimeout = timeout;
+        options.Listen(address);
+        var loggers = NullLoggerFactory.Instance; // Kestrel's own connection logging is not the server's business.
+        _server = new KestrelServer(Options.Create(options), new SocketTransportFactory(Options.Create(new SocketTransportOptions()), loggers), loggers);
     }
 
     /// <summary>Parses <c>tcp:HOST:PORT</c>; a unix address or a malformed one is a <see cref="FormatException"/>.</summary>
@@ -56,34 +68,30 @@ internal sealed class MetricsEndpoint : IAsyncDisposable
 
     /// <summary>Binds and starts serving; returns the bound endpoint (port 0 becomes the real port).</summary>
     /// <exception cref="IOException">The address cannot be bound (in use, not local, no permission).</exception>
-    public EndPoint Start()
+    public async Task<IPEndPoint> StartAsync(CancellationToken cancel = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_listener is not null)
+        if (_started)
         {
             throw new InvalidOperationException("the metrics endpoint is already started");
         }
 
-        // No SocketOptionName.ReuseAddress: on Linux .NET already sets SO_REUSEADDR at bind
-        // (so our connections' TIME_WAIT does not stop a restart), and that option would add
-        // SO_REUSEPORT, letting a second server bind the same port and share the scrapes.
-        var socket = new Socket(_address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        _started = true;
         try
         {
-            socket.Bind(_address);
-            socket.Listen(64);
+            await _server.StartAsync(_scrape, cancel);
         }
-        catch (SocketException e)
+        catch (IOException e)
         {
-            socket.Dispose();
             throw new IOException($"cannot serve metrics on {new ListenAddress(_address)}: {e.Message}", e);
         }
 
-        _listener = socket;
-        _acceptLoop = AcceptLoopAsync(socket);
-        return socket.LocalEndPoint!;
+        // Kestrel reports the address it bound as a URL; the port is what port 0 leaves open.
+        var bound = new Uri(_server.Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single());
+        return new IPEndPoint(_address.Address, bound.Port);
     }
 
+    /// <summary>Stops listening and cuts the open connections at once (a scrape has nothing worth waiting for).</summary>
     public async ValueTask DisposeAsync()
     {
         if (_disposed)
@@ -92,152 +100,79 @@ internal sealed class MetricsEndpoint : IAsyncDisposable
         }
 
         _disposed = true;
-        await _stop.CancelAsync();
-        _listener?.Dispose();
-        if (_acceptLoop is not null)
+        if (_started)
         {
-            await _acceptLoop;
+            await _server.StopAsync(new CancellationToken(canceled: true));
         }
 
-        await Task.WhenAll(_connections);
-        _stop.Dispose();
+        _server.Dispose();
     }
 
-    private async Task AcceptLoopAsync(Socket listener)
+    /// <summary>The one resource, as Kestrel's request handler.</summary>
+    private sealed class Scrape(Func<Stream, CancellationToken, Task> exposition, TimeSpan timeout) : IHttpApplication<HttpContext>
     {
-        while (true)
+        public HttpContext CreateContext(IFeatureCollection contextFeatures) => new DefaultHttpContext(contextFeatures);
+
+        public void DisposeContext(HttpContext context, Exception? exception)
         {
-            Socket client;
-            try
+        }
+
+        public async Task ProcessRequestAsync(HttpContext context)
+        {
+            // Past the deadline the connection is cut, whatever the answer was doing.
+            using var deadline = new CancellationTokenSource(timeout);
+            await using var cut = deadline.Token.Register(context.Abort);
+            var request = context.Request;
+            var response = context.Response;
+            response.Headers.Connection = "close";
+            if (request.Path != "/metrics")
             {
-                client = await listener.AcceptAsync(_stop.Token);
+                await TextAsync(response, StatusCodes.Status404NotFound, "the metrics are at /metrics");
             }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || _stop.IsCancellationRequested)
+            else if (!HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method))
             {
-                return;
+                response.Headers.Allow = "GET, HEAD";
+                await TextAsync(response, StatusCodes.Status405MethodNotAllowed, "/metrics answers GET and HEAD");
             }
-            catch (SocketException)
+            else
             {
-                // Transient (EMFILE, ECONNABORTED): back off a little and keep serving.
-                if (!await DelayUnlessStoppedAsync(TimeSpan.FromMilliseconds(100)))
+                var (exposition, failure) = await CollectAsync(deadline.Token);
+                if (failure is not null)
                 {
+                    await TextAsync(response, StatusCodes.Status500InternalServerError, "metrics unavailable: " + failure);
                     return;
                 }
 
-                continue;
+                response.ContentType = PrometheusConstants.TextContentTypeWithVersionAndEncoding;
+                response.ContentLength = exposition.Length;
+                await response.Body.WriteAsync(exposition, deadline.Token);
             }
-
-            _connections.RemoveAll(task => task.IsCompleted);
-            // Off the accept loop: rendering is synchronous and must not delay the next accept.
-            _connections.Add(Task.Run(() => ServeAsync(client)));
         }
-    }
 
-    private async Task<bool> DelayUnlessStoppedAsync(TimeSpan delay)
-    {
-        try
+        /// <summary>
+        /// The whole exposition, collected before anything is sent so that a failure can still
+        /// be a 500; or why collecting failed, in one line.
+        /// </summary>
+        private async Task<(byte[] Exposition, string? Failure)> CollectAsync(CancellationToken cancel)
         {
-            await Task.Delay(delay, _stop.Token);
-            return true;
-        }
-        catch (OperationCanceledException)
-        {
-            return false;
-        }
-    }
-
-    private async Task ServeAsync(Socket client)
-    {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
-        deadline.CancelAfter(_requestTimeout);
-        await using var stream = new NetworkStream(client, ownsSocket: true);
-        try
-        {
-            client.NoDelay = true;
-            if (await ReadRequestAsync(stream, deadline.Token) is not var (response, headOnly))
+            try
             {
-                return; // The client closed before finishing a request: nobody to answer.
+                using var buffer = new MemoryStream();
+                await exposition(buffer, cancel);
+                return (buffer.ToArray(), null);
             }
-
-            await stream.WriteAsync(response.Encode(headOnly), deadline.Token);
-            await CloseGentlyAsync(client, stream, deadline.Token);
-        }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
-        {
-            // The client left, or was too slow: closing the connection is all there is to do.
-        }
-    }
-
-    /// <summary>Reads up to the blank line that ends the head and decides the answer; null if the client closed first.</summary>
-    private async Task<(HttpResponse Response, bool HeadOnly)?> ReadRequestAsync(NetworkStream stream, CancellationToken cancel)
-    {
-        byte[] buffer = new byte[MaxRequestHeadBytes];
-        int filled = 0;
-        while (true)
-        {
-            int end = buffer.AsSpan(0, filled).IndexOf("\r\n\r\n"u8);
-            if (end >= 0)
+            catch (Exception e) when (e is not OperationCanceledException)
             {
-                return Answer(HttpRequestHead.TryParse(buffer.AsSpan(0, end)));
+                // Whatever the exposition throws becomes this scrape's 500; the server goes on.
+                return ([], $"{e.GetType().Name}: {e.Message}".ReplaceLineEndings(" "));
             }
-
-            if (filled == buffer.Length)
-            {
-                return (HttpResponse.HeadTooLarge(MaxRequestHeadBytes), false);
-            }
-
-            int read = await stream.ReadAsync(buffer.AsMemory(filled), cancel);
-            if (read == 0)
-            {
-                return null;
-            }
-
-            filled += read;
-        }
-    }
-
-    private (HttpResponse Response, bool HeadOnly) Answer(HttpRequestHead? head)
-    {
-        if (head is not { } request)
-        {
-            return (HttpResponse.BadRequest, false);
         }
 
-        bool headOnly = request.Method == "HEAD";
-        if (request.Path != "/metrics")
+        private static Task TextAsync(HttpResponse response, int status, string line)
         {
-            return (HttpResponse.NotFound, headOnly);
-        }
-
-        return request.Method is "GET" or "HEAD"
-            ? (Render(), headOnly)
-            : (HttpResponse.MethodNotAllowed, false);
-    }
-
-    private HttpResponse Render()
-    {
-        try
-        {
-            return HttpResponse.Metrics(_render());
-        }
-        catch (Exception e)
-        {
-            // Whatever the callback throws becomes this scrape's 500; the server goes on.
-            return HttpResponse.ServerError($"{e.GetType().Name}: {e.Message}");
-        }
-    }
-
-    /// <summary>
-    /// Ends our side, then reads (and drops) whatever the client still sends until it closes.
-    /// Closing with unread bytes pending would make the kernel send a reset, which can destroy
-    /// the answer before the client reads it: the case of a too-large head or a request body.
-    /// </summary>
-    private static async Task CloseGentlyAsync(Socket client, NetworkStream stream, CancellationToken cancel)
-    {
-        client.Shutdown(SocketShutdown.Send);
-        byte[] discard = new byte[4096];
-        while (await stream.ReadAsync(discard, cancel) > 0)
-        {
+            response.StatusCode = status;
+            response.ContentType = "text/plain; charset=utf-8";
+            return response.WriteAsync(line + "\n");
         }
     }
 }

@@ -1,3 +1,4 @@
+using BlockOverlay.Host.Metrics;
 using BlockOverlay.Nbd.Protocol;
 using BlockOverlay.Nbd.Server;
 
@@ -62,9 +63,9 @@ public class ServerMetricsTests
     }
 
     [Test]
-    public void The_server_families_parse_with_every_series_and_its_value()
+    public async Task The_server_families_parse_with_every_series_and_its_value()
     {
-        var families = PythonPrometheusParser.Parse(ServerMetrics.Render(cache: null, Recorded())).ToDictionary(f => f.Name);
+        var families = PythonPrometheusParser.Parse(await RenderAsync(Recorded())).ToDictionary(f => f.Name);
 
         // The parser names a counter family without its _total suffix (its samples keep it).
         Assert.Multiple(() =>
@@ -94,9 +95,9 @@ public class ServerMetricsTests
     }
 
     [Test]
-    public void A_fresh_server_shows_every_command_and_error_at_zero()
+    public async Task A_fresh_server_shows_every_command_and_error_at_zero()
     {
-        string text = ServerMetrics.Render(cache: null, new ServerCounters());
+        string text = await RenderAsync(new ServerCounters());
 
         Assert.Multiple(() =>
         {
@@ -112,6 +113,12 @@ public class ServerMetricsTests
 
             Assert.That(text, Does.Contain("blockoverlay_connections_open 0\n"));
         });
+    }
+
+    private static async Task<string> RenderAsync(ServerCounters server)
+    {
+        using var metrics = new ServerMetrics(cache: null, server);
+        return await metrics.RenderAsync();
     }
 
     private static void AssertType(Dictionary<string, ParsedFamily> families, string name, string type)
