@@ -1,5 +1,6 @@
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Maps;
+using BlockOverlay.Store.Quota;
 
 namespace BlockOverlay.Store;
 
@@ -41,7 +42,7 @@ public sealed class StoreInstance
     private List<JournalRecord> _retryRecords = [];
     private Task? _takenBy;
     private bool _deleted;
-    private long _reservedBlocks;
+    private readonly QuotaReservations _reservations = new();
 
     internal StoreInstance(InstanceDefinition definition) => _definition = definition;
 
@@ -93,7 +94,7 @@ public sealed class StoreInstance
         {
             lock (_gate)
             {
-                return _map.UpperBlocks + _reservedBlocks;
+                return _map.UpperBlocks + _reservations.Count;
             }
         }
     }
@@ -122,14 +123,13 @@ public sealed class StoreInstance
     }
 
     /// <summary>
-    /// A data write reached its store blocks: maps the pieces (uncommitted) and turns
-    /// <paramref name="reserved"/> reservations into those upper blocks in the same step.
+    /// A data write reached its store blocks: maps the pieces (uncommitted), and their
+    /// reservations end in the same step (they are upper blocks now).
     /// Replaced blocks never durably mapped go to <paramref name="freeNow"/>. Returns false and
     /// maps nothing if the instance is being deleted (read once, here: a delete that starts
     /// after the mapping, and may still fail, must not make this mapped write fail).
     /// </summary>
-    internal bool MapWritten(IEnumerable<(long VirtualBlock, long StoreBlock, long Length)> pieces, long reserved,
-        List<(long, long)> freeNow)
+    internal bool MapWritten(IEnumerable<(long VirtualBlock, long StoreBlock, long Length)> pieces, List<(long, long)> freeNow)
     {
         var replaced = new List<MappedExtent>();
         lock (_gate)
@@ -142,21 +142,25 @@ public sealed class StoreInstance
             foreach (var (virtualBlock, storeBlock, length) in pieces)
             {
                 _map.Set(virtualBlock, length, ExtentKind.Upper, storeBlock, committed: false, replaced);
+                _reservations.End(virtualBlock, length);
             }
 
-            _reservedBlocks -= reserved;
             SortReplaced(replaced, freeNow);
             return true;
         }
     }
 
-    /// <summary>Blocks now read as zeros (uncommitted); replaced blocks never durably mapped go to <paramref name="freeNow"/>.</summary>
+    /// <summary>
+    /// Blocks now read as zeros (uncommitted), and their reservations end; replaced blocks never
+    /// durably mapped go to <paramref name="freeNow"/>.
+    /// </summary>
     internal void MapZero(long virtualBlock, long count, List<(long, long)> freeNow)
     {
         var replaced = new List<MappedExtent>();
         lock (_gate)
         {
             _map.Set(virtualBlock, count, ExtentKind.Zero, 0, committed: false, replaced);
+            _reservations.End(virtualBlock, count);
             SortReplaced(replaced, freeNow);
         }
     }
@@ -278,6 +282,7 @@ public sealed class StoreInstance
         lock (_gate)
         {
             _map.Clear(removed);
+            _reservations.Clear();
             List<(long, long)> runs = [.. removed.Where(e => e.Kind == ExtentKind.Upper).Select(e => (e.StoreBlock, e.Length)), .. _freeAfterCommit];
             _freeAfterCommit = [];
             return runs;
@@ -285,54 +290,21 @@ public sealed class StoreInstance
     }
 
     /// <summary>
-    /// Reserves room for <paramref name="blocks"/> blocks of this instance's data that is held
-    /// elsewhere and will become upper data later (a write-back cache's dirty blocks that are
-    /// not upper blocks yet), if its footprint (upper plus reserved blocks) stays within its
-    /// quota; otherwise reserves nothing and returns false. Always true without a quota.
+    /// The quota's one question, asked by a write-back cache before it takes blocks
+    /// [<paramref name="first"/>, +<paramref name="count"/>): reserves those that are new space
+    /// (neither upper nor reserved), if the footprint stays within the quota; otherwise reserves
+    /// nothing and returns false. Always true without a quota (the blocks are reserved all the
+    /// same, so they count against a quota set later). See <see cref="QuotaReservations"/>.
     /// </summary>
-    /// <remarks>
-    /// A reservation turns into an upper block in the same step as
-    /// <see cref="UpperStore.WriteBlocksAsync"/> maps the block (its <c>reserved</c> argument),
-    /// under the gate: the footprint never counts a block twice, or not at all, while it moves
-    /// from the cache to the store.
-    /// </remarks>
-    public bool TryReserve(long blocks)
+    public bool TryReserve(long first, long count)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(blocks);
+        ArgumentOutOfRangeException.ThrowIfNegative(first);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, Blocks - first);
         long quota = Definition.Quota / Superblock.Size;
         lock (_gate)
         {
-            if (quota != 0 && _map.UpperBlocks + _reservedBlocks + blocks > quota)
-            {
-                return false;
-            }
-
-            _reservedBlocks += blocks;
-            return true;
-        }
-    }
-
-    /// <summary>
-    /// Reserves room for blocks already accepted, whatever the quota says: dirty data written
-    /// before the instance had a quota still counts against one set later.
-    /// </summary>
-    public void Reserve(long blocks)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(blocks);
-        lock (_gate)
-        {
-            _reservedBlocks += blocks;
-        }
-    }
-
-    /// <summary>Gives back reservations whose data went away unwritten (trimmed or zeroed).</summary>
-    public void Release(long blocks)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(blocks);
-        lock (_gate)
-        {
-            ArgumentOutOfRangeException.ThrowIfGreaterThan(blocks, _reservedBlocks);
-            _reservedBlocks -= blocks;
+            return _reservations.TryReserve(_map, first, count, quota);
         }
     }
 

@@ -173,7 +173,7 @@ public sealed class UpperStore : IAsyncDisposable
     /// Not yet committed: a crash before <see cref="CommitAsync(StoreInstance)"/> may undo it.
     /// </summary>
     public ValueTask WriteAsync(StoreInstance instance, long virtualBlock, ReadOnlyMemory<byte> data, WriteReason reason = WriteReason.Flush) =>
-        _data.WriteBlocksAsync(instance, [(virtualBlock, data.Length / BlockSize)], data, reason, reserved: 0);
+        _data.WriteBlocksAsync(instance, [(virtualBlock, data.Length / BlockSize)], data, reason);
 
     /// <summary>
     /// Writes runs of an instance's virtual blocks, in the order given and not necessarily
@@ -181,15 +181,14 @@ public sealed class UpperStore : IAsyncDisposable
     /// allocated store blocks that are as contiguous as free space allows, so scattered
     /// virtual blocks still go to the device in few large writes. Durable, then mapped;
     /// not yet committed. Data in an <see cref="AlignedBuffer"/> is written without a copy.
-    /// <paramref name="reserved"/> of the blocks were reserved (<see cref="StoreInstance.TryReserve"/>):
-    /// when they are mapped, in the same step, their reservations become upper blocks. If it fails, nothing is mapped
-    /// and the reservations stay.
+    /// Blocks reserved (<see cref="StoreInstance.TryReserve"/>) become upper blocks in the same
+    /// step as they are mapped; if it fails, nothing is mapped and the reservations stay.
     /// </summary>
     public ValueTask WriteBlocksAsync(StoreInstance instance, IReadOnlyList<(long VirtualBlock, long Length)> runs,
-        ReadOnlyMemory<byte> data, WriteReason reason, long reserved) =>
-        _data.WriteBlocksAsync(instance, runs, data, reason, reserved);
+        ReadOnlyMemory<byte> data, WriteReason reason) =>
+        _data.WriteBlocksAsync(instance, runs, data, reason);
 
-    /// <summary>Makes whole blocks read as zeros, releasing their upper blocks (not yet committed).</summary>
+    /// <summary>Makes whole blocks read as zeros, releasing their upper blocks and reservations (not yet committed).</summary>
     public void Zero(StoreInstance instance, long virtualBlock, long count) => _data.Zero(instance, virtualBlock, count);
 
     /// <summary>

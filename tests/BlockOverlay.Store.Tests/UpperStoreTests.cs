@@ -58,23 +58,47 @@ public class UpperStoreTests
         await using var store = await UpperStore.OpenAsync(device);
         var instance = await store.CreateInstanceAsync("q", 64 * Block, null, quota: 8 * Block);
 
-        Assert.That(instance.TryReserve(6), Is.True);
-        Assert.That(instance.TryReserve(3), Is.False, "6 + 3 blocks is past the quota of 8");
+        Assert.That(instance.TryReserve(0, 6), Is.True);
+        Assert.That(instance.TryReserve(6, 3), Is.False, "6 + 3 blocks is past the quota of 8");
         Assert.That(instance.FootprintBlocks, Is.EqualTo(6), "a refused reservation takes nothing");
+        Assert.That(instance.TryReserve(2, 4), Is.True, "blocks already reserved are not new space");
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(6), "a block is counted once");
 
         // Four reserved blocks mapped: the footprint stays 6, now 4 upper and 2 reserved.
-        await store.WriteBlocksAsync(instance, [(0, 4)], Pattern(4, 1), WriteReason.Flush, reserved: 4);
+        await store.WriteBlocksAsync(instance, [(0, 4)], Pattern(4, 1), WriteReason.Flush);
         Assert.That((instance.UpperBlocks, instance.FootprintBlocks), Is.EqualTo((4L, 6L)));
         // Rewriting upper blocks needs no reservation and grows nothing.
-        await store.WriteBlocksAsync(instance, [(1, 2)], Pattern(2, 2), WriteReason.Flush, reserved: 0);
+        Assert.That(instance.TryReserve(1, 2), Is.True);
+        await store.WriteBlocksAsync(instance, [(1, 2)], Pattern(2, 2), WriteReason.Flush);
         Assert.That(instance.FootprintBlocks, Is.EqualTo(6));
 
-        instance.Release(2);
-        Assert.That(instance.TryReserve(4), Is.True, "4 upper + 4 reserved: exactly the quota");
-        Assert.That(instance.TryReserve(1), Is.False);
-        Assert.That(() => instance.Release(5), Throws.InstanceOf<ArgumentOutOfRangeException>(), "more than is reserved");
-        instance.Reserve(3);
-        Assert.That(instance.FootprintBlocks, Is.EqualTo(11), "data already accepted is counted past the quota");
+        // Zeroing reserved blocks (their data went away unwritten) gives their room back.
+        store.Zero(instance, 4, 2);
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(4));
+        Assert.That(instance.TryReserve(10, 4), Is.True, "4 upper + 4 reserved: exactly the quota");
+        Assert.That(instance.TryReserve(20, 1), Is.False);
+        Assert.That(() => instance.TryReserve(60, 5), Throws.InstanceOf<ArgumentOutOfRangeException>(), "past the instance's end");
+
+        // Data already accepted counts past a quota lowered under it; only new space is refused.
+        await store.SetQuotaAsync("q", 4 * Block);
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(8), "data already accepted is counted past the quota");
+        Assert.That(instance.TryReserve(10, 4), Is.True, "no new space");
+        Assert.That(instance.TryReserve(30, 1), Is.False);
+    }
+
+    [Test]
+    public async Task Without_a_quota_reservations_are_still_kept_and_count_once_one_is_set()
+    {
+        var device = await NewStoreAsync();
+        await using var store = await UpperStore.OpenAsync(device);
+        var instance = await store.CreateInstanceAsync("late", 64 * Block, null);
+
+        Assert.That(instance.TryReserve(0, 20), Is.True, "no quota: always room");
+        Assert.That(instance.FootprintBlocks, Is.EqualTo(20));
+        await store.SetQuotaAsync("late", 8 * Block);
+        Assert.That(instance.TryReserve(0, 20), Is.True, "the same blocks again need no new space");
+        Assert.That(instance.TryReserve(20, 1), Is.False, "new space past the quota");
+        await store.DeleteInstanceAsync("late");
     }
 
     [Test]

@@ -23,13 +23,10 @@ internal sealed class DirtyBlock
 
     public bool WritingBack { get; set; }
 
-    /// <summary>Its room is reserved in the store (it is new space under a quota) until its write-back maps it.</summary>
-    public bool Reserved { get; set; }
-
     /// <summary>Makes it a new block, dirty since the write with sequence number <paramref name="dirtySince"/> (its bytes are the caller's to fill).</summary>
-    public DirtyBlock Reset(long dirtySince, bool reserved)
+    public DirtyBlock Reset(long dirtySince)
     {
-        (Version, DirtySince, RedirtiedSince, WritingBack, Reserved) = (0, dirtySince, 0, false, reserved);
+        (Version, DirtySince, RedirtiedSince, WritingBack) = (0, dirtySince, 0, false);
         return this;
     }
 }
@@ -71,18 +68,18 @@ internal sealed class DirtyBlockPool(int capacity)
     }
 
     /// <summary>A block for the cache's map: a spare one if there is one.</summary>
-    public DirtyBlock Take(long dirtySince, bool reserved)
+    public DirtyBlock Take(long dirtySince)
     {
         lock (_lock)
         {
             _lastTaken = Stopwatch.GetTimestamp();
             if (_spare.TryPop(out var block))
             {
-                return block.Reset(dirtySince, reserved);
+                return block.Reset(dirtySince);
             }
         }
 
-        return new DirtyBlock().Reset(dirtySince, reserved);
+        return new DirtyBlock().Reset(dirtySince);
     }
 
     /// <summary>Takes back a block that left a cache's map (kept if there is room).</summary>

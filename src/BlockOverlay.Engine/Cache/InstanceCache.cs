@@ -33,19 +33,15 @@ namespace BlockOverlay.Engine.Cache;
 /// early), but it never waits for them.
 /// </para>
 /// <para>
-/// <b>Quota.</b> With a quota, a write reserves room in the store for each block that is new
-/// space (neither dirty here nor an upper block there) before taking it, and the block remembers
-/// it (<see cref="DirtyBlock.Reserved"/>). The store turns a reservation into an upper block when
-/// its write-back maps it, in one step, so the instance's footprint (upper plus reserved
-/// blocks) counts every block once. Blocks taken while the instance had no quota are reserved
-/// by the first quota-checked write (<see cref="_reservationsComplete"/>), and so are
-/// unreserved blocks whose write-back failed (<see cref="_recheck"/>).
+/// <b>Quota.</b> The store owns the accounting (<see cref="StoreInstance.TryReserve"/>): before
+/// taking blocks, a write asks it once for room, and it reserves the blocks that are new space
+/// or refuses. It ends a reservation itself when a write-back maps the block or a zero drops it.
 /// </para>
 /// <para>
 /// <b>Locking.</b> <see cref="_gate"/> guards the map and the blocks' bytes, and is held only
 /// for memory work: every copy into or out of a block happens under it, so nobody ever sees
 /// a block's buffer while another thread reuses it. It is taken before the store's own
-/// locks (zeroing applies the store's change under it) and never inside them.
+/// locks (the quota question and zeroing ask the store under it) and never inside them.
 /// </para>
 /// </remarks>
 internal sealed class InstanceCache
@@ -56,8 +52,6 @@ internal sealed class InstanceCache
     private readonly WriteBackCache _owner;
     private long _sequence;
     private long _dirtyBytes;
-    private bool _reservationsComplete = true; // false once a block was taken without a quota: it may be new space nobody reserved
-    private readonly HashSet<long> _recheck = []; // unreserved blocks whose write-back failed: new space after all, perhaps
     private long _dirtySince;   // Stopwatch timestamp of the oldest dirty data; 0 while clean
     private int _throttled;     // writers waiting for this instance's write-back
     private TaskCompletionSource _progress = NewSignal();
@@ -97,28 +91,18 @@ internal sealed class InstanceCache
 
     /// <summary>
     /// Takes whole blocks of data into the cache, starting at virtual block <paramref name="first"/>.
-    /// If the instance has a quota and the write needs new space past it, nothing changes and
-    /// it returns false (see "Quota"). The caller holds the range lock, so no zeroing changes
-    /// the range's mapping meanwhile; write-backs only map blocks that are held here.
+    /// If the store refuses the new space (the quota), nothing changes and it returns false (see
+    /// "Quota"). The caller holds the range lock, so no zeroing changes the range's mapping
+    /// meanwhile; write-backs only map blocks that are held here.
     /// </summary>
     public bool TryWrite(long first, ReadOnlySpan<byte> data)
     {
         long added = 0;
         lock (_gate)
         {
-            HashSet<long>? reserved = null;
-            if (Instance.Definition.Quota != 0)
+            if (!Instance.TryReserve(first, data.Length / Block))
             {
-                if (!_reservationsComplete || _recheck.Count > 0)
-                {
-                    ReserveHeldBlocks();
-                }
-
-                reserved = NewSpace(first, data.Length / Block);
-                if (reserved.Count > 0 && !Instance.TryReserve(reserved.Count))
-                {
-                    return false;
-                }
+                return false;
             }
 
             long sequence = ++_sequence;
@@ -136,10 +120,9 @@ internal sealed class InstanceCache
                 }
                 else
                 {
-                    var fresh = _owner.Blocks.Take(sequence, reserved?.Contains(first + i) == true);
+                    var fresh = _owner.Blocks.Take(sequence);
                     bytes.CopyTo(fresh.Data);
                     _blocks.Add(first + i, fresh);
-                    _reservationsComplete &= reserved is not null;
                     added += Block;
                 }
             }
@@ -154,76 +137,6 @@ internal sealed class InstanceCache
 
         _owner.AddDirty(added);
         return true;
-    }
-
-    /// <summary>Blocks of [first, first+count) that are neither held here nor upper blocks in the store; the caller holds the gate.</summary>
-    private HashSet<long> NewSpace(long first, long count)
-    {
-        var layout = new List<MappedExtent>();
-        _owner.Store.Lookup(Instance, first, count, layout);
-        var fresh = new HashSet<long>();
-        foreach (var extent in layout.Where(e => e.Kind != ExtentKind.Upper))
-        {
-            for (long b = extent.VirtualBlock; b < extent.End; b++)
-            {
-                if (!_blocks.ContainsKey(b))
-                {
-                    fresh.Add(b);
-                }
-            }
-        }
-
-        return fresh;
-    }
-
-    /// <summary>
-    /// Reserves the held blocks that are new space and not yet reserved (all of them after
-    /// blocks were taken without a quota, else those whose write-back failed), whatever the
-    /// quota says: they were accepted already. Blocks on their way to the store are left
-    /// alone: they are upper data when that ends, or back in <see cref="_recheck"/> if it
-    /// fails. The caller holds the gate.
-    /// </summary>
-    private void ReserveHeldBlocks()
-    {
-        IEnumerable<long> candidates = _reservationsComplete ? _recheck : _blocks.Keys;
-        var unreserved = candidates.Where(b => _blocks.TryGetValue(b, out var block) && !block.Reserved && !block.WritingBack).Order().ToList();
-        var fresh = NotUpper(unreserved);
-        Instance.Reserve(fresh.Count);
-        foreach (long b in fresh)
-        {
-            _blocks[b].Reserved = true;
-        }
-
-        _recheck.Clear();
-        _reservationsComplete = true;
-    }
-
-    /// <summary>Which of the (ascending) blocks are not upper blocks in the store: one look-up over their span.</summary>
-    private List<long> NotUpper(List<long> ascending)
-    {
-        var result = new List<long>();
-        if (ascending.Count == 0)
-        {
-            return result;
-        }
-
-        var layout = new List<MappedExtent>();
-        _owner.Store.Lookup(Instance, ascending[0], ascending[^1] - ascending[0] + 1, layout);
-        int e = 0;
-        foreach (long b in ascending)
-        {
-            while (layout[e].End <= b)
-            {
-                e++;
-            }
-
-            if (layout[e].Kind != ExtentKind.Upper)
-            {
-                result.Add(b);
-            }
-        }
-
-        return result;
     }
 
     /// <summary>
@@ -285,12 +198,12 @@ internal sealed class InstanceCache
     }
 
     /// <summary>
-    /// Drops the cached blocks of a range and applies <paramref name="applyToStore"/> (which
-    /// changes the store's map of that range) in the same step, once no block of the range is
-    /// being written back: a write-back finishing later would map old data over the change.
-    /// The caller holds the range lock, so no write adds blocks meanwhile.
+    /// Zeroes whole blocks of a range: in the store (which also ends their reservations) and
+    /// here, by dropping them, in one step, once no block of the range is being written back:
+    /// a write-back finishing later would map old data over the zeros. The caller holds the
+    /// range lock, so no write adds blocks meanwhile.
     /// </summary>
-    public async Task DropAsync(long first, long count, Action applyToStore)
+    public async Task ZeroAsync(long first, long count)
     {
         while (true)
         {
@@ -303,8 +216,7 @@ internal sealed class InstanceCache
                 {
                     // Store first, then the cache, in one step under the gate: a reader sees the
                     // cached data or the store's new state, never the store's older content.
-                    applyToStore();
-                    Instance.Release(inRange.Count(b => _blocks[b].Reserved));
+                    _owner.Store.Zero(Instance, first, count);
                     foreach (long b in inRange)
                     {
                         Forget(b);
@@ -505,7 +417,7 @@ internal sealed class InstanceCache
                 {
                     block.WritingBack = true;
                     block.Data.CopyTo(staging.Span.Slice(batch.Blocks.Count * Block, Block));
-                    batch.Add(b, block.Version, block.Reserved);
+                    batch.Add(b, block.Version);
                 }
             }
         }
@@ -518,7 +430,7 @@ internal sealed class InstanceCache
         long bytes = batch.Blocks.Count * (long)Block;
         try
         {
-            await _owner.Store.WriteBlocksAsync(Instance, batch.Runs, staging.Memory[..(int)bytes], reason, batch.Reserved);
+            await _owner.Store.WriteBlocksAsync(Instance, batch.Runs, staging.Memory[..(int)bytes], reason);
         }
         catch (Exception e)
         {
@@ -545,15 +457,6 @@ internal sealed class InstanceCache
                 }
 
                 block.WritingBack = false;
-                // Mapped: an upper block now, whose reservation the store has turned into one. If
-                // the write-back failed, a block that was not reserved may be new space after all.
-                if (failure is not null && !block.Reserved)
-                {
-                    // Without a quota, a full look when one is set does the same, at no cost now.
-                    _ = Instance.Definition.Quota != 0 ? _recheck.Add(b) : _reservationsComplete = false;
-                }
-
-                block.Reserved &= failure is not null;
                 if (failure is null && block.Version == version)
                 {
                     Forget(b);
@@ -604,13 +507,9 @@ internal sealed class InstanceCache
 
         public List<(long VirtualBlock, long Length)> Runs { get; } = [];
 
-        /// <summary>How many of the blocks hold a reservation (the store turns them into upper blocks).</summary>
-        public long Reserved { get; private set; }
-
-        public void Add(long block, long version, bool reserved)
+        public void Add(long block, long version)
         {
             Blocks.Add((block, version));
-            Reserved += reserved ? 1 : 0;
             if (Runs.Count > 0 && Runs[^1].VirtualBlock + Runs[^1].Length == block)
             {
                 Runs[^1] = (Runs[^1].VirtualBlock, Runs[^1].Length + 1);

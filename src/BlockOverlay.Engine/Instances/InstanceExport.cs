@@ -212,7 +212,7 @@ public sealed class InstanceExport : ILayeredExport
             }
             else if (wholeEnd > wholeFirst)
             {
-                await _cache.DropAsync(wholeFirst, wholeEnd - wholeFirst, () => _store.Zero(_instance, wholeFirst, wholeEnd - wholeFirst));
+                await _cache.ZeroAsync(wholeFirst, wholeEnd - wholeFirst);
             }
 
             if (offset % Block != 0)

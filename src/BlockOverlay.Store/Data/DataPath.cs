@@ -34,11 +34,10 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
 
     /// <summary>See <see cref="UpperStore.WriteBlocksAsync"/>.</summary>
     public async ValueTask WriteBlocksAsync(StoreInstance instance, IReadOnlyList<(long VirtualBlock, long Length)> runs,
-        ReadOnlyMemory<byte> data, WriteReason reason, long reserved)
+        ReadOnlyMemory<byte> data, WriteReason reason)
     {
         ArgumentNullException.ThrowIfNull(instance);
         ArgumentNullException.ThrowIfNull(runs);
-        ArgumentOutOfRangeException.ThrowIfNegative(reserved);
         if (reason is not (WriteReason.Flush or WriteReason.Background))
         {
             throw new ArgumentException($"instance data is written for a flush or in the background, not for {reason}", nameof(reason));
@@ -55,8 +54,6 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
             throw new ArgumentException($"{data.Length} bytes of data for {count} blocks");
         }
 
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(reserved, count);
-
         var placed = space.Allocate(count);
         try
         {
@@ -70,7 +67,7 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
 
         counters.Add(reason, data.Length);
         var freeNow = new List<(long, long)>();
-        bool mapped = instance.MapWritten(Pair(runs, placed), reserved, freeNow);
+        bool mapped = instance.MapWritten(Pair(runs, placed), freeNow);
         quarantine.Free(mapped ? freeNow : placed);
         if (!mapped)
         {

@@ -17,15 +17,15 @@ public sealed class DirtyBlockPoolTests
     public void A_given_block_is_taken_again_reset_and_the_pool_keeps_no_more_than_its_capacity()
     {
         var pool = new DirtyBlockPool(capacity: 2);
-        var first = pool.Take(dirtySince: 7, reserved: true);
+        var first = pool.Take(dirtySince: 7);
         first.Version = 3;
         first.WritingBack = true;
         first.RedirtiedSince = 9;
         pool.Give(first);
 
-        var again = pool.Take(dirtySince: 11, reserved: false);
+        var again = pool.Take(dirtySince: 11);
         Assert.That(again, Is.SameAs(first));
-        Assert.That((again.Version, again.DirtySince, again.RedirtiedSince, again.WritingBack, again.Reserved), Is.EqualTo((0L, 11L, 0L, false, false)));
+        Assert.That((again.Version, again.DirtySince, again.RedirtiedSince, again.WritingBack), Is.EqualTo((0L, 11L, 0L, false)));
 
         pool.Give(again);
         pool.Give(new DirtyBlock());
@@ -47,7 +47,7 @@ public sealed class DirtyBlockPoolTests
         Thread.Sleep(1100);
         pool.TrimIfIdle();
         Assert.That(pool.Count, Is.EqualTo(4));
-        pool.Take(1, false);
+        pool.Take(1);
         Thread.Sleep(1100);
         pool.TrimIfIdle();
         Assert.That(pool.Count, Is.EqualTo(1), "3 spares left after the take, then half of them (rounded up) go");

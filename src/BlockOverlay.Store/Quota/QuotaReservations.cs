@@ -1,0 +1,87 @@
+using BlockOverlay.Store.Maps;
+
+namespace BlockOverlay.Store.Quota;
+
+/// <summary>
+/// The one owner of an instance's quota accounting: which of its virtual blocks are reserved,
+/// and whether new space fits its quota.
+/// </summary>
+/// <remarks>
+/// <para>
+/// <b>States.</b> A virtual block is an upper block (its map names store blocks), reserved (its
+/// data is held elsewhere, in a write-back cache, and will become an upper block when written
+/// back), or neither. The footprint, what counts against the quota, is upper plus reserved.
+/// </para>
+/// <para>
+/// <b>Invariants.</b> Every block a cache holds was asked for (<see cref="TryReserve"/>) before
+/// the cache took it, with or without a quota, so it is upper or reserved, never both: a
+/// reservation ends in the same step as its block is mapped or zeroed (<see cref="End"/>), so
+/// no block is counted twice or missed on its way to the store. Only new space (neither upper
+/// nor reserved) is refused; data already accepted counts even past a quota set later.
+/// </para>
+/// <para>
+/// <b>Locking.</b> None of its own: the owning <see cref="StoreInstance"/>'s gate guards it with
+/// the map, so a look-up and a reservation are one step.
+/// </para>
+/// <para><b>Durability.</b> Memory only: after a crash no cache holds anything.</para>
+/// </remarks>
+internal sealed class QuotaReservations
+{
+    private readonly HashSet<long> _reserved = [];
+
+    public long Count => _reserved.Count;
+
+    /// <summary>
+    /// Reserves the blocks of [<paramref name="first"/>, +<paramref name="count"/>) that are new
+    /// space, if the footprint then stays within <paramref name="quotaBlocks"/> (0: no quota);
+    /// otherwise reserves nothing and returns false.
+    /// </summary>
+    public bool TryReserve(ExtentMap map, long first, long count, long quotaBlocks)
+    {
+        var layout = new List<MappedExtent>();
+        map.Lookup(first, count, layout);
+        var fresh = new List<long>();
+        foreach (var extent in layout.Where(e => e.Kind != ExtentKind.Upper))
+        {
+            for (long b = extent.VirtualBlock; b < extent.End; b++)
+            {
+                if (!_reserved.Contains(b))
+                {
+                    fresh.Add(b);
+                }
+            }
+        }
+
+        if (fresh.Count > 0 && quotaBlocks != 0 && map.UpperBlocks + _reserved.Count + fresh.Count > quotaBlocks)
+        {
+            return false;
+        }
+
+        _reserved.UnionWith(fresh);
+        return true;
+    }
+
+    /// <summary>Blocks of [<paramref name="first"/>, +<paramref name="count"/>) were mapped or zeroed: their reservations end.</summary>
+    public void End(long first, long count)
+    {
+        if (_reserved.Count == 0)
+        {
+            return;
+        }
+
+        if (count <= _reserved.Count)
+        {
+            for (long b = first; b < first + count; b++)
+            {
+                _reserved.Remove(b);
+            }
+        }
+        else
+        {
+            _reserved.RemoveWhere(b => b >= first && b < first + count);
+        }
+    }
+
+    /// <summary>The instance is gone.</summary>
+    public void Clear() => _reserved.Clear();
+}
