@@ -22,7 +22,8 @@ namespace BlockOverlay.Exports;
 /// <see cref="ExportCapabilities.MultiConn"/>. <see cref="WriteFlags.Fua"/> makes that one
 /// write durable before its task completes.</item>
 /// <item>Failures are <see cref="ExportException"/> (a reason the client is told) or
-/// <see cref="IOException"/> (reported as an I/O error).</item>
+/// <see cref="IOException"/> (reported as an I/O error); anything else is a bug
+/// (<see cref="ExportFailures.Classify"/>).</item>
 /// </list>
 /// </remarks>
 public interface IExport : IAsyncDisposable

@@ -1,6 +1,9 @@
 using System.Diagnostics.Metrics;
+using BlockOverlay.Exports;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace BlockOverlay.Engine.Cache;
 
@@ -48,6 +51,7 @@ public sealed class WriteBackCache : IAsyncDisposable
     private readonly List<InstanceCache> _caches = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _writer;
+    private readonly ILogger _logger;
     private long _dirtyBytes;
     private long _backgroundFailures;
     private int _flushesActive;
@@ -55,9 +59,11 @@ public sealed class WriteBackCache : IAsyncDisposable
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _stopped;
 
-    public WriteBackCache(UpperStore store, CacheOptions? options = null)
+    /// <param name="logger">Where a bug in the background writer is reported (with its stack).</param>
+    public WriteBackCache(UpperStore store, CacheOptions? options = null, ILogger? logger = null)
     {
         Store = store ?? throw new ArgumentNullException(nameof(store));
+        _logger = logger ?? NullLogger.Instance;
         Options = options ?? new CacheOptions();
         if (Options.Problem() is { } problem)
         {
@@ -121,7 +127,9 @@ public sealed class WriteBackCache : IAsyncDisposable
                     await Store.CommitAsync(cache.Instance);
                 }
             }
-            catch (Exception e) when (e is IOException or StoreFullException or InstanceException)
+#pragma warning disable CA1031 // Nothing is lost: every failure, a bug included, is in the AggregateException.
+            catch (Exception e)
+#pragma warning restore CA1031
             {
                 failures.Add(e); // one instance's failure must not cost the next one its write-back
             }
@@ -286,14 +294,25 @@ public sealed class WriteBackCache : IAsyncDisposable
                 await WriteBackDueAsync(stop);
                 await CheckpointIfDueAsync(stop);
             }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
 #pragma warning disable CA1031 // The loop must outlive any failure: throttled writers depend on it.
-            catch (Exception e) when (e is not OperationCanceledException || !stop.IsCancellationRequested)
+            catch (Exception e)
 #pragma warning restore CA1031
             {
                 // The data stays dirty and is tried again; throttled writers of the instance see
-                // the error, and flushes fail with their own. Pause so a full store is not hammered.
+                // the error, and flushes fail with their own. The operator sees the count; a bug
+                // is also logged with its stack. Pause so a full store is not hammered.
                 Interlocked.Increment(ref _backgroundFailures);
-                await Task.WhenAny(Task.Delay(TimeSpan.FromSeconds(1), stop));
+                if (ExportFailures.Classify(e) is null)
+                {
+                    CacheLog.BackgroundBug(_logger, e);
+                }
+
+                // Cut short, without an exception, when the cache stops.
+                await Task.Delay(TimeSpan.FromSeconds(1), stop).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
     }

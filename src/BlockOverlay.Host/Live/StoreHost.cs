@@ -47,7 +47,7 @@ internal sealed class StoreHost : IAsyncDisposable
     public static async Task<StoreHost> OpenAsync(string path, CacheOptions cacheOptions, ExportCatalog catalog, ILogger logger)
     {
         var session = await StoreSession.OpenAsync(path);
-        var host = new StoreHost(session, new WriteBackCache(session.Store, cacheOptions), catalog, logger);
+        var host = new StoreHost(session, new WriteBackCache(session.Store, cacheOptions, logger), catalog, logger);
         foreach (var instance in session.Store.Instances)
         {
             if (instance.Definition.Unclean)

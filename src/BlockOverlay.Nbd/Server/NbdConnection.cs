@@ -40,7 +40,7 @@ internal static class NbdConnection
             outcome = "dropped for a protocol violation";
             logger.ProtocolViolation(connectionId, e.Message);
         }
-        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is OperationCanceledException || FailureMapping.IsPeerGone(e))
         {
             outcome = $"ended: {e.Message}";
         }
@@ -67,7 +67,7 @@ internal static class NbdConnection
         {
             await writer.CompleteAsync();
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        catch (Exception e) when (FailureMapping.IsPeerGone(e))
         {
             // Nothing left to tell a client that is gone.
         }

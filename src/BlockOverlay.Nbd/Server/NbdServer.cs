@@ -105,9 +105,9 @@ public sealed class NbdServer : IAsyncDisposable
             {
                 client = await listening.AcceptAsync(_shutdown.Token);
             }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            catch (Exception) when (_shutdown.IsCancellationRequested)
             {
-                return;
+                return; // Stopping: StopAsync cancels, then closes the listener.
             }
             catch (SocketException e)
             {

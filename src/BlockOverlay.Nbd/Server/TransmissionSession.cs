@@ -82,10 +82,19 @@ internal sealed class TransmissionSession
         {
             await _export.ClientDetachedAsync();
         }
-        catch (Exception e) when (e is ExportException or IOException)
+#pragma warning disable CA1031 // Classified below: a bug is logged as one, not taken for a failed write-back.
+        catch (Exception e)
+#pragma warning restore CA1031
         {
             // Nobody is left to tell: the data stays in the export, which tries again when it closes.
-            _logger.DetachFailed(_id, e.Message);
+            if (ExportFailures.Classify(e) is null)
+            {
+                _logger.DetachCrashed(_id, e);
+            }
+            else
+            {
+                _logger.DetachFailed(_id, e.Message);
+            }
         }
     }
 
@@ -151,20 +160,11 @@ internal sealed class TransmissionSession
         {
             reply = await PerformAsync(request, payload);
         }
-        catch (Exception e) when (e is ExportException or IOException)
-        {
-            var error = ErrorOf(e);
-            _logger.RequestFailed(_id, request, error, e.Message);
-            _counters.RecordFailed(error);
-            reply = ErrorReply(request, error, e.Message);
-        }
-#pragma warning disable CA1031 // A bug in one request must not take the connection or server down.
+#pragma warning disable CA1031 // Every failure is classified in Failed; a bug must not take the connection down.
         catch (Exception e)
 #pragma warning restore CA1031
         {
-            _logger.RequestCrashed(_id, request, e);
-            _counters.RecordFailed(NbdError.IoError);
-            reply = ErrorReply(request, NbdError.IoError, "internal server error");
+            reply = Failed(request, e);
         }
         finally
         {
@@ -302,15 +302,24 @@ internal sealed class TransmissionSession
         (flags.HasFlag(CommandFlags.NoHole) ? ZeroFlags.NoHole : ZeroFlags.None) |
         (flags.HasFlag(CommandFlags.FastZero) ? ZeroFlags.FastZero : ZeroFlags.None);
 
-    /// <summary>The one mapping from export failures to wire errors.</summary>
-    internal static NbdError ErrorOf(Exception e) => e switch
+    /// <summary>
+    /// The reply to a request the export failed: its reason mapped to the wire, or, for a bug,
+    /// EIO with the exception logged at Error with its stack (see <see cref="FailureMapping"/>).
+    /// </summary>
+    private StatusReply Failed(NbdRequest request, Exception e)
     {
-        ExportException { Error: ExportError.NoSpace } => NbdError.NoSpace,
-        ExportException { Error: ExportError.InvalidArgument } => NbdError.InvalidArgument,
-        ExportException { Error: ExportError.NotSupported } => NbdError.NotSupported,
-        ExportException { Error: ExportError.ReadOnly } => NbdError.NotPermitted,
-        _ => NbdError.IoError,
-    };
+        if (ExportFailures.Classify(e) is { } reason)
+        {
+            var error = FailureMapping.WireErrorOf(reason);
+            _logger.RequestFailed(_id, request, error, e.Message);
+            _counters.RecordFailed(error);
+            return ErrorReply(request, error, e.Message);
+        }
+
+        _logger.RequestCrashed(_id, request, e);
+        _counters.RecordFailed(NbdError.IoError);
+        return ErrorReply(request, NbdError.IoError, "internal server error");
+    }
 
     private void Reject(NbdRequest request, NbdError error, string reason)
     {
@@ -354,10 +363,21 @@ internal sealed class TransmissionSession
                 await _writer.FlushAsync();
             }
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+#pragma warning disable CA1031 // Either way the connection ends; a bug is logged as one first.
+        catch (Exception e)
+#pragma warning restore CA1031
         {
-            // The client is gone: stop reading; requests in flight still complete.
-            _logger.ConnectionEvent(_id, "cannot send replies: " + e.Message);
+            // The client is gone (or a bug stopped the replies): stop reading; requests in
+            // flight still complete.
+            if (FailureMapping.IsPeerGone(e))
+            {
+                _logger.ConnectionEvent(_id, "cannot send replies: " + e.Message);
+            }
+            else
+            {
+                _logger.ConnectionCrashed(_id, e);
+            }
+
             await stop.CancelAsync();
             await foreach (var reply in replies.ReadAllAsync())
             {
