@@ -1,7 +1,5 @@
 using System.Diagnostics;
-using BlockOverlay.Io;
 using BlockOverlay.Store;
-using BlockOverlay.Store.Maps;
 
 namespace BlockOverlay.Engine.Cache;
 
@@ -44,7 +42,7 @@ namespace BlockOverlay.Engine.Cache;
 /// locks (the quota question and zeroing ask the store under it) and never inside them.
 /// </para>
 /// </remarks>
-internal sealed class InstanceCache
+internal sealed partial class InstanceCache
 {
     private const int Block = UpperStore.BlockSize;
     private readonly Lock _gate = new();
@@ -235,138 +233,6 @@ internal sealed class InstanceCache
     }
 
     /// <summary>
-    /// Writes back every block dirty since <paramref name="upTo"/> or earlier (see "Flush scope"),
-    /// in batches of at most <paramref name="batchBlocks"/>. Returns the data bytes it wrote.
-    /// </summary>
-    public async Task<long> WriteBackAsync(long upTo, WriteReason reason, int batchBlocks)
-    {
-        long written = 0;
-        while (true)
-        {
-            var candidates = DirtyUpTo(upTo);
-            if (candidates.Count == 0)
-            {
-                return written;
-            }
-
-            using (var staging = new AlignedBuffer(Math.Min(batchBlocks, candidates.Count) * Block))
-            {
-                int next = 0;
-                while (next < candidates.Count)
-                {
-                    var batch = Take(candidates, ref next, batchBlocks, upTo, staging);
-                    if (batch.Blocks.Count > 0)
-                    {
-                        written += await WriteBatchAsync(batch, staging, reason);
-                    }
-                }
-            }
-
-            // What is left was being written back by someone else, or was written again
-            // (before our point) while we wrote it: wait for those write-backs, then go again.
-            Task? wait;
-            lock (_gate)
-            {
-                wait = _blocks.Values.Any(b => b.WritingBack && b.DirtySince <= upTo) ? _progress.Task : null;
-            }
-
-            if (wait is not null)
-            {
-                await wait;
-            }
-        }
-    }
-
-    /// <summary>Writes back one batch of any dirty blocks, oldest first as far as the map knows (background work).</summary>
-    public async Task<long> WriteBackSomeAsync(int batchBlocks)
-    {
-        List<long> picked;
-        lock (_gate)
-        {
-            picked = [.. _blocks.Where(p => !p.Value.WritingBack).Take(batchBlocks).Select(p => p.Key).Order()];
-        }
-
-        if (picked.Count == 0)
-        {
-            return 0;
-        }
-
-        using var staging = new AlignedBuffer(picked.Count * Block);
-        int next = 0;
-        var batch = Take(picked, ref next, batchBlocks, long.MaxValue, staging);
-        if (batch.Blocks.Count == 0)
-        {
-            return 0;
-        }
-
-        long written = await WriteBatchAsync(batch, staging, WriteReason.Background);
-        Counters.AddWriteBack(written);
-        return written;
-    }
-
-    /// <summary>
-    /// Waits until this instance holds less than the limits allow (<paramref name="overLimit"/>
-    /// says when it does not), asking the background writer for its write-back. Only this
-    /// instance's writers wait here. A write-back that keeps failing fails the wait with its error.
-    /// </summary>
-    public async ValueTask ThrottleAsync(Func<InstanceCache, bool> overLimit)
-    {
-        if (!overLimit(this))
-        {
-            return;
-        }
-
-        long start = Stopwatch.GetTimestamp();
-        Interlocked.Increment(ref _throttled);
-        try
-        {
-            while (overLimit(this))
-            {
-                Task progress;
-                lock (_gate)
-                {
-                    if (_writeBackFailure is { } failure)
-                    {
-                        throw new IOException($"write-back of instance '{Instance.Name}' failed: {failure.Message}", failure);
-                    }
-
-                    progress = _progress.Task;
-                }
-
-                _owner.Wake();
-                // Looked at again after a while even without progress: a neighbour's write-back
-                // may have brought the global total down.
-                await Task.WhenAny(progress, Task.Delay(_owner.Options.BackgroundInterval));
-            }
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _throttled);
-            Counters.AddThrottled(Stopwatch.GetTimestamp() - start);
-        }
-    }
-
-    /// <summary>Waits until no write-back of this instance is on its way (the caller stopped new ones).</summary>
-    public async Task WhenNoWriteBackAsync()
-    {
-        while (true)
-        {
-            Task wait;
-            lock (_gate)
-            {
-                if (!_blocks.Values.Any(b => b.WritingBack))
-                {
-                    return;
-                }
-
-                wait = _progress.Task;
-            }
-
-            await wait;
-        }
-    }
-
-    /// <summary>
     /// Forgets every dirty block: the instance was deleted, or the whole store is abandoned (a
     /// crash simulation). Their reservations stay with the store's instance, which is gone too.
     /// </summary>
@@ -385,99 +251,10 @@ internal sealed class InstanceCache
         }
     }
 
-    /// <summary>Blocks dirty since <paramref name="upTo"/> or earlier, ascending.</summary>
-    private List<long> DirtyUpTo(long upTo)
-    {
-        lock (_gate)
-        {
-            var list = _blocks.Where(p => p.Value.DirtySince <= upTo).Select(p => p.Key).ToList();
-            list.Sort();
-            return list;
-        }
-    }
-
     /// <summary>Blocks of the range held here (walking whichever is smaller: the range or the map).</summary>
     private List<long> BlocksIn(long first, long count) => count <= _blocks.Count
         ? [.. Enumerable.Range(0, (int)Math.Min(count, int.MaxValue)).Select(i => first + i).Where(_blocks.ContainsKey)]
         : [.. _blocks.Keys.Where(b => b >= first && b < first + count)];
-
-    /// <summary>
-    /// Marks up to <paramref name="max"/> of the candidates (from <paramref name="next"/> on)
-    /// as being written back and copies them into the staging buffer, in order.
-    /// </summary>
-    private Batch Take(List<long> candidates, ref int next, int max, long upTo, AlignedBuffer staging)
-    {
-        var batch = new Batch();
-        lock (_gate)
-        {
-            for (; next < candidates.Count && batch.Blocks.Count < max; next++)
-            {
-                long b = candidates[next];
-                if (_blocks.TryGetValue(b, out var block) && !block.WritingBack && block.DirtySince <= upTo)
-                {
-                    block.WritingBack = true;
-                    block.Data.CopyTo(staging.Span.Slice(batch.Blocks.Count * Block, Block));
-                    batch.Add(b, block.Version);
-                }
-            }
-        }
-
-        return batch;
-    }
-
-    private async Task<long> WriteBatchAsync(Batch batch, AlignedBuffer staging, WriteReason reason)
-    {
-        long bytes = batch.Blocks.Count * (long)Block;
-        try
-        {
-            await _owner.Store.WriteBlocksAsync(Instance, batch.Runs, staging.Memory[..(int)bytes], reason);
-        }
-        catch (Exception e)
-        {
-            Finish(batch, e);
-            throw;
-        }
-
-        Finish(batch, null);
-        return bytes;
-    }
-
-    /// <summary>Ends a write-back: blocks still at the version it wrote leave; the others stay dirty.</summary>
-    private void Finish(Batch batch, Exception? failure)
-    {
-        TaskCompletionSource progress;
-        lock (_gate)
-        {
-            long removed = 0;
-            foreach (var (b, version) in batch.Blocks)
-            {
-                if (!_blocks.TryGetValue(b, out var block))
-                {
-                    continue; // discarded meanwhile (the store is being abandoned)
-                }
-
-                block.WritingBack = false;
-                if (failure is null && block.Version == version)
-                {
-                    Forget(b);
-                    removed += Block;
-                }
-                else if (block.RedirtiedSince != 0)
-                {
-                    // Written again while on its way: dirty since that write (or, if this write-back
-                    // failed, still since its first one).
-                    block.DirtySince = failure is null ? block.RedirtiedSince : block.DirtySince;
-                    block.RedirtiedSince = 0;
-                }
-            }
-
-            _writeBackFailure = failure;
-            Shrink(removed);
-            (progress, _progress) = (_progress, NewSignal());
-        }
-
-        progress.SetResult();
-    }
 
     /// <summary>Takes a block out of the map and gives it to the pool; the caller holds the gate.</summary>
     private void Forget(long b)
@@ -499,25 +276,4 @@ internal sealed class InstanceCache
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    /// <summary>Blocks being written back together, ascending, with the versions copied.</summary>
-    private sealed class Batch
-    {
-        public List<(long Block, long Version)> Blocks { get; } = [];
-
-        public List<(long VirtualBlock, long Length)> Runs { get; } = [];
-
-        public void Add(long block, long version)
-        {
-            Blocks.Add((block, version));
-            if (Runs.Count > 0 && Runs[^1].VirtualBlock + Runs[^1].Length == block)
-            {
-                Runs[^1] = (Runs[^1].VirtualBlock, Runs[^1].Length + 1);
-            }
-            else
-            {
-                Runs.Add((block, 1));
-            }
-        }
-    }
 }

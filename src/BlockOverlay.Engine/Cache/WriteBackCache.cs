@@ -12,35 +12,13 @@ namespace BlockOverlay.Engine.Cache;
 /// the limits on them, and the background writer that moves them to the store early.
 /// </summary>
 /// <remarks>
-/// Design.
-/// <para>
-/// <b>Where isolation is won.</b> Dirty data lives per instance (<see cref="InstanceCache"/>);
-/// a flush of X writes back X's blocks and commits X's map, and nobody else's data moves.
-/// Only the <see cref="FlushMode.Global"/> baseline flushes everyone.
-/// </para>
-/// <para>
-/// <b>Background write-back</b> is one loop, one batch (at most
-/// <see cref="CacheOptions.BackgroundBatchBlocks"/>) at a time. It serves, in order: instances
-/// with throttled writers, instances past the background share of their limit, the biggest
-/// instance when all of them together are past the background share of the global limit,
-/// and instances whose dirty data has grown old. Before each batch it yields to flushes in
-/// progress, for at most <see cref="FlushYield"/>: a flush waits behind at most one
-/// background batch, and back-to-back flushes cannot starve write-back (and with it the
-/// throttled writers) forever. It also takes checkpoints before the journal fills, so that
-/// a flush does not find it full and pay for a checkpoint of every instance.
-/// </para>
-/// <para>
-/// <b>Throttling (invariant 7).</b> An instance is over its limit when it holds
-/// <see cref="CacheOptions.InstanceDirtyLimit"/>, or when the global total is past
-/// <see cref="CacheOptions.GlobalDirtyLimit"/> and it holds at least an equal share of it.
-/// Its writers wait for its write-back; an instance below its share is never throttled. The
-/// total stays bounded: past the global limit only instances below their share grow, and
-/// they stop at it.
-/// </para>
-/// <para>
-/// <b>Locking.</b> <see cref="_lock"/> guards the list of instances and the flush/wake signals;
-/// never held across I/O or while taking an instance's gate.
-/// </para>
+/// The design (isolation, background write-back and its order, throttling) is told once, in
+/// docs/ARCHITECTURE.md ("The write-back cache and the flusher") and docs/DESIGN.md
+/// (invariants 2 and 7). Locally: the background writer does one batch at a time and yields
+/// to flushes for at most <see cref="FlushYield"/>, so a flush waits behind one batch at most
+/// and back-to-back flushes cannot starve throttled writers. <see cref="_lock"/> guards the
+/// list of instances and the flush/wake signals; it is never held across I/O or while
+/// taking an instance's gate.
 /// </remarks>
 public sealed class WriteBackCache : IAsyncDisposable
 {

@@ -59,6 +59,7 @@ public sealed class InstanceExport : ILayeredExport
     private readonly StoreInstance _instance;
     private readonly BaseImage? _base;
     private readonly BlockRangeLock _writes = new();
+    private readonly InstanceLayout _layout;
     private bool _disposed;
 
     /// <summary>Serves an instance through the cache; one export per instance, shared by its connections.</summary>
@@ -69,6 +70,7 @@ public sealed class InstanceExport : ILayeredExport
         _store = cache.Store;
         _base = baseImage;
         _cache = cache.Attach(instance);
+        _layout = new InstanceLayout(_cache, _store, instance, baseImage);
     }
 
     /// <summary>Opens an instance for serving: its base image is checked to be the one it was made on.</summary>
@@ -232,96 +234,17 @@ public sealed class InstanceExport : ILayeredExport
     /// <summary>Nothing to warm: the store reads with O_DIRECT and the base through the page cache.</summary>
     public ValueTask CacheAsync(long offset, long length) => ValueTask.CompletedTask;
 
-    public async ValueTask GetAllocationAsync(long offset, long length, int maxExtents, List<Extent> extents)
+    public ValueTask GetAllocationAsync(long offset, long length, int maxExtents, List<Extent> extents)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var (first, count) = BlocksOf(offset, length);
-        var layout = Layout(first, count);
-        long position = offset, end = offset + length;
-        var pieces = new List<Extent>();
-        foreach (var e in layout)
-        {
-            long from = Math.Max(position, e.VirtualBlock * Block);
-            long to = Math.Min(end, (e.VirtualBlock + e.Length) * Block);
-            if (to <= from)
-            {
-                continue;
-            }
-
-            switch (e.Kind)
-            {
-                case ExtentKind.Upper:
-                    pieces.Add(new Extent(to - from, ExtentState.Data));
-                    break;
-                case ExtentKind.Zero:
-                    pieces.Add(new Extent(to - from, ExtentState.Hole | ExtentState.Zero));
-                    break;
-                default:
-                    int before = pieces.Count;
-                    await BaseAllocationAsync(from, to - from, maxExtents, pieces);
-                    if (pieces.Skip(before).Sum(p => p.Length) < to - from)
-                    {
-                        // The base described less than asked: stop here, the rest stays undescribed.
-                        Merge(pieces, maxExtents, extents);
-                        return;
-                    }
-
-                    break;
-            }
-
-            position = to;
-            if (pieces.Count >= maxExtents)
-            {
-                break;
-            }
-        }
-
-        Merge(pieces, maxExtents, extents);
+        return _layout.GetAllocationAsync(offset, length, maxExtents, extents);
     }
 
     /// <summary>Which layer (upper data, base, zeros) each part of the range reads from; dirty blocks count as upper.</summary>
     public ValueTask GetLayersAsync(long offset, long length, int maxExtents, List<LayerExtent> extents)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        ArgumentNullException.ThrowIfNull(extents);
-        var (first, count) = BlocksOf(offset, length);
-        var layout = Layout(first, count);
-        long end = offset + length, baseEnd = _base?.Size ?? 0;
-        int start = extents.Count;
-        bool full = false;
-        foreach (var e in layout)
-        {
-            long from = Math.Max(offset, e.VirtualBlock * Block);
-            long to = Math.Min(end, (e.VirtualBlock + e.Length) * Block);
-            // A base range may run past the base's end, where it reads as zeros.
-            long split = e.Kind == ExtentKind.Base ? Math.Clamp(baseEnd, from, to) : to;
-            Append(from, split, e.Kind switch { ExtentKind.Upper => Layer.Upper, ExtentKind.Zero => Layer.Zero, _ => Layer.Base });
-            Append(split, to, Layer.Zero);
-        }
-
-        return ValueTask.CompletedTask;
-
-        // Once one piece does not fit, nothing after it may be described: extents are consecutive.
-        void Append(long from, long to, Layer layer)
-        {
-            if (to <= from || full)
-            {
-                return;
-            }
-
-            if (extents.Count > start && extents[^1].Layer == layer)
-            {
-                extents[^1] = extents[^1] with { Length = extents[^1].Length + (to - from) };
-            }
-            else if (extents.Count - start < maxExtents)
-            {
-                extents.Add(new LayerExtent(to - from, layer));
-            }
-            else
-            {
-                full = true;
-            }
-        }
+        return _layout.GetLayersAsync(offset, length, maxExtents, extents);
     }
 
     /// <summary>Writes back and commits what the instance holds, then detaches it (its data stays in the store).</summary>
@@ -386,80 +309,6 @@ public sealed class InstanceExport : ILayeredExport
         if (_instance.Definition.FlushMode != FlushMode.Volatile)
         {
             await _store.CommitAsync(_instance);
-        }
-    }
-
-    /// <summary>
-    /// The range as a reader sees it: the store's map, with blocks dirty in the cache shown as
-    /// upper data (they are the instance's own, whatever the store holds under them).
-    /// </summary>
-    private List<MappedExtent> Layout(long first, long count)
-    {
-        // The cache first, the store after, as reads do: a block written back in between is
-        // then seen in one or the other (written back, then dropped), never in neither.
-        var held = _cache.HeldRuns(first, count);
-        var layout = new List<MappedExtent>();
-        _store.Lookup(_instance, first, count, layout);
-        if (held.Count == 0)
-        {
-            return layout;
-        }
-
-        var painted = new List<MappedExtent>(layout.Count + (2 * held.Count));
-        int h = 0;
-        foreach (var e in layout)
-        {
-            for (long position = e.VirtualBlock; position < e.End;)
-            {
-                while (h < held.Count && held[h].First + held[h].Count <= position)
-                {
-                    h++;
-                }
-
-                bool inHeld = h < held.Count && held[h].First <= position;
-                long to = inHeld ? Math.Min(e.End, held[h].First + held[h].Count)
-                    : h < held.Count ? Math.Min(e.End, held[h].First) : e.End;
-                painted.Add(inHeld
-                    ? new MappedExtent(position, to - position, ExtentKind.Upper, 0, false)
-                    : e with { VirtualBlock = position, Length = to - position, StoreBlock = e.StoreBlock + (position - e.VirtualBlock) });
-                position = to;
-            }
-        }
-
-        return painted;
-    }
-
-    private async ValueTask BaseAllocationAsync(long offset, long length, int maxExtents, List<Extent> pieces)
-    {
-        if (_base is null)
-        {
-            pieces.Add(new Extent(length, ExtentState.Hole | ExtentState.Zero));
-            return;
-        }
-
-        // Base data is not in this instance's upper layer, but it is data: reporting it as a
-        // hole would tell copying tools to skip it.
-        await _base.GetAllocationAsync(offset, length, maxExtents, pieces);
-    }
-
-    /// <summary>Appends the pieces to what the list already holds, merging equal neighbours among them.</summary>
-    private static void Merge(List<Extent> pieces, int maxExtents, List<Extent> extents)
-    {
-        int start = extents.Count;
-        foreach (var piece in pieces)
-        {
-            if (extents.Count > start && extents[^1].State == piece.State)
-            {
-                extents[^1] = extents[^1] with { Length = extents[^1].Length + piece.Length };
-            }
-            else if (extents.Count - start < maxExtents)
-            {
-                extents.Add(piece);
-            }
-            else
-            {
-                return;
-            }
         }
     }
 
@@ -593,7 +442,8 @@ public sealed class InstanceExport : ILayeredExport
         }
     }
 
-    private static (long First, long Count) BlocksOf(long offset, long length)
+    /// <summary>The blocks that hold any byte of the range.</summary>
+    internal static (long First, long Count) BlocksOf(long offset, long length)
     {
         long first = offset / Block;
         long last = (offset + length - 1) / Block;
