@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Text;
 
 namespace BlockOverlay.Store.Format;
 
@@ -16,23 +15,16 @@ public sealed record CheckpointInstance(InstanceDefinition Definition, IReadOnly
 /// data-region blocks; the superblock names where, how long and its checksum.
 /// </summary>
 /// <remarks>
-/// <code>
-///  0  u8[8]  magic "BOVCKPT1"
-///  8  u64    replay sequence: the first journal batch not folded into this checkpoint
-/// 16  u32    instance count
-/// 20  u32    reserved (0)
-/// 24  u64    payload length in bytes (from byte 64)
-/// 32  u8[24] reserved (0)
-/// 56  u64    checksum: XXH64 of header bytes [0, 56) followed by the payload
-/// 64         per instance: u16 definition length, definition (as the CreateInstance record
-///            body), u64 extent count, then extents of 32 bytes: u64 virtual block,
-///            u64 length in blocks, u64 store block (0 for zeros), u64 kind (1 upper, 2 zero)
-/// </code>
+/// The bytes: <see cref="CheckpointLayout"/>, then per instance a u16 definition length, the
+/// definition (<see cref="DefinitionFormat"/>), a u64 extent count and the extents
+/// (<see cref="ExtentLayout"/>); drawn in docs/FORMAT.md ("Checkpoint").
 /// </remarks>
 public static class CheckpointFormat
 {
-    public const int HeaderBytes = 64;
-    private const int ExtentBytes = 32;
+    public static int HeaderBytes => CheckpointLayout.Checksum.End;
+    private static int ExtentBytes => ExtentLayout.Kind.End;
+    private const ulong UpperKind = 1, ZeroKind = 2;
+    private const int DefinitionLengthBytes = 2, ExtentCountBytes = 8;
     private static ReadOnlySpan<byte> Magic => "BOVCKPT1"u8;
 
     public static byte[] Encode(ulong replaySequence, IReadOnlyList<CheckpointInstance> instances)
@@ -40,46 +32,49 @@ public static class CheckpointFormat
         var payload = new ArrayBufferWriter<byte>();
         foreach (var instance in instances)
         {
-            var definition = EncodeDefinition(instance.Definition);
-            Write(payload, (ushort)definition.Length, 2);
-            payload.Write(definition);
-            Write(payload, (ulong)instance.Extents.Count, 8);
+            int definitionBytes = DefinitionFormat.EncodedSize(instance.Definition);
+            var span = payload.GetSpan(DefinitionLengthBytes + definitionBytes + ExtentCountBytes);
+            BinaryPrimitives.WriteUInt16LittleEndian(span, (ushort)definitionBytes);
+            DefinitionFormat.Encode(span.Slice(DefinitionLengthBytes, definitionBytes), instance.Definition);
+            BinaryPrimitives.WriteUInt64LittleEndian(span[(DefinitionLengthBytes + definitionBytes)..], (ulong)instance.Extents.Count);
+            payload.Advance(DefinitionLengthBytes + definitionBytes + ExtentCountBytes);
             foreach (var e in instance.Extents)
             {
-                Write(payload, (ulong)e.VirtualBlock, 8);
-                Write(payload, (ulong)e.Length, 8);
-                Write(payload, (ulong)(e.Zero ? 0 : e.StoreBlock), 8);
-                Write(payload, e.Zero ? 2UL : 1UL, 8);
+                var extent = payload.GetSpan(ExtentBytes)[..ExtentBytes];
+                ExtentLayout.VirtualBlock.Write(extent, e.VirtualBlock);
+                ExtentLayout.Length.Write(extent, e.Length);
+                ExtentLayout.StoreBlock.Write(extent, e.Zero ? 0 : e.StoreBlock);
+                ExtentLayout.Kind.Write(extent, e.Zero ? ZeroKind : UpperKind);
+                payload.Advance(ExtentBytes);
             }
         }
 
         var bytes = new byte[HeaderBytes + payload.WrittenCount];
-        Magic.CopyTo(bytes);
-        BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(8), replaySequence);
-        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(16), (uint)instances.Count);
-        BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(24), (ulong)payload.WrittenCount);
+        Magic.CopyTo(CheckpointLayout.Magic.Of(bytes.AsSpan()));
+        CheckpointLayout.ReplaySequence.Write(bytes, replaySequence);
+        CheckpointLayout.InstanceCount.Write(bytes, (uint)instances.Count);
+        CheckpointLayout.PayloadBytes.Write(bytes, (ulong)payload.WrittenCount);
         payload.WrittenSpan.CopyTo(bytes.AsSpan(HeaderBytes));
-        BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(56), Checksums.Of(bytes.AsSpan(0, 56), bytes.AsSpan(HeaderBytes)));
+        CheckpointLayout.Checksum.Write(bytes, ChecksumOf(bytes));
         return bytes;
     }
 
     /// <summary>Decodes a checkpoint, refusing anything that does not check out, naming where it is.</summary>
     public static (ulong ReplaySequence, List<CheckpointInstance> Instances) Decode(ReadOnlySpan<byte> bytes, string where)
     {
-        if (bytes.Length < HeaderBytes || !bytes[..8].SequenceEqual(Magic))
+        if (bytes.Length < HeaderBytes || !CheckpointLayout.Magic.Of(bytes).SequenceEqual(Magic))
         {
             throw new StoreFormatException($"{where}: no checkpoint here (bad magic)");
         }
 
-        long payloadBytes = (long)BinaryPrimitives.ReadUInt64LittleEndian(bytes[24..]);
-        if (payloadBytes != bytes.Length - HeaderBytes ||
-            BinaryPrimitives.ReadUInt64LittleEndian(bytes[56..]) != Checksums.Of(bytes[..56], bytes[HeaderBytes..]))
+        long payloadBytes = (long)CheckpointLayout.PayloadBytes.Read(bytes);
+        if (payloadBytes != bytes.Length - HeaderBytes || CheckpointLayout.Checksum.Read(bytes) != ChecksumOf(bytes))
         {
             throw new StoreFormatException($"{where}: checkpoint fails its checksum (corrupt)");
         }
 
-        ulong sequence = BinaryPrimitives.ReadUInt64LittleEndian(bytes[8..]);
-        int count = (int)BinaryPrimitives.ReadUInt32LittleEndian(bytes[16..]);
+        ulong sequence = CheckpointLayout.ReplaySequence.Read(bytes);
+        int count = (int)CheckpointLayout.InstanceCount.Read(bytes);
         var rest = bytes[HeaderBytes..];
         var instances = new List<CheckpointInstance>(count);
         try
@@ -87,10 +82,10 @@ public static class CheckpointFormat
             for (int i = 0; i < count; i++)
             {
                 int length = BinaryPrimitives.ReadUInt16LittleEndian(rest);
-                var definition = DecodeDefinition(rest.Slice(2, length), where);
-                rest = rest[(2 + length)..];
+                var definition = DefinitionFormat.Decode(rest.Slice(DefinitionLengthBytes, length), where);
+                rest = rest[(DefinitionLengthBytes + length)..];
                 long extents = (long)BinaryPrimitives.ReadUInt64LittleEndian(rest);
-                rest = rest[8..];
+                rest = rest[ExtentCountBytes..];
                 if (extents < 0 || extents > rest.Length / ExtentBytes)
                 {
                     throw new StoreFormatException($"{where}: instance {definition.Id} claims {extents} extents");
@@ -99,9 +94,8 @@ public static class CheckpointFormat
                 var list = new List<CheckpointExtent>((int)extents);
                 for (long e = 0; e < extents; e++)
                 {
-                    long kind = BinaryPrimitives.ReadInt64LittleEndian(rest[24..]);
-                    list.Add(new CheckpointExtent(BinaryPrimitives.ReadInt64LittleEndian(rest), BinaryPrimitives.ReadInt64LittleEndian(rest[8..]),
-                        kind == 2, BinaryPrimitives.ReadInt64LittleEndian(rest[16..])));
+                    list.Add(new CheckpointExtent(ExtentLayout.VirtualBlock.ReadSigned(rest), ExtentLayout.Length.ReadSigned(rest),
+                        ExtentLayout.Kind.Read(rest) == ZeroKind, ExtentLayout.StoreBlock.ReadSigned(rest)));
                     rest = rest[ExtentBytes..];
                 }
 
@@ -116,43 +110,38 @@ public static class CheckpointFormat
         return (sequence, instances);
     }
 
-    private static byte[] EncodeDefinition(InstanceDefinition d)
-    {
-        var name = Encoding.UTF8.GetBytes(d.Name);
-        var path = Encoding.UTF8.GetBytes(d.Base?.Path ?? string.Empty);
-        var bytes = new byte[28 + 2 + name.Length + 2 + path.Length + 1 + 8];
-        BinaryPrimitives.WriteUInt32LittleEndian(bytes, d.Id);
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(4), d.VirtualSize);
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(12), d.Base?.Size ?? 0);
-        BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(20), d.Base?.Fingerprint ?? 0);
-        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(28), (ushort)name.Length);
-        name.CopyTo(bytes, 30);
-        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(30 + name.Length), (ushort)path.Length);
-        path.CopyTo(bytes, 32 + name.Length);
-        bytes[32 + name.Length + path.Length] = d.ModeByte;
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(33 + name.Length + path.Length), d.Quota);
-        return bytes;
-    }
+    /// <summary>XXH64 of the header bytes before its checksum field, followed by the payload.</summary>
+    private static ulong ChecksumOf(ReadOnlySpan<byte> bytes) =>
+        Checksums.Of(bytes[..CheckpointLayout.Checksum.Offset], bytes[HeaderBytes..]);
+}
 
-    private static InstanceDefinition DecodeDefinition(ReadOnlySpan<byte> bytes, string where)
-    {
-        uint id = BinaryPrimitives.ReadUInt32LittleEndian(bytes);
-        long size = BinaryPrimitives.ReadInt64LittleEndian(bytes[4..]);
-        long baseSize = BinaryPrimitives.ReadInt64LittleEndian(bytes[12..]);
-        ulong fingerprint = BinaryPrimitives.ReadUInt64LittleEndian(bytes[20..]);
-        int nameLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes[28..]);
-        string name = Encoding.UTF8.GetString(bytes.Slice(30, nameLength));
-        int pathLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes[(30 + nameLength)..]);
-        string path = Encoding.UTF8.GetString(bytes.Slice(32 + nameLength, pathLength));
-        var (mode, unclean) = InstanceDefinition.ReadModeByte(bytes[32 + nameLength + pathLength], where);
-        long quota = BinaryPrimitives.ReadInt64LittleEndian(bytes[(33 + nameLength + pathLength)..]);
-        return new InstanceDefinition(id, name, size, path.Length == 0 ? null : new BaseIdentity(path, baseSize, fingerprint), mode, unclean, quota);
-    }
+/// <summary>A checkpoint's header, in bytes; the payload (instances) follows it.</summary>
+internal static class CheckpointLayout
+{
+    public static readonly BytesField Magic = new(0, 8);
 
-    private static void Write(ArrayBufferWriter<byte> writer, ulong value, int width)
-    {
-        var span = writer.GetSpan(8);
-        BinaryPrimitives.WriteUInt64LittleEndian(span, value);
-        writer.Advance(width);
-    }
+    /// <summary>The first journal batch not folded into this checkpoint.</summary>
+    public static readonly U64Field ReplaySequence = new(Magic.End);
+    public static readonly U32Field InstanceCount = new(ReplaySequence.End);
+    public static readonly U32Field Reserved = new(InstanceCount.End);
+    public static readonly U64Field PayloadBytes = new(Reserved.End);
+    public static readonly BytesField Reserved2 = new(PayloadBytes.End, 24);
+
+    /// <summary>XXH64 of the header bytes before this field, followed by the payload.</summary>
+    public static readonly U64Field Checksum = new(Reserved2.End);
+}
+
+/// <summary>One extent of an instance's map in a checkpoint; blocks are 4096-byte blocks.</summary>
+internal static class ExtentLayout
+{
+    public static readonly U64Field VirtualBlock = new(0);
+
+    /// <summary>Length in blocks.</summary>
+    public static readonly U64Field Length = new(VirtualBlock.End);
+
+    /// <summary>Where the upper blocks are; 0 for a run of zeros.</summary>
+    public static readonly U64Field StoreBlock = new(Length.End);
+
+    /// <summary>1: upper blocks, 2: zeros.</summary>
+    public static readonly U64Field Kind = new(StoreBlock.End);
 }

@@ -90,33 +90,16 @@ public enum BatchKind : uint
 /// the next sequence, not of this store, or fails its checksum.
 /// </summary>
 /// <remarks>
-/// Batch (little-endian; a batch is <c>Blocks</c> whole blocks):
-/// <code>
-///  0  u8[8]  magic "BOVJRNL1"
-///  8  u64    sequence number
-/// 16  u32    length in blocks (this block included)
-/// 20  u32    payload length in bytes (commits, from byte 64)
-/// 24  u32    kind: 1 = commits, 2 = wrap
-/// 28  u32    commit count
-/// 32  u8[16] store id
-/// 48  u64    reserved (0)
-/// 56  u64    checksum: XXH64 of header bytes [0, 56) followed by the payload
-/// 64         commits, then zero padding to the block boundary
-/// </code>
-/// Commit: <c>u32 magic "CMIT", u32 instance id, u32 record count, u32 records length in bytes,
-/// u64 reserved, u64 XXH64 of the records</c> (32 bytes), then the records.
-/// Record: <c>u8 type, u8 reserved, u16 length in bytes (header included), u32 XXH32 of the body</c>
-/// (8 bytes), then the body: Map (1): u64 virtual block, u64 store block, u64 length in blocks;
-/// Zero (2): u64 virtual block, u64 length in blocks; CreateInstance (16): u32 id, u64 virtual
-/// size in bytes, u64 base size in bytes, u64 base fingerprint, u16 name length, name (UTF-8),
-/// u16 base path length, base path (UTF-8; empty = no base); DeleteInstance (17): empty.
+/// The bytes of a batch, a commit and each record: <see cref="BatchLayout"/>,
+/// <see cref="CommitLayout"/>, <see cref="RecordLayout"/> and the bodies below, drawn in
+/// docs/FORMAT.md ("Journal").
 /// </remarks>
 public static class JournalFormat
 {
-    public const int BatchHeaderBytes = 64;
-    public const int CommitHeaderBytes = 32;
-    public const int RecordHeaderBytes = 8;
-    private const uint CommitMagic = 0x54494D43; // "CMIT"
+    public static int BatchHeaderBytes => BatchLayout.Checksum.End;
+    public static int CommitHeaderBytes => CommitLayout.Checksum.End;
+    public static int RecordHeaderBytes => RecordLayout.Checksum.End;
+    private const uint CommitMagic = 0x54494D43; // "CMIT" as a little-endian u32
     private static ReadOnlySpan<byte> Magic => "BOVJRNL1"u8;
 
     private enum RecordType : byte
@@ -149,14 +132,14 @@ public static class JournalFormat
             offset += EncodeCommit(batch[offset..], commit);
         }
 
-        Magic.CopyTo(batch);
-        BinaryPrimitives.WriteUInt64LittleEndian(batch[8..], sequence);
-        BinaryPrimitives.WriteUInt32LittleEndian(batch[16..], (uint)blocks);
-        BinaryPrimitives.WriteUInt32LittleEndian(batch[20..], (uint)payload);
-        BinaryPrimitives.WriteUInt32LittleEndian(batch[24..], (uint)kind);
-        BinaryPrimitives.WriteUInt32LittleEndian(batch[28..], (uint)commits.Count);
-        storeId.TryWriteBytes(batch[32..48]);
-        BinaryPrimitives.WriteUInt64LittleEndian(batch[56..], Checksums.Of(batch[..56], batch.Slice(BatchHeaderBytes, payload)));
+        Magic.CopyTo(BatchLayout.Magic.Of(batch));
+        BatchLayout.Sequence.Write(batch, sequence);
+        BatchLayout.Blocks.Write(batch, (uint)blocks);
+        BatchLayout.PayloadBytes.Write(batch, (uint)payload);
+        BatchLayout.Kind.Write(batch, (uint)kind);
+        BatchLayout.CommitCount.Write(batch, (uint)commits.Count);
+        storeId.TryWriteBytes(BatchLayout.StoreId.Of(batch));
+        BatchLayout.Checksum.Write(batch, ChecksumOf(batch, payload));
         return blocks;
     }
 
@@ -167,28 +150,31 @@ public static class JournalFormat
     public static bool TryReadHeader(ReadOnlySpan<byte> firstBlock, Guid storeId, ulong expectedSequence, long maxBlocks, out BatchHeader header)
     {
         header = default;
-        if (!firstBlock[..8].SequenceEqual(Magic) || new Guid(firstBlock[32..48]) != storeId ||
-            BinaryPrimitives.ReadUInt64LittleEndian(firstBlock[8..]) != expectedSequence)
+        if (!BatchLayout.Magic.Of(firstBlock).SequenceEqual(Magic) || new Guid(BatchLayout.StoreId.Of(firstBlock)) != storeId ||
+            BatchLayout.Sequence.Read(firstBlock) != expectedSequence)
         {
             return false;
         }
 
-        int blocks = (int)BinaryPrimitives.ReadUInt32LittleEndian(firstBlock[16..]);
-        int payload = (int)BinaryPrimitives.ReadUInt32LittleEndian(firstBlock[20..]);
-        var kind = (BatchKind)BinaryPrimitives.ReadUInt32LittleEndian(firstBlock[24..]);
+        int blocks = (int)BatchLayout.Blocks.Read(firstBlock);
+        int payload = (int)BatchLayout.PayloadBytes.Read(firstBlock);
+        var kind = (BatchKind)BatchLayout.Kind.Read(firstBlock);
         if (blocks < 1 || blocks > maxBlocks || payload < 0 || BlocksFor(payload) != blocks || !Enum.IsDefined(kind))
         {
             return false;
         }
 
-        header = new BatchHeader(expectedSequence, blocks, payload, kind, (int)BinaryPrimitives.ReadUInt32LittleEndian(firstBlock[28..]));
+        header = new BatchHeader(expectedSequence, blocks, payload, kind, (int)BatchLayout.CommitCount.Read(firstBlock));
         return true;
     }
 
     /// <summary>Whether a whole batch (header included) matches its checksum: false for a torn write.</summary>
     public static bool IsIntact(ReadOnlySpan<byte> batch, BatchHeader header) =>
-        BinaryPrimitives.ReadUInt64LittleEndian(batch[56..]) ==
-        Checksums.Of(batch[..56], batch.Slice(BatchHeaderBytes, header.PayloadBytes));
+        BatchLayout.Checksum.Read(batch) == ChecksumOf(batch, header.PayloadBytes);
+
+    /// <summary>XXH64 of the header before its checksum field, followed by the payload.</summary>
+    private static ulong ChecksumOf(ReadOnlySpan<byte> batch, int payloadBytes) =>
+        Checksums.Of(batch[..BatchLayout.Checksum.Offset], batch.Slice(BatchHeaderBytes, payloadBytes));
 
     /// <summary>
     /// The commits of an intact batch. A commit or record that fails its own checksum inside
@@ -200,21 +186,21 @@ public static class JournalFormat
         var rest = batch.Slice(BatchHeaderBytes, header.PayloadBytes);
         for (int i = 0; i < header.CommitCount; i++)
         {
-            if (rest.Length < CommitHeaderBytes || BinaryPrimitives.ReadUInt32LittleEndian(rest) != CommitMagic)
+            if (rest.Length < CommitHeaderBytes || CommitLayout.Magic.Read(rest) != CommitMagic)
             {
                 throw new StoreFormatException($"{where}: commit {i} has no valid header");
             }
 
-            uint instance = BinaryPrimitives.ReadUInt32LittleEndian(rest[4..]);
-            int count = (int)BinaryPrimitives.ReadUInt32LittleEndian(rest[8..]);
-            int length = (int)BinaryPrimitives.ReadUInt32LittleEndian(rest[12..]);
+            uint instance = CommitLayout.InstanceId.Read(rest);
+            int count = (int)CommitLayout.RecordCount.Read(rest);
+            int length = (int)CommitLayout.RecordsBytes.Read(rest);
             if (length < 0 || length > rest.Length - CommitHeaderBytes)
             {
                 throw new StoreFormatException($"{where}: commit {i} claims {length} bytes of records");
             }
 
             var records = rest.Slice(CommitHeaderBytes, length);
-            if (BinaryPrimitives.ReadUInt64LittleEndian(rest[24..]) != Checksums.Of(records))
+            if (CommitLayout.Checksum.Read(rest) != Checksums.Of(records))
             {
                 throw new StoreFormatException($"{where}: commit {i} (instance {instance}) fails its checksum");
             }
@@ -235,24 +221,23 @@ public static class JournalFormat
         }
 
         var records = destination[CommitHeaderBytes..offset];
-        BinaryPrimitives.WriteUInt32LittleEndian(destination, CommitMagic);
-        BinaryPrimitives.WriteUInt32LittleEndian(destination[4..], commit.InstanceId);
-        BinaryPrimitives.WriteUInt32LittleEndian(destination[8..], (uint)commit.Records.Count);
-        BinaryPrimitives.WriteUInt32LittleEndian(destination[12..], (uint)records.Length);
-        BinaryPrimitives.WriteUInt64LittleEndian(destination[16..], 0);
-        BinaryPrimitives.WriteUInt64LittleEndian(destination[24..], Checksums.Of(records));
+        CommitLayout.Magic.Write(destination, CommitMagic);
+        CommitLayout.InstanceId.Write(destination, commit.InstanceId);
+        CommitLayout.RecordCount.Write(destination, (uint)commit.Records.Count);
+        CommitLayout.RecordsBytes.Write(destination, (uint)records.Length);
+        CommitLayout.Reserved.Write(destination, 0UL);
+        CommitLayout.Checksum.Write(destination, Checksums.Of(records));
         return offset;
     }
 
     private static int BodySize(JournalRecord record) => record switch
     {
-        MapRecord => 24,
-        ZeroRecord => 16,
-        CreateInstanceRecord c => 4 + 8 + 8 + 8 + 2 + Encoding.UTF8.GetByteCount(c.Definition.Name) +
-                                  2 + Encoding.UTF8.GetByteCount(c.Definition.Base?.Path ?? string.Empty) + 1 + 8,
+        MapRecord => MapBody.Length.End,
+        ZeroRecord => ZeroBody.Length.End,
+        CreateInstanceRecord c => DefinitionFormat.EncodedSize(c.Definition),
         DeleteInstanceRecord => 0,
-        SetFlushModeRecord => 1,
-        SetQuotaRecord => 8,
+        SetFlushModeRecord => SetFlushModeBody.ModeByte.End,
+        SetQuotaRecord => SetQuotaBody.Quota.End,
         _ => throw new ArgumentException($"unknown record {record}"),
     };
 
@@ -265,46 +250,38 @@ public static class JournalFormat
         {
             case MapRecord map:
                 type = RecordType.Map;
-                BinaryPrimitives.WriteInt64LittleEndian(body, map.VirtualBlock);
-                BinaryPrimitives.WriteInt64LittleEndian(body[8..], map.StoreBlock);
-                BinaryPrimitives.WriteInt64LittleEndian(body[16..], map.Length);
+                MapBody.VirtualBlock.Write(body, map.VirtualBlock);
+                MapBody.StoreBlock.Write(body, map.StoreBlock);
+                MapBody.Length.Write(body, map.Length);
                 break;
             case ZeroRecord zero:
                 type = RecordType.Zero;
-                BinaryPrimitives.WriteInt64LittleEndian(body, zero.VirtualBlock);
-                BinaryPrimitives.WriteInt64LittleEndian(body[8..], zero.Length);
+                ZeroBody.VirtualBlock.Write(body, zero.VirtualBlock);
+                ZeroBody.Length.Write(body, zero.Length);
                 break;
             case CreateInstanceRecord create:
                 type = RecordType.CreateInstance;
-                var d = create.Definition;
-                BinaryPrimitives.WriteUInt32LittleEndian(body, d.Id);
-                BinaryPrimitives.WriteInt64LittleEndian(body[4..], d.VirtualSize);
-                BinaryPrimitives.WriteInt64LittleEndian(body[12..], d.Base?.Size ?? 0);
-                BinaryPrimitives.WriteUInt64LittleEndian(body[20..], d.Base?.Fingerprint ?? 0);
-                int at = WriteString(body, 28, d.Name);
-                at = WriteString(body, at, d.Base?.Path ?? string.Empty);
-                body[at] = d.ModeByte;
-                BinaryPrimitives.WriteInt64LittleEndian(body[(at + 1)..], d.Quota);
+                DefinitionFormat.Encode(body, create.Definition);
                 break;
             case DeleteInstanceRecord:
                 type = RecordType.DeleteInstance;
                 break;
             case SetFlushModeRecord mode:
                 type = RecordType.SetFlushMode;
-                body[0] = (byte)mode.FlushMode;
+                SetFlushModeBody.ModeByte.Write(body, (byte)mode.FlushMode);
                 break;
             case SetQuotaRecord quota:
                 type = RecordType.SetQuota;
-                BinaryPrimitives.WriteInt64LittleEndian(body, quota.Quota);
+                SetQuotaBody.Quota.Write(body, quota.Quota);
                 break;
             default:
                 throw new ArgumentException($"unknown record {record}");
         }
 
-        destination[0] = (byte)type;
-        destination[1] = 0;
-        BinaryPrimitives.WriteUInt16LittleEndian(destination[2..], (ushort)length);
-        BinaryPrimitives.WriteUInt32LittleEndian(destination[4..], Checksums.OfRecord(body));
+        RecordLayout.Type.Write(destination, (byte)type);
+        RecordLayout.Reserved.Write(destination, 0);
+        RecordLayout.Length.Write(destination, (ushort)length);
+        RecordLayout.Checksum.Write(destination, Checksums.OfRecord(body));
         return length;
     }
 
@@ -313,19 +290,19 @@ public static class JournalFormat
         var records = new List<JournalRecord>(count);
         for (int i = 0; i < count; i++)
         {
-            int length = bytes.Length >= RecordHeaderBytes ? BinaryPrimitives.ReadUInt16LittleEndian(bytes[2..]) : 0;
+            int length = bytes.Length >= RecordHeaderBytes ? RecordLayout.Length.Read(bytes) : 0;
             if (length < RecordHeaderBytes || length > bytes.Length)
             {
                 throw new StoreFormatException($"{where}: record {i} has an impossible length {length}");
             }
 
             var body = bytes[RecordHeaderBytes..length];
-            if (BinaryPrimitives.ReadUInt32LittleEndian(bytes[4..]) != Checksums.OfRecord(body))
+            if (RecordLayout.Checksum.Read(bytes) != Checksums.OfRecord(body))
             {
                 throw new StoreFormatException($"{where}: record {i} fails its checksum");
             }
 
-            records.Add(DecodeRecord((RecordType)bytes[0], body, $"{where}, record {i}"));
+            records.Add(DecodeRecord((RecordType)RecordLayout.Type.Read(bytes), body, $"{where}, record {i}"));
             bytes = bytes[length..];
         }
 
@@ -339,29 +316,19 @@ public static class JournalFormat
             switch (type)
             {
                 case RecordType.Map:
-                    return new MapRecord(BinaryPrimitives.ReadInt64LittleEndian(body), BinaryPrimitives.ReadInt64LittleEndian(body[8..]),
-                        BinaryPrimitives.ReadInt64LittleEndian(body[16..]));
+                    return new MapRecord(MapBody.VirtualBlock.ReadSigned(body), MapBody.StoreBlock.ReadSigned(body), MapBody.Length.ReadSigned(body));
                 case RecordType.Zero:
-                    return new ZeroRecord(BinaryPrimitives.ReadInt64LittleEndian(body), BinaryPrimitives.ReadInt64LittleEndian(body[8..]));
+                    return new ZeroRecord(ZeroBody.VirtualBlock.ReadSigned(body), ZeroBody.Length.ReadSigned(body));
                 case RecordType.CreateInstance:
-                    uint id = BinaryPrimitives.ReadUInt32LittleEndian(body);
-                    long size = BinaryPrimitives.ReadInt64LittleEndian(body[4..]);
-                    long baseSize = BinaryPrimitives.ReadInt64LittleEndian(body[12..]);
-                    ulong fingerprint = BinaryPrimitives.ReadUInt64LittleEndian(body[20..]);
-                    string name = ReadString(body, 28, out int at);
-                    string path = ReadString(body, at, out at);
-                    var identity = path.Length == 0 ? null : new BaseIdentity(path, baseSize, fingerprint);
-                    var (mode, unclean) = InstanceDefinition.ReadModeByte(body[at], where);
-                    long quota = BinaryPrimitives.ReadInt64LittleEndian(body[(at + 1)..]);
-                    return new CreateInstanceRecord(new InstanceDefinition(id, name, size, identity, mode, unclean, quota));
+                    return new CreateInstanceRecord(DefinitionFormat.Decode(body, where));
                 case RecordType.DeleteInstance:
                     return new DeleteInstanceRecord();
                 case RecordType.SetFlushMode:
-                    return new SetFlushModeRecord(InstanceDefinition.ReadModeByte(body[0], where) is (var m, false)
+                    return new SetFlushModeRecord(InstanceDefinition.ReadModeByte(SetFlushModeBody.ModeByte.Read(body), where) is (var m, false)
                         ? m
                         : throw new StoreFormatException($"{where}: a flush mode record cannot mark an instance unclean"));
                 case RecordType.SetQuota:
-                    return new SetQuotaRecord(BinaryPrimitives.ReadInt64LittleEndian(body));
+                    return new SetQuotaRecord(SetQuotaBody.Quota.ReadSigned(body));
                 default:
                     throw new StoreFormatException($"{where}: unknown record type {(byte)type} (written by a newer blockoverlay?)");
             }
@@ -370,19 +337,5 @@ public static class JournalFormat
         {
             throw new StoreFormatException($"{where}: record body of {body.Length} bytes is too short for its type");
         }
-    }
-
-    private static int WriteString(Span<byte> body, int at, string text)
-    {
-        int length = Encoding.UTF8.GetBytes(text, body[(at + 2)..]);
-        BinaryPrimitives.WriteUInt16LittleEndian(body[at..], (ushort)length);
-        return at + 2 + length;
-    }
-
-    private static string ReadString(ReadOnlySpan<byte> body, int at, out int next)
-    {
-        int length = BinaryPrimitives.ReadUInt16LittleEndian(body[at..]);
-        next = at + 2 + length;
-        return Encoding.UTF8.GetString(body.Slice(at + 2, length));
     }
 }

@@ -1,4 +1,4 @@
-using System.Buffers.Binary;
+using L = BlockOverlay.Store.Format.SuperblockLayout;
 
 namespace BlockOverlay.Store.Format;
 
@@ -6,40 +6,15 @@ namespace BlockOverlay.Store.Format;
 /// The superblock: what the store is, where its parts are, and where recovery starts.
 /// Two copies, in blocks 0 and 1; a write goes to copy <c>generation % 2</c>, so a torn
 /// write can only damage the copy being replaced and the other still opens the store.
+/// Its bytes: <see cref="SuperblockLayout"/>, drawn in docs/FORMAT.md ("Superblock").
 /// </summary>
-/// <remarks>
-/// Layout (little-endian, offsets in bytes within the 4096-byte block):
-/// <code>
-///    0  u8[8]  magic "BOVSTORE"
-///    8  u32    format version (1)
-///   12  u32    header length in bytes (152; the rest up to the checksum is zero)
-///   16  u64    incompatible features: unknown bits refuse to open
-///   24  u64    read-only compatible features: unknown bits open read-only
-///   32  u64    compatible features: unknown bits are ignored
-///   40  u8[16] store id (random, also stamped on every journal batch)
-///   56  u64    generation: +1 on every superblock write
-///   64  u32    block size in bytes (4096)
-///   68  u32    flags: bit 0 = shut down cleanly
-///   72  u64    device size in blocks
-///   80  u64    journal start, in blocks
-///   88  u64    journal length, in blocks
-///   96  u64    data region start, in blocks (it runs to the end of the device)
-///  104  u64    checkpoint start, in blocks (0 = none yet)
-///  112  u64    checkpoint length, in bytes
-///  120  u64    checkpoint checksum (XXH64 of its bytes)
-///  128  u64    journal replay position, in blocks from the journal start
-///  136  u64    journal replay sequence: the batch expected at that position
-///  144  u32    next instance id
-///  148  u32    reserved (0)
-/// 4088  u64    checksum: XXH64 of bytes [0, 4088)
-/// </code>
-/// </remarks>
 public sealed record Superblock
 {
     public const int Size = 4096;
     public const uint CurrentVersion = 2; // 2: instances carry a flush mode
-    public const int HeaderLength = 152;
-    private const int ChecksumOffset = Size - 8;
+    /// <summary>Bytes of the block that hold fields; the rest up to the checksum is zero.</summary>
+    public static int HeaderLength => L.Reserved.End;
+    private const uint CleanFlag = 1; // bit 0 of Flags: shut down cleanly
     private static ReadOnlySpan<byte> Magic => "BOVSTORE"u8;
 
     /// <summary>Feature bits this build understands (none yet, in every class).</summary>
@@ -68,28 +43,29 @@ public sealed record Superblock
 
     public void Encode(Span<byte> block)
     {
-        block[..Size].Clear();
-        Magic.CopyTo(block);
-        BinaryPrimitives.WriteUInt32LittleEndian(block[8..], Version);
-        BinaryPrimitives.WriteUInt32LittleEndian(block[12..], HeaderLength);
-        BinaryPrimitives.WriteUInt64LittleEndian(block[16..], IncompatibleFeatures);
-        BinaryPrimitives.WriteUInt64LittleEndian(block[24..], ReadOnlyCompatibleFeatures);
-        BinaryPrimitives.WriteUInt64LittleEndian(block[32..], CompatibleFeatures);
-        StoreId.TryWriteBytes(block[40..56]);
-        BinaryPrimitives.WriteUInt64LittleEndian(block[56..], Generation);
-        BinaryPrimitives.WriteUInt32LittleEndian(block[64..], Size);
-        BinaryPrimitives.WriteUInt32LittleEndian(block[68..], Clean ? 1u : 0u);
-        BinaryPrimitives.WriteInt64LittleEndian(block[72..], DeviceBlocks);
-        BinaryPrimitives.WriteInt64LittleEndian(block[80..], JournalStart);
-        BinaryPrimitives.WriteInt64LittleEndian(block[88..], JournalBlocks);
-        BinaryPrimitives.WriteInt64LittleEndian(block[96..], DataStart);
-        BinaryPrimitives.WriteInt64LittleEndian(block[104..], CheckpointStart);
-        BinaryPrimitives.WriteInt64LittleEndian(block[112..], CheckpointBytes);
-        BinaryPrimitives.WriteUInt64LittleEndian(block[120..], CheckpointChecksum);
-        BinaryPrimitives.WriteInt64LittleEndian(block[128..], ReplayPosition);
-        BinaryPrimitives.WriteUInt64LittleEndian(block[136..], ReplaySequence);
-        BinaryPrimitives.WriteUInt32LittleEndian(block[144..], NextInstanceId);
-        BinaryPrimitives.WriteUInt64LittleEndian(block[ChecksumOffset..], Checksums.Of(block[..ChecksumOffset]));
+        var sb = block[..Size];
+        sb.Clear();
+        Magic.CopyTo(L.Magic.Of(sb));
+        L.Version.Write(sb, Version);
+        L.HeaderLength.Write(sb, (uint)HeaderLength);
+        L.IncompatibleFeatures.Write(sb, IncompatibleFeatures);
+        L.ReadOnlyCompatibleFeatures.Write(sb, ReadOnlyCompatibleFeatures);
+        L.CompatibleFeatures.Write(sb, CompatibleFeatures);
+        StoreId.TryWriteBytes(L.StoreId.Of(sb));
+        L.Generation.Write(sb, Generation);
+        L.BlockSize.Write(sb, Size);
+        L.Flags.Write(sb, Clean ? CleanFlag : 0u);
+        L.DeviceBlocks.Write(sb, DeviceBlocks);
+        L.JournalStart.Write(sb, JournalStart);
+        L.JournalBlocks.Write(sb, JournalBlocks);
+        L.DataStart.Write(sb, DataStart);
+        L.CheckpointStart.Write(sb, CheckpointStart);
+        L.CheckpointBytes.Write(sb, CheckpointBytes);
+        L.CheckpointChecksum.Write(sb, CheckpointChecksum);
+        L.ReplayPosition.Write(sb, ReplayPosition);
+        L.ReplaySequence.Write(sb, ReplaySequence);
+        L.NextInstanceId.Write(sb, NextInstanceId);
+        L.Checksum.Write(sb, Checksums.Of(sb[..L.Checksum.Offset]));
     }
 
     /// <summary>
@@ -98,18 +74,17 @@ public sealed record Superblock
     /// </summary>
     public static Superblock Decode(ReadOnlySpan<byte> block, string where, long deviceBlocks)
     {
-        if (!block[..8].SequenceEqual(Magic))
+        if (!L.Magic.Of(block).SequenceEqual(Magic))
         {
             throw new StoreFormatException($"{where}: no store here (magic is not BOVSTORE)");
         }
 
-        ulong stored = BinaryPrimitives.ReadUInt64LittleEndian(block[ChecksumOffset..]);
-        if (stored != Checksums.Of(block[..ChecksumOffset]))
+        if (L.Checksum.Read(block) != Checksums.Of(block[..L.Checksum.Offset]))
         {
             throw new StoreFormatException($"{where}: checksum mismatch (the superblock is corrupt)");
         }
 
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(block[8..]);
+        uint version = L.Version.Read(block);
         if (version != CurrentVersion)
         {
             throw new StoreFormatException($"{where}: format version {version}; this build reads version {CurrentVersion}");
@@ -118,22 +93,22 @@ public sealed record Superblock
         var sb = new Superblock
         {
             Version = version,
-            IncompatibleFeatures = BinaryPrimitives.ReadUInt64LittleEndian(block[16..]),
-            ReadOnlyCompatibleFeatures = BinaryPrimitives.ReadUInt64LittleEndian(block[24..]),
-            CompatibleFeatures = BinaryPrimitives.ReadUInt64LittleEndian(block[32..]),
-            StoreId = new Guid(block[40..56]),
-            Generation = BinaryPrimitives.ReadUInt64LittleEndian(block[56..]),
-            Clean = (BinaryPrimitives.ReadUInt32LittleEndian(block[68..]) & 1) != 0,
-            DeviceBlocks = BinaryPrimitives.ReadInt64LittleEndian(block[72..]),
-            JournalStart = BinaryPrimitives.ReadInt64LittleEndian(block[80..]),
-            JournalBlocks = BinaryPrimitives.ReadInt64LittleEndian(block[88..]),
-            DataStart = BinaryPrimitives.ReadInt64LittleEndian(block[96..]),
-            CheckpointStart = BinaryPrimitives.ReadInt64LittleEndian(block[104..]),
-            CheckpointBytes = BinaryPrimitives.ReadInt64LittleEndian(block[112..]),
-            CheckpointChecksum = BinaryPrimitives.ReadUInt64LittleEndian(block[120..]),
-            ReplayPosition = BinaryPrimitives.ReadInt64LittleEndian(block[128..]),
-            ReplaySequence = BinaryPrimitives.ReadUInt64LittleEndian(block[136..]),
-            NextInstanceId = BinaryPrimitives.ReadUInt32LittleEndian(block[144..]),
+            IncompatibleFeatures = L.IncompatibleFeatures.Read(block),
+            ReadOnlyCompatibleFeatures = L.ReadOnlyCompatibleFeatures.Read(block),
+            CompatibleFeatures = L.CompatibleFeatures.Read(block),
+            StoreId = new Guid(L.StoreId.Of(block)),
+            Generation = L.Generation.Read(block),
+            Clean = (L.Flags.Read(block) & CleanFlag) != 0,
+            DeviceBlocks = L.DeviceBlocks.ReadSigned(block),
+            JournalStart = L.JournalStart.ReadSigned(block),
+            JournalBlocks = L.JournalBlocks.ReadSigned(block),
+            DataStart = L.DataStart.ReadSigned(block),
+            CheckpointStart = L.CheckpointStart.ReadSigned(block),
+            CheckpointBytes = L.CheckpointBytes.ReadSigned(block),
+            CheckpointChecksum = L.CheckpointChecksum.Read(block),
+            ReplayPosition = L.ReplayPosition.ReadSigned(block),
+            ReplaySequence = L.ReplaySequence.Read(block),
+            NextInstanceId = L.NextInstanceId.Read(block),
         };
 
         if ((sb.IncompatibleFeatures & ~KnownIncompatible) != 0)
@@ -142,7 +117,7 @@ public sealed record Superblock
                 $"{where}: uses features this build does not know (incompatible 0x{sb.IncompatibleFeatures:x}); use a newer blockoverlay");
         }
 
-        uint blockSize = BinaryPrimitives.ReadUInt32LittleEndian(block[64..]);
+        uint blockSize = L.BlockSize.Read(block);
         if (blockSize != Size)
         {
             throw new StoreFormatException($"{where}: block size {blockSize}; this build uses {Size}");
@@ -176,4 +151,36 @@ public sealed record Superblock
     }
 
     public static long BlocksFor(long bytes) => (bytes + Size - 1) / Size;
+}
+
+/// <summary>
+/// The superblock's fields, in bytes within its 4096-byte block (the table of
+/// docs/FORMAT.md, "Superblock"). Block counts and positions are in 4096-byte blocks.
+/// </summary>
+internal static class SuperblockLayout
+{
+    public static readonly BytesField Magic = new(0, 8);
+    public static readonly U32Field Version = new(Magic.End);
+    public static readonly U32Field HeaderLength = new(Version.End);
+    public static readonly U64Field IncompatibleFeatures = new(HeaderLength.End);
+    public static readonly U64Field ReadOnlyCompatibleFeatures = new(IncompatibleFeatures.End);
+    public static readonly U64Field CompatibleFeatures = new(ReadOnlyCompatibleFeatures.End);
+    public static readonly BytesField StoreId = new(CompatibleFeatures.End, 16);
+    public static readonly U64Field Generation = new(StoreId.End);
+    public static readonly U32Field BlockSize = new(Generation.End);
+    public static readonly U32Field Flags = new(BlockSize.End);
+    public static readonly U64Field DeviceBlocks = new(Flags.End);
+    public static readonly U64Field JournalStart = new(DeviceBlocks.End);
+    public static readonly U64Field JournalBlocks = new(JournalStart.End);
+    public static readonly U64Field DataStart = new(JournalBlocks.End);
+    public static readonly U64Field CheckpointStart = new(DataStart.End);
+    public static readonly U64Field CheckpointBytes = new(CheckpointStart.End);
+    public static readonly U64Field CheckpointChecksum = new(CheckpointBytes.End);
+    public static readonly U64Field ReplayPosition = new(CheckpointChecksum.End);
+    public static readonly U64Field ReplaySequence = new(ReplayPosition.End);
+    public static readonly U32Field NextInstanceId = new(ReplaySequence.End);
+    public static readonly U32Field Reserved = new(NextInstanceId.End);
+
+    /// <summary>The block's last 8 bytes: XXH64 of every byte before it.</summary>
+    public static readonly U64Field Checksum = new(Superblock.Size - 8);
 }

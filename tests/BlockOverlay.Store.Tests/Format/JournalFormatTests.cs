@@ -64,14 +64,14 @@ public class JournalFormatTests
         int commit = JournalFormat.BatchHeaderBytes;
         int body = commit + JournalFormat.CommitHeaderBytes + JournalFormat.RecordHeaderBytes;
         batch[body] ^= 0x01;
-        int recordsLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(batch.AsSpan(commit + 12));
-        BinaryPrimitives.WriteUInt64LittleEndian(batch.AsSpan(commit + 24),
+        int recordsLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(batch.AsSpan(commit + CommitLayout.RecordsBytes.Offset));
+        BinaryPrimitives.WriteUInt64LittleEndian(batch.AsSpan(commit + CommitLayout.Checksum.Offset),
             K4os.Hash.xxHash.XXH64.DigestOf(batch.AsSpan(commit + JournalFormat.CommitHeaderBytes, recordsLength)));
         var state = new K4os.Hash.xxHash.XXH64.State();
         K4os.Hash.xxHash.XXH64.Reset(ref state);
-        K4os.Hash.xxHash.XXH64.Update(ref state, batch.AsSpan(0, 56));
+        K4os.Hash.xxHash.XXH64.Update(ref state, batch.AsSpan(0, BatchLayout.Checksum.Offset));
         K4os.Hash.xxHash.XXH64.Update(ref state, batch.AsSpan(JournalFormat.BatchHeaderBytes, header.PayloadBytes));
-        BinaryPrimitives.WriteUInt64LittleEndian(batch.AsSpan(56), K4os.Hash.xxHash.XXH64.Digest(state));
+        BinaryPrimitives.WriteUInt64LittleEndian(batch.AsSpan(BatchLayout.Checksum.Offset), K4os.Hash.xxHash.XXH64.Digest(state));
 
         Assert.That(JournalFormat.IsIntact(batch, header), Is.True);
         Assert.That(() => JournalFormat.DecodeCommits(batch, header, "batch 9"),
