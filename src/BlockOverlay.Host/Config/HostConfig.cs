@@ -17,11 +17,13 @@ namespace BlockOverlay.Host.Config;
 /// <para><b>Why JSON.</b> System.Text.Json is part of .NET, so a config costs no new
 /// dependency (TOML would need a third-party parser). Comments (<c>//</c>, <c>/* */</c>) and
 /// trailing commas are accepted, which takes away most of what makes JSON tiresome to edit
-/// by hand.</para>
+/// by hand. The file is read into <see cref="ConfigFile"/> by the source-generated
+/// <see cref="ConfigJson"/>.</para>
 /// <para><b>Strict.</b> An unknown key is an error naming it (a misspelt limit must not
-/// silently fall back to the default), values are parsed here with the command line's own
-/// parsers, and the cache limits are checked with <see cref="CacheOptions.Problem"/>, so a
-/// config that loads is one the server can run with.</para>
+/// silently fall back to the default), and so are a key given twice and a value of the
+/// wrong kind (<see cref="ConfigErrors"/> words them); values are parsed here with the
+/// command line's own parsers, and the cache limits are checked with
+/// <see cref="CacheOptions.Problem"/>, so a config that loads is one the server can run with.</para>
 /// <para><b>Paths.</b> Relative paths (the store, <c>unix:</c> listeners, <c>file:</c>
 /// exports) are relative to the config file's directory, not to wherever the server was
 /// started: the file means the same thing from any working directory, and a config can sit
@@ -34,16 +36,6 @@ internal sealed class HostConfig
 {
     /// <summary>Names the config file when <c>--config</c> is not given.</summary>
     public const string EnvironmentVariable = "BLOCKOVERLAY_CONFIG";
-
-    private static readonly string[] s_keys = ["store", "listen", "metrics", "exports", "cache", "log"];
-    private static readonly string[] s_cacheKeys = ["globalDirtyLimit", "instanceDirtyLimit", "backgroundRatio", "maxDirtyAgeSeconds"];
-    private static readonly string[] s_logKeys = ["level", "format"];
-
-    private static readonly JsonDocumentOptions s_json = new()
-    {
-        CommentHandling = JsonCommentHandling.Skip,
-        AllowTrailingCommas = true,
-    };
 
     /// <summary>The file, as an absolute path.</summary>
     public required string FilePath { get; init; }
@@ -122,53 +114,84 @@ internal sealed class HostConfig
     }
 
     /// <summary>Parses <paramref name="json"/> as the file <paramref name="filePath"/> (absolute), whose directory relative paths start from.</summary>
+    /// <exception cref="JsonException">The text is not JSON (<see cref="Load"/> words it with the line).</exception>
+    /// <exception cref="FormatException">The JSON is not a valid config.</exception>
     public static HostConfig Parse(string json, string filePath)
     {
         string directory = Path.GetDirectoryName(filePath) ?? "/";
-        using var document = JsonDocument.Parse(json, s_json);
-        var top = ConfigSection.Read(document.RootElement, "", s_keys);
-        var log = top.Section("log", s_logKeys);
+        using var document = JsonDocument.Parse(json, ConfigJson.DocumentOptions);
+        ConfigFile file;
+        try
+        {
+            file = document.Deserialize(ConfigJson.Default.ConfigFile)
+                   ?? throw new FormatException("expected a JSON object { ... } at the top, not null");
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException(ConfigErrors.Explain(e, document), e);
+        }
+
+        if (ConfigErrors.FirstNull(document.RootElement, typeof(ConfigFile)) is { } given)
+        {
+            throw new FormatException(given);
+        }
+
         return new HostConfig
         {
             FilePath = filePath,
-            Store = top.TryRead("store", text => ConfigPaths.File(directory, text), out string? store) ? store : null,
-            Listen = top.ReadEach("listen", text => ListenAddress.Parse(ConfigPaths.Listen(directory, text))),
-            Metrics = top.TryRead("metrics", MetricsEndpoint.ParseAddress, out var metrics) ? metrics : null,
-            Exports = top.ReadEach("exports", text => ConfigPaths.Export(directory, ExportSpec.Parse(text))),
-            Cache = ReadCache(top.Section("cache", s_cacheKeys)),
-            LogLevel = log is not null && log.TryRead("level", LogChoices.ParseLevel, out var level) ? level : null,
-            LogFormat = log is not null && log.TryRead("format", LogChoices.ParseFormat, out var format) ? format : null,
+            Store = file.Store is { } store ? Interpret("store", store, text => ConfigPaths.File(directory, text)) : null,
+            Listen = Each("listen", file.Listen, text => ListenAddress.Parse(ConfigPaths.Listen(directory, text))),
+            Metrics = file.Metrics is { } metrics ? Interpret("metrics", metrics, MetricsEndpoint.ParseAddress) : null,
+            Exports = Each("exports", file.Exports, text => ConfigPaths.Export(directory, ExportSpec.Parse(text))),
+            Cache = ReadCache(file.Cache),
+            LogLevel = file.Log?.Level is { } level ? Interpret("log.level", level, LogChoices.ParseLevel) : null,
+            LogFormat = file.Log?.Format is { } format ? Interpret("log.format", format, LogChoices.ParseFormat) : null,
         };
     }
 
     /// <summary>The defaults changed by the <c>cache</c> section; throws when the result is not a valid combination.</summary>
-    private static CacheOptions ReadCache(ConfigSection? cache)
+    private static CacheOptions ReadCache(CacheSection? cache)
     {
         var options = new CacheOptions();
-        if (cache is not null)
+        if (cache?.GlobalDirtyLimit is { } global)
         {
-            if (cache.TryRead("globalDirtyLimit", ByteSize.Parse, out var global))
-            {
-                options = options with { GlobalDirtyLimit = global.Bytes };
-            }
+            options = options with { GlobalDirtyLimit = Interpret("cache.globalDirtyLimit", global, ByteSize.Parse).Bytes };
+        }
 
-            if (cache.TryRead("instanceDirtyLimit", ByteSize.Parse, out var instance))
-            {
-                options = options with { InstanceDirtyLimit = instance.Bytes };
-            }
+        if (cache?.InstanceDirtyLimit is { } instance)
+        {
+            options = options with { InstanceDirtyLimit = Interpret("cache.instanceDirtyLimit", instance, ByteSize.Parse).Bytes };
+        }
 
-            if (cache.TryNumber("backgroundRatio", out double ratio))
-            {
-                options = options with { BackgroundRatio = ratio };
-            }
+        if (cache?.BackgroundRatio is { } ratio)
+        {
+            options = options with { BackgroundRatio = ratio };
+        }
 
-            if (cache.TryNumber("maxDirtyAgeSeconds", out double seconds))
-            {
-                options = options with { MaxDirtyAge = DirtyAge(cache.PathOf("maxDirtyAgeSeconds"), seconds) };
-            }
+        if (cache?.MaxDirtyAgeSeconds is { } seconds)
+        {
+            options = options with { MaxDirtyAge = DirtyAge("cache.maxDirtyAgeSeconds", seconds) };
         }
 
         return options.Problem() is { } problem ? throw new FormatException($"cache: {problem}") : options;
+    }
+
+    /// <summary>Each string of the array <paramref name="key"/> through <paramref name="parse"/>; empty when the key is not there.</summary>
+    private static IReadOnlyList<T> Each<T>(string key, IReadOnlyList<string?>? items, Func<string, T> parse) =>
+        items is null ? [] : [.. items.Select((text, i) => Interpret($"{key}[{i}]",
+            text ?? throw new FormatException($"{key}[{i}]: expected {ConfigErrors.Expected(typeof(string))}, not null"), parse))];
+
+    /// <summary>Runs <paramref name="parse"/>, putting the key's path before what it says is wrong.</summary>
+    private static T Interpret<T>(string path, string text, Func<string, T> parse)
+    {
+        try
+        {
+            return parse(text);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException)
+        {
+            throw new FormatException($"{path}: {e.Message}", e);
+        }
     }
 
     /// <summary>

@@ -1,0 +1,70 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace BlockOverlay.Host.Config;
+
+/// <summary>
+/// The config file's JSON as written, before any value is interpreted (<see cref="HostConfig"/>
+/// does that). Each type's properties are the keys its object takes, in the order the
+/// messages list them; any other key is an error (unmapped members disallowed), and so is a
+/// key given twice. (A key given as <c>null</c> reads as not given; <see cref="HostConfig"/>
+/// refuses it with <see cref="ConfigErrors.FirstNull"/>.)
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+internal sealed record ConfigFile
+{
+    public string? Store { get; init; }
+
+    public IReadOnlyList<string?>? Listen { get; init; }
+
+    public string? Metrics { get; init; }
+
+    public IReadOnlyList<string?>? Exports { get; init; }
+
+    public CacheSection? Cache { get; init; }
+
+    public LogSection? Log { get; init; }
+}
+
+/// <summary>The <c>cache</c> object: sizes as strings with binary units, the rest numbers.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+internal sealed record CacheSection
+{
+    public string? GlobalDirtyLimit { get; init; }
+
+    public string? InstanceDirtyLimit { get; init; }
+
+    public double? BackgroundRatio { get; init; }
+
+    public double? MaxDirtyAgeSeconds { get; init; }
+}
+
+/// <summary>The <c>log</c> object.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+internal sealed record LogSection
+{
+    public string? Level { get; init; }
+
+    public string? Format { get; init; }
+}
+
+/// <summary>
+/// The config's JSON, source-generated (no reflection: fit for trimming and Native AOT).
+/// Comments and trailing commas are accepted, which takes away most of what makes JSON
+/// tiresome to edit by hand; keys match case-sensitively.
+/// </summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    ReadCommentHandling = JsonCommentHandling.Skip,
+    AllowTrailingCommas = true,
+    AllowDuplicateProperties = false)]
+[JsonSerializable(typeof(ConfigFile))]
+internal sealed partial class ConfigJson : JsonSerializerContext
+{
+    /// <summary>The same reading rules for a <see cref="JsonDocument"/> of the file, which explains the serializer's errors.</summary>
+    public static JsonDocumentOptions DocumentOptions => new()
+    {
+        CommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+    };
+}
