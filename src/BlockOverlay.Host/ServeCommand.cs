@@ -1,15 +1,9 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
-using BlockOverlay.Engine.Exports;
-using BlockOverlay.Engine.Instances;
-using BlockOverlay.Exports;
 using BlockOverlay.Host.Config;
-using BlockOverlay.Host.Live;
-using BlockOverlay.Host.Metrics;
-using BlockOverlay.Store;
-using BlockOverlay.Store.Format;
+using BlockOverlay.Host.Serving;
 using BlockOverlay.Nbd.Listeners;
-using BlockOverlay.Nbd.Server;
+using BlockOverlay.Store.Format;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace BlockOverlay.Host;
@@ -99,180 +93,28 @@ internal static class ServeCommand
         }
 
         using var loggers = HostLogging.Create(settings.LogLevel, settings.LogFormat);
-        var logger = loggers.CreateLogger("blockoverlay");
         if (config is not null)
         {
+            var logger = loggers.CreateLogger("blockoverlay");
             ConfigLog.Loaded(logger, config.FilePath);
         }
 
-        // Before anything is served: a SIGTERM that arrives while the store opens or the
-        // listeners start must stop the server cleanly once it is up, not kill it (exit 143).
-        using var stopSignal = new StopSignal();
-        var catalog = new ExportCatalog();
-        var opened = new List<IExport>();
-        StoreHost? host = null;
-        ControlServer? control = null;
+        using var host = ServeHost.Build(settings, loggers);
         try
         {
-            // The embedded default (make run): the demo store, made on the first run.
-            string? store = settings.Demo
-                ? await Demo.DemoStore.EnsureAsync(ServeSettings.DemoDirectory, settings.LogFormat == LogFormat.Text ? Console.Error : TextWriter.Null)
-                : settings.Store;
-            if (store is { } storePath)
-            {
-                host = await StoreHost.OpenAsync(storePath, settings.Cache, catalog, logger);
-                control = StartControl(storePath, host, logger);
-            }
-
-            foreach (var spec in settings.Exports)
-            {
-                var export = OpenExport(spec);
-                opened.Add(export);
-                catalog.Add(spec.Name, export);
-            }
-
-            await using var server = new NbdServer(catalog, new NbdServerOptions(), loggers);
-            // The metrics before the listeners: the flush histogram sees every flush.
-            using var metrics = settings.Metrics is null ? null : new ServerMetrics(host?.Cache, server.Counters);
-            await using var metricsEndpoint = settings.Metrics is { } metricsAddress && metrics is not null
-                ? new MetricsEndpoint(metricsAddress, metrics.WriteAsync)
-                : null;
-            if (metricsEndpoint is not null)
-            {
-                var scrapedAt = await metricsEndpoint.StartAsync();
-                HostLog.MetricsServed(logger, scrapedAt);
-            }
-
-            if (settings.Stdio)
-            {
-                // One client on standard input and output, served until it hangs up; signals
-                // from now on end the process as they did before the server was up.
-                stopSignal.Dispose();
-                if (!stopSignal.Requested.IsCompleted)
-                {
-                    await server.ServeStreamAsync(Console.OpenStandardInput(), Console.OpenStandardOutput(), "stdio");
-                }
-
-                return 0;
-            }
-
-            var activated = SystemdSockets.Take();
-            foreach (var socket in activated)
-            {
-                server.Adopt(socket);
-            }
-
-            var bound = activated.Select(s => s.LocalEndPoint).OfType<System.Net.EndPoint>().ToList();
-            foreach (var address in settings.AddressesBeside(activated.Count))
-            {
-                bound.Add(server.Listen(address));
-            }
-
-            // The hints are for a person at a terminal; a log shipper wants nothing but JSON
-            // lines on stderr (the listeners are logged as events either way).
-            if (settings.LogFormat == LogFormat.Text)
-            {
-                Console.Error.Write(AttachHints.Describe(catalog.Snapshot.Select(e => e.Key), bound));
-            }
-
-            await stopSignal.Requested;
-            HostLog.Stopping(logger);
-            await server.StopAsync();
-            return 0;
+            await host.StartAsync();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException
                                        or InvalidOperationException or StoreFormatException)
         {
-            return Fail(e.Message);
-        }
-        finally
-        {
-            if (control is not null)
-            {
-                await control.DisposeAsync();
-            }
-
-            foreach (var export in opened)
-            {
-                await export.DisposeAsync();
-            }
-
-            // Instances write back and commit what they hold as they close (invariant 9); then
-            // the store checkpoints every instance and is marked cleanly shut down.
-            if (host is not null)
-            {
-                await host.DisposeAsync();
-            }
-        }
-    }
-
-    /// <summary>
-    /// The control socket next to the store, through which the CLI changes instances live.
-    /// Without it the server still serves (the CLI then says the store is in use), so a
-    /// socket that cannot be made is a warning, not a reason to stop.
-    /// </summary>
-    private static ControlServer? StartControl(string storePath, StoreHost host, ILogger logger)
-    {
-        var control = new ControlServer(ControlServer.PathFor(storePath), host.RunAsync, logger);
-        try
-        {
-            control.Start();
-            HostLog.ControlListening(logger, control.Path);
-            return control;
-        }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
-        {
-            HostLog.ControlUnavailable(logger, control.Path, e.Message);
-            return null;
-        }
-    }
-
-    private static IExport OpenExport(ExportSpec spec)
-    {
-        try
-        {
-            return spec.Open();
-        }
-        catch (IOException e) when (spec is FileExportSpec file)
-        {
-            // The usual cause is the image's lock: it is exported twice, or another server has it.
-            throw new IOException($"export '{spec.Name}': cannot open {file.Path}: {e.Message} " +
-                                  "(a writable image can be served by one export of one server at a time)", e);
-        }
-    }
-
-    /// <summary>
-    /// SIGTERM and SIGINT, caught from the moment it is made: the first asks for a clean stop
-    /// (<see cref="Requested"/>), a second one exits at once.
-    /// </summary>
-    private sealed class StopSignal : IDisposable
-    {
-        private readonly TaskCompletionSource _stop = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private readonly PosixSignalRegistration _term;
-        private readonly PosixSignalRegistration _interrupt;
-
-        public StopSignal()
-        {
-            _term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-            _interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            // What started is stopped, in reverse: the store, if it opened, closes cleanly.
+            int failed = Fail(e.Message);
+            await host.StopAsync();
+            return failed;
         }
 
-        public Task Requested => _stop.Task;
-
-        public void Dispose()
-        {
-            _term.Dispose();
-            _interrupt.Dispose();
-        }
-
-        private void OnSignal(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            if (!_stop.TrySetResult())
-            {
-                Environment.Exit(130);
-            }
-        }
+        await host.WaitForShutdownAsync();
+        return 0;
     }
 
     private static int Fail(string message)

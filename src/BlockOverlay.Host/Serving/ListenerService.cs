@@ -1,0 +1,81 @@
+using System.Net;
+using BlockOverlay.Host.Config;
+using BlockOverlay.Nbd.Listeners;
+using BlockOverlay.Nbd.Server;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace BlockOverlay.Host.Serving;
+
+/// <summary>
+/// Where clients come in: the NBD server on its listeners (sockets inherited from systemd,
+/// then the configured addresses), or on standard input and output (<c>--stdio</c>: one
+/// client, then the server stops). Started last, so a client never finds an export before
+/// its store is open; stopped first, letting every connection finish what it started.
+/// </summary>
+internal sealed class ListenerService(NbdServer server, ServeSettings settings, ExportCatalog catalog, SignalLifetime signals,
+    IHostApplicationLifetime application, ILogger logger) : IHostedService
+{
+    private bool _listening;
+    private Task _stdio = Task.CompletedTask;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (settings.Stdio)
+        {
+            // Served once every service is up; signals from now on end the process as they
+            // would any command (a signal that came before: nothing is served).
+            application.ApplicationStarted.Register(() => _stdio = ServeStdioAsync());
+            return Task.CompletedTask;
+        }
+
+        var activated = SystemdSockets.Take();
+        foreach (var socket in activated)
+        {
+            server.Adopt(socket);
+        }
+
+        var bound = activated.Select(s => s.LocalEndPoint).OfType<EndPoint>().ToList();
+        foreach (var address in settings.AddressesBeside(activated.Count))
+        {
+            bound.Add(server.Listen(address));
+        }
+
+        _listening = true;
+
+        // The hints are for a person at a terminal; a log shipper wants nothing but JSON
+        // lines on stderr (the listeners are logged as events either way).
+        if (settings.LogFormat == LogFormat.Text)
+        {
+            Console.Error.Write(AttachHints.Describe(catalog.Snapshot.Select(e => e.Key), bound));
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_listening)
+        {
+            HostLog.Stopping(logger);
+        }
+
+        await server.DisposeAsync();
+        await _stdio;
+    }
+
+    private async Task ServeStdioAsync()
+    {
+        try
+        {
+            if (!signals.Release())
+            {
+                await server.ServeStreamAsync(Console.OpenStandardInput(), Console.OpenStandardOutput(), "stdio");
+            }
+        }
+        finally
+        {
+            application.StopApplication();
+        }
+    }
+}
