@@ -72,6 +72,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 11, Level = LogLevel.Error, Message = "writing back an instance at shutdown failed (the cache tries once more): {Reason}")]
     public static partial void WriteBackFailed(ILogger logger, string reason);
 
+    [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "writing back an instance at shutdown failed unexpectedly (the cache tries once more)")]
+    public static partial void WriteBackCrashed(ILogger logger, Exception exception);
+
     [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "control socket at {Path}")]
     public static partial void ControlListening(ILogger logger, string path);
 

@@ -393,13 +393,10 @@ public sealed class InstanceExport : ILayeredExport
             }
 
             part.Clear();
-            try
+            // At the quota a trim, being a hint, leaves the block with its data; a zero fails.
+            if (!_cache.TryWrite(block, memory.Span) && !hint)
             {
-                WriteToCache(block, memory.Span);
-            }
-            catch (ExportException e) when (hint && e.Error == ExportError.NoSpace)
-            {
-                // A trim is a hint: the block keeps its data.
+                throw AtQuota();
             }
         }
         finally
@@ -429,10 +426,12 @@ public sealed class InstanceExport : ILayeredExport
     {
         if (!_cache.TryWrite(first, blocks))
         {
-            throw new ExportException(ExportError.NoSpace,
-                $"instance '{_instance.Name}' is at its quota of {new ByteSize(_instance.Definition.Quota)}");
+            throw AtQuota();
         }
     }
+
+    private ExportException AtQuota() => new(ExportError.NoSpace,
+        $"instance '{_instance.Name}' is at its quota of {new ByteSize(_instance.Definition.Quota)}");
 
     private async ValueTask FlushIfAsync(bool fua)
     {

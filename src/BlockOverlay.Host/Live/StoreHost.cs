@@ -215,9 +215,11 @@ internal sealed class StoreHost : IAsyncDisposable
                 {
                     await export.DisposeAsync();
                 }
-                catch (Exception e) when (e is IOException or ExportException or InstanceException or StoreFullException)
+#pragma warning disable CA1031 // Each export closes on its own; every failure is logged, a bug with its stack.
+                catch (Exception e)
+#pragma warning restore CA1031
                 {
-                    HostLog.WriteBackFailed(_logger, e.Message);
+                    LogWriteBackFailure(e);
                 }
             }
 
@@ -229,13 +231,26 @@ internal sealed class StoreHost : IAsyncDisposable
             {
                 foreach (var failure in e.InnerExceptions)
                 {
-                    HostLog.WriteBackFailed(_logger, failure.Message);
+                    LogWriteBackFailure(failure);
                 }
             }
         }
         finally
         {
             await _session.DisposeAsync();
+        }
+    }
+
+    /// <summary>A failed write-back at shutdown: told by its message, or, for a bug, with its stack.</summary>
+    private void LogWriteBackFailure(Exception e)
+    {
+        if (ExportFailures.Classify(e) is null)
+        {
+            HostLog.WriteBackCrashed(_logger, e);
+        }
+        else
+        {
+            HostLog.WriteBackFailed(_logger, e.Message);
         }
     }
 }

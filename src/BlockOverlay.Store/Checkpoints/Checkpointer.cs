@@ -139,16 +139,17 @@ internal sealed class Checkpointer(IBlockDevice device, MetadataJournal journal,
             await WriteCheckpointAsync(position, sequence, taken, durable.Task, clean);
             durable.SetResult();
         }
-        catch (Exception e) when (e is IOException or StoreFullException)
+        catch (Exception e)
         {
             // What it took is marked committed but is not durable: give it back, as records
-            // the instances' next commits carry first; flushes waiting on it fail.
+            // the instances' next commits carry first; flushes waiting on it fail, with a
+            // device failure told as one and a bug left a bug.
             foreach (var (instance, frees) in taken)
             {
                 instance.CheckpointFailed(frees, durable.Task);
             }
 
-            durable.SetException(new IOException($"a checkpoint failed: {e.Message}", e));
+            durable.SetException(e is IOException ? new IOException($"a checkpoint failed: {e.Message}", e) : e);
             throw;
         }
     }

@@ -295,10 +295,13 @@ internal sealed class MetadataJournal : IDisposable
 
             batch.ForEach(p => p.Done.TrySetResult(sequence));
         }
-        catch (Exception e) when (e is IOException or ArgumentException or StoreFormatException)
+#pragma warning disable CA1031 // Handed on, not swallowed: each waiter rethrows it as it is.
+        catch (Exception e)
+#pragma warning restore CA1031
         {
-            // Every commit in the batch fails; each waiter sees it through its own task, and
-            // the next batch goes to the same position with the same sequence.
+            // Every commit in the batch fails with the same exception, a bug included (it stays
+            // a bug for whoever reports it; left uncompleted, the other waiters would wait for
+            // ever). The next batch goes to the same position with the same sequence.
             batch.ForEach(p => p.Done.TrySetException(e));
         }
     }
