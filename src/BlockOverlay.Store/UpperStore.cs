@@ -21,7 +21,8 @@ namespace BlockOverlay.Store;
 /// (states, invariants, locking, durability) at its top:
 /// <list type="bullet">
 /// <item><see cref="StoreRecovery"/>: opening: superblock, checkpoint, journal replay, free space.</item>
-/// <item><see cref="InstanceNamespace"/> over <see cref="InstanceRegistry"/>: create, redefine, delete.</item>
+/// <item><see cref="InstanceNamespace"/> over <see cref="InstanceRegistry"/>: create, redefine, delete;
+/// <see cref="InstanceCloner"/>: clone.</item>
 /// <item><see cref="DataPath"/>: redirected writes, zeroing, reads, look-ups.</item>
 /// <item><see cref="InstanceCommitter"/>: Commit(X), X's records only.</item>
 /// <item><see cref="Checkpointer"/> with <see cref="SuperblockPublisher"/>: checkpoints, and when
@@ -52,6 +53,7 @@ public sealed class UpperStore : IAsyncDisposable
     private readonly InstanceNamespace _namespace;
     private readonly InstanceCommitter _committer;
     private readonly DataPath _data;
+    private readonly InstanceCloner _cloner;
 
     private UpperStore(IBlockDevice device, RecoveredStore recovered)
     {
@@ -69,6 +71,7 @@ public sealed class UpperStore : IAsyncDisposable
         _namespace = new InstanceNamespace(_instances, _checkpointer, quarantine);
         _committer = new InstanceCommitter(_checkpointer, quarantine);
         _data = new DataPath(device, _space, quarantine, _checkpointer, Counters);
+        _cloner = new InstanceCloner(_instances, _namespace, _data, _committer);
     }
 
     /// <summary>Whether the store had been shut down cleanly before this open.</summary>
@@ -167,6 +170,18 @@ public sealed class UpperStore : IAsyncDisposable
     /// from then on (never before the delete record is durable).
     /// </summary>
     public Task DeleteInstanceAsync(string name) => _namespace.DeleteAsync(name);
+
+    /// <summary>
+    /// Creates <paramref name="target"/> as a copy of <paramref name="source"/>'s view in the store:
+    /// same definition and base, its upper data and zeroed ranges copied (never shared), durable
+    /// when this returns. <paramref name="progress"/> hears (done, total) bytes of upper data;
+    /// <paramref name="stop"/> ends the copy between chunks. If it fails or is stopped, the new
+    /// instance is deleted again. Dirty data held by a server is not in the store: flush first.
+    /// </summary>
+    /// <returns>The new instance and the bytes of upper data copied.</returns>
+    public Task<(StoreInstance Clone, long CopiedBytes)> CloneInstanceAsync(string source, string target,
+        Action<long, long>? progress = null, CancellationToken stop = default) =>
+        _cloner.CloneAsync(source, target, progress, stop);
 
     /// <summary>
     /// Writes whole blocks of an instance: to new store blocks, durably, then maps them.

@@ -262,4 +262,48 @@ public class UpperStoreTests
         var error = Assert.ThrowsAsync<StoreFormatException>(() => UpperStore.OpenAsync(device));
         Assert.That(error!.Message, Does.Contain("copy A").And.Contain("copy B"));
     }
+
+    [Test]
+    public async Task A_clone_copies_upper_data_and_zeroed_ranges_into_blocks_of_its_own_and_is_durable()
+    {
+        var device = await NewStoreAsync();
+        var store = await UpperStore.OpenAsync(device);
+        var source = await store.CreateInstanceAsync("src", 600 * Block, null, FlushMode.Global, quota: 512 * Block);
+        var data = Pattern(300, 5);
+        await store.WriteAsync(source, 10, data);
+        store.Zero(source, 400, 3);
+        await store.CommitAsync(source);
+
+        var reports = new List<(long Done, long Total)>();
+        var (clone, copied) = await store.CloneInstanceAsync("src", "copy", (done, total) => reports.Add((done, total)));
+        Assert.That(copied, Is.EqualTo(300L * Block));
+        Assert.That(reports[^1], Is.EqualTo((300L * Block, 300L * Block)), "progress ends at the total");
+        Assert.That(clone.Definition with { Id = 0, Name = "" }, Is.EqualTo(source.Definition with { Id = 0, Name = "" }), "same definition");
+        Assert.That(clone.UpperBlocks, Is.EqualTo(300));
+        Assert.That(store.FreeBlocks, Is.LessThan(4096 - 300 - 300), "upper blocks are copied, not shared");
+
+        // Durable when it returns: a crash now keeps it.
+        await using var reopened = await UpperStore.OpenAsync(device.Clone());
+        var again = reopened.Find("copy")!;
+        Assert.That(await ReadAsync(reopened, again, 10, 300), Is.EqualTo(data));
+        var layout = new List<MappedExtent>();
+        reopened.Lookup(again, 400, 3, layout);
+        Assert.That(layout.Select(e => e.Kind), Is.EqualTo(new[] { ExtentKind.Zero }));
+    }
+
+    [Test]
+    public async Task A_stopped_or_impossible_clone_leaves_no_instance_behind()
+    {
+        var device = await NewStoreAsync();
+        await using var store = await UpperStore.OpenAsync(device);
+        var source = await store.CreateInstanceAsync("src", 600 * Block, null);
+        await store.WriteAsync(source, 0, Pattern(512, 6));
+
+        using var stop = new CancellationTokenSource();
+        Assert.CatchAsync<OperationCanceledException>(() => store.CloneInstanceAsync("src", "copy", (_, _) => stop.Cancel(), stop.Token));
+        Assert.That(store.Find("copy"), Is.Null, "what the stopped clone made is removed");
+        Assert.ThrowsAsync<InstanceException>(() => store.CloneInstanceAsync("nope", "copy"));
+        Assert.ThrowsAsync<InstanceException>(() => store.CloneInstanceAsync("src", "src"), "the name is taken");
+        Assert.That(store.Instances.Select(i => i.Name), Is.EqualTo(new[] { "src" }));
+    }
 }

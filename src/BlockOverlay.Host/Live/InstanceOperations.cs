@@ -1,14 +1,11 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Exports;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
-using BlockOverlay.Store.Maps;
-using BlockOverlay.Io;
 
 namespace BlockOverlay.Host.Live;
 
@@ -20,8 +17,6 @@ namespace BlockOverlay.Host.Live;
 /// </summary>
 internal static class InstanceOperations
 {
-    private const int CopyChunk = 1 << 20;
-
     /// <summary>
     /// Carries out the request. <paramref name="stop"/> ends a copy (commit, clone) between
     /// chunks; what it made so far is removed and the command fails.
@@ -201,29 +196,15 @@ internal static class InstanceOperations
         }
 
         var instance = store.Find(name) ?? throw new InstanceException($"no instance named '{name}'");
-        var view = await ViewOf(instance, store, live);
+        await using var view = live?.Served(name) is { } served
+            ? InstanceView.OfServed(served.Export)
+            : await InstanceView.OpenAsync(store, instance);
         string partial = $"{output}.partial-{Environment.ProcessId}";
         try
         {
             await using (var file = new FileStream(partial, FileMode.CreateNew, FileAccess.Write, FileShare.None, 0, FileOptions.Asynchronous))
             {
-                long size = view.Export.Size;
-                file.SetLength(size); // a hole: chunks of zeros are skipped and stay holes
-                byte[] chunk = new byte[CopyChunk];
-                for (long offset = 0; offset < size; offset += CopyChunk)
-                {
-                    int n = (int)Math.Min(CopyChunk, size - offset);
-                    await view.Export.ReadAsync(offset, chunk.AsMemory(0, n));
-                    if (chunk.AsSpan(0, n).ContainsAnyExcept((byte)0))
-                    {
-                        file.Position = offset;
-                        await file.WriteAsync(chunk.AsMemory(0, n), stop);
-                    }
-
-                    progress(new ProgressReport(offset + n, size));
-                    stop.ThrowIfCancellationRequested();
-                }
-
+                await view.CopyToAsync(file, (done, total) => progress(new ProgressReport(done, total)), stop);
                 file.Flush(flushToDisk: true);
             }
 
@@ -234,20 +215,14 @@ internal static class InstanceOperations
             File.Delete(partial);
             throw;
         }
-        finally
-        {
-            await view.DisposeAsync();
-        }
 
         return $"committed instance '{name}' to {output} ({new ByteSize(instance.Definition.VirtualSize)}): a raw image, usable as a base\n";
     }
 
     /// <summary>
     /// A new instance whose starting view is the source's flushed view: a served source is
-    /// flushed first, then its upper and zeroed ranges are copied. The base is shared (the new
-    /// instance records the same base); upper blocks are copied, never shared, because every
-    /// store block has exactly one owner (that is what keeps a flush, a delete or a quota of one
-    /// instance from touching another's data).
+    /// flushed first, then the store clones it (<see cref="UpperStore.CloneInstanceAsync"/>:
+    /// base shared, upper data copied), and a live server serves the clone.
     /// </summary>
     private static async Task<string> CloneAsync(InstanceRequest request, UpperStore store, StoreHost? live, Action<ProgressReport> progress,
         CancellationToken stop)
@@ -259,101 +234,27 @@ internal static class InstanceOperations
             throw new FormatException($"'{target}' cannot be an instance name: {problem}");
         }
 
-        var source = store.Find(name) ?? throw new InstanceException($"no instance named '{name}'");
+        _ = store.Find(name) ?? throw new InstanceException($"no instance named '{name}'");
         if (live?.Served(name) is { } served)
         {
             await served.Export.FlushAsync();
         }
 
-        var d = source.Definition;
-        var clone = await store.CreateInstanceAsync(target, d.VirtualSize, d.Base, d.FlushMode, d.Quota);
+        var (clone, copied) = await store.CloneInstanceAsync(name, target, (done, total) => progress(new ProgressReport(done, total)), stop);
         try
         {
-            long copied = await CopyUpperAsync(store, source, clone, progress, stop);
-            await store.CommitAsync(clone);
             if (live is not null)
             {
                 await live.ServeAsync(clone);
             }
-
-            return $"cloned instance '{name}' to '{target}' ({new ByteSize(copied)} of upper data copied; base shared)\n";
         }
         catch
         {
             await store.DeleteInstanceAsync(target);
             throw;
         }
-    }
 
-    /// <summary>Copies the source's upper data and zeroed ranges into the clone, 1 MiB at a time.</summary>
-    private static async Task<long> CopyUpperAsync(UpperStore store, StoreInstance source, StoreInstance clone, Action<ProgressReport> progress,
-        CancellationToken stop)
-    {
-        const int Block = UpperStore.BlockSize;
-        var layout = new List<MappedExtent>();
-        store.Lookup(source, 0, source.Blocks, layout);
-        long total = layout.Where(e => e.Kind == ExtentKind.Upper).Sum(e => e.Length) * Block, done = 0;
-        using var buffer = new AlignedBuffer(CopyChunk);
-        var read = new List<MappedExtent>();
-        foreach (var extent in layout)
-        {
-            if (extent.Kind == ExtentKind.Zero)
-            {
-                store.Zero(clone, extent.VirtualBlock, extent.Length);
-                continue;
-            }
-
-            for (long b = extent.VirtualBlock; extent.Kind == ExtentKind.Upper && b < extent.End; b += CopyChunk / Block)
-            {
-                int blocks = (int)Math.Min(CopyChunk / Block, extent.End - b);
-                await store.ReadAsync(source, b, buffer.Memory[..(blocks * Block)], read);
-                // Only what the read found in the store: a served source may have changed since.
-                foreach (var part in read.Where(p => p.Kind == ExtentKind.Upper))
-                {
-                    var bytes = buffer.Memory.Slice((int)((part.VirtualBlock - b) * Block), (int)(part.Length * Block));
-                    await store.WriteAsync(clone, part.VirtualBlock, bytes, WriteReason.Background);
-                }
-
-                done += blocks * (long)Block;
-                progress(new ProgressReport(done, total));
-                stop.ThrowIfCancellationRequested();
-            }
-        }
-
-        return done;
-    }
-
-    /// <summary>The instance's view to read from: its served export, or one opened for this command.</summary>
-    private static async Task<InstanceView> ViewOf(StoreInstance instance, UpperStore store, StoreHost? live)
-    {
-        if (live?.Served(instance.Name) is { } served)
-        {
-            return new InstanceView(served.Export, null);
-        }
-
-        var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
-        try
-        {
-            return new InstanceView(await InstanceExport.OpenAsync(cache, instance), cache);
-        }
-        catch
-        {
-            await cache.DisposeAsync();
-            throw;
-        }
-    }
-
-    /// <summary>An export to read an instance through, and the cache opened for it (if it was).</summary>
-    private sealed record InstanceView(InstanceExport Export, WriteBackCache? OwnCache) : IAsyncDisposable
-    {
-        public async ValueTask DisposeAsync()
-        {
-            if (OwnCache is not null)
-            {
-                await Export.DisposeAsync();
-                await OwnCache.DisposeAsync();
-            }
-        }
+        return $"cloned instance '{name}' to '{target}' ({new ByteSize(copied)} of upper data copied; base shared)\n";
     }
 
     private static string Required(string? value, string what) =>
