@@ -107,12 +107,7 @@ public sealed class ExtentMap
         _new.Clear();
         foreach (var extent in _old)
         {
-            if (extent.Start < virtualBlock)
-            {
-                Append(extent.Clip(extent.Start, Math.Min(extent.End, virtualBlock)));
-            }
-
-            long from = Math.Max(extent.Start, virtualBlock), to = Math.Min(extent.End, end);
+            var (from, to) = AppendHead(extent, virtualBlock, end);
             if (from < to)
             {
                 replaced.Add(extent.Clip(from, to).ToMapped());
@@ -135,6 +130,21 @@ public sealed class ExtentMap
         }
 
         ReplaceGathered(virtualBlock, end);
+    }
+
+    /// <summary>
+    /// Appends to the new run the part of a gathered <paramref name="extent"/> before
+    /// <paramref name="start"/>, if any, and returns the part of it inside [start, end) (empty if
+    /// From ≥ To): the left edge both Set and MarkCommitted split at.
+    /// </summary>
+    private (long From, long To) AppendHead(Extent extent, long start, long end)
+    {
+        if (extent.Start < start)
+        {
+            Append(extent.Clip(extent.Start, Math.Min(extent.End, start)));
+        }
+
+        return (Math.Max(extent.Start, start), Math.Min(extent.End, end));
     }
 
     /// <summary>
@@ -182,12 +192,7 @@ public sealed class ExtentMap
         _new.Clear();
         foreach (var extent in _old)
         {
-            if (extent.Start < virtualBlock)
-            {
-                Append(extent.Clip(extent.Start, Math.Min(extent.End, virtualBlock)));
-            }
-
-            long from = Math.Max(extent.Start, virtualBlock), to = Math.Min(extent.End, end);
+            var (from, to) = AppendHead(extent, virtualBlock, end);
             if (from < to)
             {
                 Append(extent.Clip(from, to).AsCommitted());
