@@ -46,16 +46,13 @@ internal static class InstanceCommands
         command.SetAction((parse, _) => CommandErrors.RunAsync("instance create", async () =>
         {
             string storePath = StorePath(parse, store);
-            return await DispatchAsync(parse, store, new InstanceRequest
-            {
-                Command = "create",
-                Name = parse.GetValue(name),
+            return await DispatchAsync(parse, store, new CreateRequest(
+                parse.GetValue(name)!,
                 // A registered base name or an image file, as an absolute path (the server's working directory is not ours).
-                Base = parse.GetValue(baseImage) is { } image ? await BaseRegistry.ResolveAsync(storePath, image) : null,
-                Size = parse.GetValue(size),
-                FlushMode = parse.GetValue(mode),
-                Quota = parse.GetValue(quota),
-            });
+                Base: parse.GetValue(baseImage) is { } image ? await BaseRegistry.ResolveAsync(storePath, image) : null,
+                Size: parse.GetValue(size),
+                FlushMode: parse.GetValue(mode),
+                Quota: parse.GetValue(quota)));
         }));
         return command;
     }
@@ -66,14 +63,14 @@ internal static class InstanceCommands
         var force = new Option<bool>("--force") { Description = "Disconnect its clients (after their data is written back) instead of refusing." };
         var command = new Command("delete", "Delete an instance and free its space.") { name, force, store };
         command.SetAction((parse, _) => DispatchAsync(parse, store,
-            new InstanceRequest { Command = "delete", Name = parse.GetValue(name), Force = parse.GetValue(force) }));
+            new DeleteRequest(parse.GetValue(name)!, parse.GetValue(force))));
         return command;
     }
 
     private static Command ListCommand(Option<string> store)
     {
         var command = new Command("list", "List instances: name, virtual size, upper data, flush mode, base.") { store };
-        command.SetAction((parse, _) => DispatchAsync(parse, store, new InstanceRequest { Command = "list" }));
+        command.SetAction((parse, _) => DispatchAsync(parse, store, new ListRequest()));
         return command;
     }
 
@@ -83,7 +80,7 @@ internal static class InstanceCommands
         var json = new Option<bool>("--json") { Description = "One JSON object instead of lines for people." };
         var command = new Command("stat", "Show an instance's state and counters (live counters when served).") { name, json, store };
         command.SetAction((parse, _) => DispatchAsync(parse, store,
-            new InstanceRequest { Command = "stat", Name = parse.GetValue(name), Json = parse.GetValue(json) }));
+            new StatRequest(parse.GetValue(name)!), json: parse.GetValue(json)));
         return command;
     }
 
@@ -93,13 +90,8 @@ internal static class InstanceCommands
         var mode = FlushModeOption("The new flush mode (also clears an 'unclean' mark left by a crash in volatile mode).");
         var quota = QuotaOption();
         var command = new Command("set", "Change an instance's settings (live if served).") { name, mode, quota, store };
-        command.SetAction((parse, _) => DispatchAsync(parse, store, new InstanceRequest
-        {
-            Command = "set",
-            Name = parse.GetValue(name),
-            FlushMode = parse.GetValue(mode),
-            Quota = parse.GetValue(quota),
-        }));
+        command.SetAction((parse, _) => DispatchAsync(parse, store,
+            new SetRequest(parse.GetValue(name)!, FlushMode: parse.GetValue(mode), Quota: parse.GetValue(quota))));
         return command;
     }
 
@@ -114,12 +106,8 @@ internal static class InstanceCommands
         var name = new Argument<string>("NAME") { Description = "The instance to write out." };
         var output = new Argument<string>("OUT") { Description = "The raw image to create (never overwritten); usable as a base." };
         var command = new Command("commit", "Write an instance's whole view (base + upper) to a new raw image, like docker commit.") { name, output, store };
-        command.SetAction((parse, _) => DispatchAsync(parse, store, new InstanceRequest
-        {
-            Command = "commit",
-            Name = parse.GetValue(name),
-            Target = Path.GetFullPath(parse.GetValue(output)!),
-        }));
+        command.SetAction((parse, _) => DispatchAsync(parse, store,
+            new CommitRequest(parse.GetValue(name)!, Path.GetFullPath(parse.GetValue(output)!))));
         return command;
     }
 
@@ -129,7 +117,7 @@ internal static class InstanceCommands
         var target = new Argument<string>("NEW") { Description = "The new instance: same base, size, flush mode and quota; a copy of SRC's upper data." };
         var command = new Command("clone", "Make a new instance whose starting view is SRC's flushed view.") { source, target, store };
         command.SetAction((parse, _) => DispatchAsync(parse, store,
-            new InstanceRequest { Command = "clone", Name = parse.GetValue(source), Target = parse.GetValue(target) }));
+            new CloneRequest(parse.GetValue(source)!, parse.GetValue(target)!)));
         return command;
     }
 
@@ -142,26 +130,25 @@ internal static class InstanceCommands
     private static string StorePath(ParseResult parse, Option<string> store) =>
         HostConfig.ResolveStore(parse.GetValue(store), parse.GetValue(ConfigOption));
 
-    /// <summary>Through the server holding the store if there is one, else on the store file.</summary>
-    private static async Task<int> DispatchAsync(ParseResult parse, Option<string> store, InstanceRequest request)
+    /// <summary>Through the server holding the store if there is one, else on the store file; the answer worded for people (or as JSON).</summary>
+    private static async Task<int> DispatchAsync(ParseResult parse, Option<string> store, InstanceRequest request, bool json = false)
     {
         CommandOutcome outcome;
         ImportProgress? drawn = null;
         void Report(ProgressReport p)
         {
-            drawn ??= ImportProgress.OnStandardError($"{request.Command} {request.Name}", p.Total);
+            drawn ??= ImportProgress.OnStandardError($"{request.Command} {(request as NamedRequest)?.Name}", p.Total);
             drawn.Report(p.Done);
         }
 
         try
         {
-            string storePath = StorePath(parse, store);
-            outcome = await ControlClient.TrySendAsync(storePath, request, Report) ?? await OfflineAsync(storePath, request, Report);
+            outcome = InstanceText.Render(request, await InstanceClient.RunAsync(StorePath(parse, store), request, Report), json);
         }
         catch (Exception e) when (e is FormatException or IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException
                                        or System.Text.Json.JsonException or BlockOverlay.Store.Format.StoreFormatException)
         {
-            outcome = CommandOutcome.Failed(request.Command, e.Message);
+            outcome = InstanceText.Failed(request.Command, e.Message);
         }
 
         if (outcome.ExitCode == 0)
@@ -176,11 +163,5 @@ internal static class InstanceCommands
         await Console.Out.WriteAsync(outcome.Stdout);
         await Console.Error.WriteAsync(outcome.Stderr);
         return outcome.ExitCode;
-    }
-
-    private static async Task<CommandOutcome> OfflineAsync(string storePath, InstanceRequest request, Action<ProgressReport> progress)
-    {
-        await using var session = await StoreSession.OpenAsync(storePath);
-        return await InstanceOperations.RunAsync(request, session.Store, live: null, progress);
     }
 }

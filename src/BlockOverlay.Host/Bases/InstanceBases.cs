@@ -14,43 +14,24 @@ internal static class InstanceBases
     /// <summary>One row of <c>instance list</c>: the instance and its base path, null when it is over zeros.</summary>
     public sealed record Row(string Instance, string? BasePath);
 
-    private const string ListPrefix = "blockoverlay instance list: ";
-
     public static async Task<IReadOnlyList<Row>> ReadAsync(string storePath)
     {
-        var request = new InstanceRequest { Command = "list" };
-        CommandOutcome outcome;
+        InstanceResponse response;
         try
         {
-            outcome = await ControlClient.TrySendAsync(storePath, request) ?? await OfflineAsync(storePath, request);
+            response = await InstanceClient.RunAsync(storePath, new ListRequest());
         }
         catch (Exception e) when (e is SocketException or JsonException)
         {
             throw new IOException($"cannot list the instances of {storePath}: {e.Message}", e);
         }
 
-        if (outcome.ExitCode != 0)
+        return response switch
         {
-            string reason = outcome.Stderr.Trim();
-            throw new IOException($"cannot list the instances of {storePath}: {(reason.StartsWith(ListPrefix, StringComparison.Ordinal) ? reason[ListPrefix.Length..] : reason)}");
-        }
-
-        return [.. outcome.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(Parse)];
-    }
-
-    /// <summary>The columns are name, size, upper data, flush mode, base path ("-" for none); a path may hold tabs.</summary>
-    private static Row Parse(string line)
-    {
-        string[] columns = line.Split('\t', 5);
-        return columns.Length == 5
-            ? new Row(columns[0], columns[4] == "-" ? null : columns[4])
-            : throw new IOException($"unexpected line in the instance list: '{line}'");
-    }
-
-    /// <summary>What <c>instance list</c> does when no server holds the store (InstanceCommands keeps its own copy private).</summary>
-    private static async Task<CommandOutcome> OfflineAsync(string storePath, InstanceRequest request)
-    {
-        await using var session = await StoreSession.OpenAsync(storePath);
-        return await InstanceOperations.RunAsync(request, session.Store, live: null);
+            InstanceList list => [.. list.Instances.Select(i => new Row(i.Name, i.Base))],
+            CommandFailed failed => throw new IOException($"cannot list the instances of {storePath}: {failed.Message}"),
+            RequestRefused refused => throw new IOException($"cannot list the instances of {storePath}: bad control request: {refused.Message}"),
+            _ => throw new IOException($"cannot list the instances of {storePath}: the server answered a list with '{response.GetType().Name}'"),
+        };
     }
 }

@@ -14,7 +14,7 @@ internal static class ControlClient
     /// The server's answer, or null when no server holds the store (no socket, or a stale one).
     /// Progress reports of long commands go to <paramref name="progress"/> as they arrive.
     /// </summary>
-    public static async Task<CommandOutcome?> TrySendAsync(string storePath, InstanceRequest request, Action<ProgressReport>? progress = null)
+    public static async Task<InstanceResponse?> TrySendAsync(string storePath, InstanceRequest request, Action<ProgressReport>? progress = null)
     {
         string path = ControlServer.PathFor(storePath);
         if (!File.Exists(path))
@@ -38,16 +38,15 @@ internal static class ControlClient
         using var reader = new StreamReader(stream, Encoding.UTF8);
         while (await reader.ReadLineAsync() is { } line)
         {
-            var answer = JsonSerializer.Deserialize(line, ControlJson.Default.ControlAnswer)
-                         ?? throw new IOException($"the server at {path} sent an empty answer");
-            if (answer.Outcome is { } outcome)
+            switch (JsonSerializer.Deserialize(line, ControlJson.Default.ControlReply))
             {
-                return outcome;
-            }
-
-            if (answer.Progress is { } report)
-            {
-                progress?.Invoke(report);
+                case ProgressReport report:
+                    progress?.Invoke(report);
+                    break;
+                case InstanceResponse response:
+                    return response;
+                default:
+                    throw new IOException($"the server at {path} sent an empty answer");
             }
         }
 

@@ -12,8 +12,13 @@ namespace BlockOverlay.Host.Live;
 /// </summary>
 /// <remarks>
 /// Protocol: one request per connection. The client sends one line of JSON (an
-/// <see cref="InstanceRequest"/>, at most 64 KiB) and reads one line of JSON back (a
-/// <see cref="CommandOutcome"/>: exit code, stdout, stderr), then the server closes.
+/// <see cref="InstanceRequest"/>, at most 64 KiB) and reads lines of JSON back (each a
+/// <see cref="ControlReply"/>): progress reports of a long command, then its
+/// <see cref="InstanceResponse"/>, then the server closes. A request it cannot read is
+/// answered with <see cref="RequestRefused"/>. Framed by newlines, not by length prefixes:
+/// System.Text.Json never writes a raw newline inside a value, so a line is a message; the
+/// reader stays a line reader with a size bound, and a person can talk to the socket with
+/// socat to see what a server says.
 /// Connections are served concurrently, so a slow client holds up only itself; commands on
 /// one instance take turns (<see cref="StoreHost.RunAsync"/>). The store's lock (flock) makes this
 /// the only server of the store, so a socket file found at start is stale and replaced.
@@ -27,12 +32,12 @@ internal sealed class ControlServer : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(200);
     private static readonly TimeSpan ProgressTimeout = TimeSpan.FromSeconds(5);
-    private readonly Func<InstanceRequest, Action<ProgressReport>, CancellationToken, Task<CommandOutcome>> _handle;
+    private readonly Func<InstanceRequest, Action<ProgressReport>, CancellationToken, Task<InstanceResponse>> _handle;
     private readonly ILogger _logger;
     private readonly HashSet<Task> _serving = [];   // commands in progress; guarded by itself
     private Task _accepting = Task.CompletedTask;
 
-    public ControlServer(string path, Func<InstanceRequest, Action<ProgressReport>, CancellationToken, Task<CommandOutcome>> handle, ILogger logger)
+    public ControlServer(string path, Func<InstanceRequest, Action<ProgressReport>, CancellationToken, Task<InstanceResponse>> handle, ILogger logger)
     {
         Path = path;
         _handle = handle;
@@ -110,23 +115,21 @@ internal sealed class ControlServer : IAsyncDisposable
         using (client)
         await using (var stream = new NetworkStream(client, ownsSocket: false))
         {
-            CommandOutcome outcome;
+            InstanceResponse response;
             try
             {
-                var line = await ReadLineAsync(stream);
-                var request = JsonSerializer.Deserialize(line, ControlJson.Default.InstanceRequest)
-                              ?? throw new JsonException("empty request");
-                outcome = await _handle(request, ProgressTo(client, stream), _stop.Token);
-                HostLog.ControlCommand(_logger, request.Command, request.Name ?? "-", outcome.ExitCode);
+                var request = Read(await ReadLineAsync(stream));
+                response = await _handle(request, ProgressTo(client, stream), _stop.Token);
+                HostLog.ControlCommand(_logger, request.Command, request is NamedRequest named ? named.Name : "-", response.ExitCode);
             }
             catch (Exception e) when (e is JsonException or IOException or OperationCanceledException or SocketException)
             {
-                outcome = new CommandOutcome(2, "", $"blockoverlay: bad control request: {e.Message}\n");
+                response = new RequestRefused(e.Message);
             }
 
             try
             {
-                await stream.WriteAsync(Line(new ControlAnswer(null, outcome)));
+                await stream.WriteAsync(Line(response));
             }
             catch (Exception e) when (e is IOException or SocketException)
             {
@@ -156,7 +159,7 @@ internal sealed class ControlServer : IAsyncDisposable
             last = clock.Elapsed;
             try
             {
-                stream.Write(Line(new ControlAnswer(report, null)));
+                stream.Write(Line(report));
             }
             catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
             {
@@ -165,8 +168,22 @@ internal sealed class ControlServer : IAsyncDisposable
         };
     }
 
-    private static byte[] Line(ControlAnswer answer) =>
-        [.. JsonSerializer.SerializeToUtf8Bytes(answer, ControlJson.Default.ControlAnswer), (byte)'\n'];
+    private static byte[] Line(ControlReply reply) =>
+        [.. JsonSerializer.SerializeToUtf8Bytes(reply, ControlJson.Default.ControlReply), (byte)'\n'];
+
+    /// <summary>A request line as a request; a line that is not one is a <see cref="JsonException"/> saying why.</summary>
+    internal static InstanceRequest Read(string line)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(line, ControlJson.Default.InstanceRequest) ?? throw new JsonException("the request is null");
+        }
+        catch (NotSupportedException e)
+        {
+            // What System.Text.Json throws for a command it does not know (no derived type), or none.
+            throw new JsonException(e.Message, e);
+        }
+    }
 
     /// <summary>Reads one request line, bounded in size and time.</summary>
     private static async Task<string> ReadLineAsync(NetworkStream stream)

@@ -1,6 +1,3 @@
-using System.Globalization;
-using System.Text;
-using System.Text.Json;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Exports;
@@ -21,28 +18,28 @@ internal static class InstanceOperations
     /// Carries out the request. <paramref name="stop"/> ends a copy (commit, clone) between
     /// chunks; what it made so far is removed and the command fails.
     /// </summary>
-    public static async Task<CommandOutcome> RunAsync(InstanceRequest request, UpperStore store, StoreHost? live,
+    public static async Task<InstanceResponse> RunAsync(InstanceRequest request, UpperStore store, StoreHost? live,
         Action<ProgressReport>? progress = null, CancellationToken stop = default)
     {
         progress ??= _ => { };
         try
         {
-            return request.Command switch
+            return request switch
             {
-                "commit" => CommandOutcome.Ok(await CommitAsync(request, store, live, progress, stop)),
-                "clone" => CommandOutcome.Ok(await CloneAsync(request, store, live, progress, stop)),
-                "create" => CommandOutcome.Ok(await CreateAsync(request, store, live)),
-                "delete" => CommandOutcome.Ok(await DeleteAsync(request, store, live)),
-                "list" => CommandOutcome.Ok(List(store)),
-                "stat" => CommandOutcome.Ok(Stat(request, store, live)),
-                "set" => CommandOutcome.Ok(await SetAsync(request, store)),
-                _ => throw new FormatException($"unknown instance command '{request.Command}'"),
+                CommitRequest commit => await CommitAsync(commit, store, live, progress, stop),
+                CloneRequest clone => await CloneAsync(clone, store, live, progress, stop),
+                CreateRequest create => await CreateAsync(create, store, live),
+                DeleteRequest delete => await DeleteAsync(delete, store, live),
+                ListRequest => List(store),
+                StatRequest stat => Stat(stat, store, live),
+                SetRequest set => await SetAsync(set, store),
+                _ => throw new ArgumentOutOfRangeException(nameof(request), request, "an instance command without an operation"),
             };
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentException
                                        or StoreFormatException or InstanceException or BaseImageChangedException or ExportException)
         {
-            return CommandOutcome.Failed(request.Command, e.Message);
+            return new CommandFailed(e.Message);
         }
     }
 
@@ -56,9 +53,9 @@ internal static class InstanceOperations
 
     public static string Describe(FlushMode mode) => mode.ToString().ToLowerInvariant();
 
-    private static async Task<string> CreateAsync(InstanceRequest request, UpperStore store, StoreHost? live)
+    private static async Task<InstanceCreated> CreateAsync(CreateRequest request, UpperStore store, StoreHost? live)
     {
-        string name = Required(request.Name, "NAME");
+        string name = request.Name;
         if (!InstanceName.IsValid(name, out string? problem))
         {
             throw new FormatException($"'{name}' cannot be an instance name: {problem}");
@@ -91,13 +88,12 @@ internal static class InstanceOperations
             await live.ServeAsync(instance);
         }
 
-        return $"created instance '{name}' ({new ByteSize(bytes)}{(identity is null ? "" : $" over {identity.Path}")}, flush mode {Describe(mode)}" +
-               (quota == 0 ? ")\n" : $", quota {new ByteSize(quota)})\n");
+        return new InstanceCreated(name, bytes, identity?.Path, Describe(mode), quota);
     }
 
-    private static async Task<string> DeleteAsync(InstanceRequest request, UpperStore store, StoreHost? live)
+    private static async Task<InstanceDeleted> DeleteAsync(DeleteRequest request, UpperStore store, StoreHost? live)
     {
-        string name = Required(request.Name, "NAME");
+        string name = request.Name;
         _ = store.Find(name) ?? throw new InstanceException($"no instance named '{name}'");
         if (live is not null)
         {
@@ -108,40 +104,29 @@ internal static class InstanceOperations
             await store.DeleteInstanceAsync(name);
         }
 
-        return $"deleted instance '{name}'\n";
+        return new InstanceDeleted(name);
     }
 
-    private static string List(UpperStore store)
-    {
-        var text = new StringBuilder();
-        foreach (var instance in store.Instances)
-        {
-            var d = instance.Definition;
-            string mode = Describe(d.FlushMode) + (d.Unclean ? ",unclean" : "");
-            text.Append(CultureInfo.InvariantCulture,
-                $"{d.Name}\t{new ByteSize(d.VirtualSize)}\t{new ByteSize(instance.UpperBlocks * UpperStore.BlockSize)}\t{mode}\t{d.Base?.Path ?? "-"}\n");
-        }
+    private static InstanceList List(UpperStore store) =>
+        new([.. store.Instances.Select(i => new InstanceSummary(i.Definition.Name, i.Definition.VirtualSize, i.UpperBlocks * UpperStore.BlockSize,
+            Describe(i.Definition.FlushMode), i.Definition.Unclean, i.Definition.Base?.Path))]);
 
-        return text.ToString();
-    }
-
-    private static string Stat(InstanceRequest request, UpperStore store, StoreHost? live)
+    private static InstanceStat Stat(StatRequest request, UpperStore store, StoreHost? live)
     {
-        string name = Required(request.Name, "NAME");
+        string name = request.Name;
         var instance = store.Find(name) ?? throw new InstanceException($"no instance named '{name}'");
         var d = instance.Definition;
         var served = live?.Served(name);
         var counters = served?.Export.Counters;
-        var stat = new InstanceStat(d.Name, d.VirtualSize, d.Base?.Path, Describe(d.FlushMode), d.Unclean, d.Quota,
+        return new InstanceStat(d.Name, d.VirtualSize, d.Base?.Path, Describe(d.FlushMode), d.Unclean, d.Quota,
             instance.FootprintBlocks * UpperStore.BlockSize, instance.UpperBlocks * UpperStore.BlockSize, instance.ExtentCount, served is not null, served?.Connections ?? 0,
             served?.Export.DirtyBytes ?? 0, counters?.Flushes ?? 0, counters?.FlushDataBytes ?? 0, counters?.FlushMetaBytes ?? 0,
             counters?.FlushTime.TotalSeconds ?? 0, counters?.WriteBackBytes ?? 0, counters?.Throttled.TotalSeconds ?? 0);
-        return request.Json ? JsonSerializer.Serialize(stat, ControlJson.Default.InstanceStat) + "\n" : stat.ToText();
     }
 
-    private static async Task<string> SetAsync(InstanceRequest request, UpperStore store)
+    private static async Task<InstanceChanged> SetAsync(SetRequest request, UpperStore store)
     {
-        string name = Required(request.Name, "NAME");
+        string name = request.Name;
         if (request.FlushMode is null && request.Quota is null)
         {
             throw new FormatException("say what to set: --flush-mode MODE and/or --quota SIZE");
@@ -150,20 +135,17 @@ internal static class InstanceOperations
         // Both are parsed before either changes: a bad value changes nothing.
         FlushMode? mode = request.FlushMode is null ? null : ParseFlushMode(request.FlushMode);
         long? quota = request.Quota is null ? null : ParseQuota(request.Quota);
-        var said = new List<string>();
         if (mode is { } m)
         {
             await store.SetFlushModeAsync(name, m);
-            said.Add($"flush mode {Describe(m)}");
         }
 
         if (quota is { } q)
         {
             await store.SetQuotaAsync(name, q);
-            said.Add(q == 0 ? "no quota" : $"quota {new ByteSize(q)}");
         }
 
-        return $"instance '{name}': {string.Join(", ", said)}\n";
+        return new InstanceChanged(name, mode is { } changed ? Describe(changed) : null, quota);
     }
 
     /// <summary>A quota: a size rounded to whole blocks, or "none" (0).</summary>
@@ -185,11 +167,11 @@ internal static class InstanceOperations
     /// new raw image that can serve as a base: written under a temporary name, sparse where the
     /// view is zeros, synced, then renamed, so OUT either is complete or does not exist.
     /// </summary>
-    private static async Task<string> CommitAsync(InstanceRequest request, UpperStore store, StoreHost? live, Action<ProgressReport> progress,
+    private static async Task<InstanceCommitted> CommitAsync(CommitRequest request, UpperStore store, StoreHost? live, Action<ProgressReport> progress,
         CancellationToken stop)
     {
-        string name = Required(request.Name, "NAME");
-        string output = Required(request.Target, "OUT");
+        string name = request.Name;
+        string output = request.Target;
         if (File.Exists(output) || Directory.Exists(output))
         {
             throw new IOException($"{output} exists: commit writes a new image and never overwrites one");
@@ -216,7 +198,7 @@ internal static class InstanceOperations
             throw;
         }
 
-        return $"committed instance '{name}' to {output} ({new ByteSize(instance.Definition.VirtualSize)}): a raw image, usable as a base\n";
+        return new InstanceCommitted(name, output, instance.Definition.VirtualSize);
     }
 
     /// <summary>
@@ -224,11 +206,11 @@ internal static class InstanceOperations
     /// flushed first, then the store clones it (<see cref="UpperStore.CloneInstanceAsync"/>:
     /// base shared, upper data copied), and a live server serves the clone.
     /// </summary>
-    private static async Task<string> CloneAsync(InstanceRequest request, UpperStore store, StoreHost? live, Action<ProgressReport> progress,
+    private static async Task<InstanceCloned> CloneAsync(CloneRequest request, UpperStore store, StoreHost? live, Action<ProgressReport> progress,
         CancellationToken stop)
     {
-        string name = Required(request.Name, "SRC");
-        string target = Required(request.Target, "NEW");
+        string name = request.Name;
+        string target = request.Target;
         if (!InstanceName.IsValid(target, out string? problem))
         {
             throw new FormatException($"'{target}' cannot be an instance name: {problem}");
@@ -254,11 +236,8 @@ internal static class InstanceOperations
             throw;
         }
 
-        return $"cloned instance '{name}' to '{target}' ({new ByteSize(copied)} of upper data copied; base shared)\n";
+        return new InstanceCloned(name, target, copied);
     }
-
-    private static string Required(string? value, string what) =>
-        value ?? throw new FormatException($"{what} is required");
 
     private static long RoundUp(long bytes) => (bytes + UpperStore.BlockSize - 1) / UpperStore.BlockSize * UpperStore.BlockSize;
 }

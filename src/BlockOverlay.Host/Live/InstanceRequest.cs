@@ -4,51 +4,51 @@ namespace BlockOverlay.Host.Live;
 
 /// <summary>
 /// One instance command, as the CLI parsed it: the same record is carried out offline on a
-/// store file or sent to a running server's control socket, so both give the same answer.
-/// Paths in it are absolute (the server's working directory is not the caller's).
+/// store file or sent to a running server's control socket, so both give the same answer
+/// (an <see cref="InstanceResponse"/>). Values are kept as the user wrote them (sizes, flush
+/// modes) and parsed where they are applied, so one rule judges them either way. Paths in it
+/// are absolute (the server's working directory is not the caller's).
 /// </summary>
-internal sealed record InstanceRequest
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "command")]
+[JsonDerivedType(typeof(CreateRequest), "create")]
+[JsonDerivedType(typeof(DeleteRequest), "delete")]
+[JsonDerivedType(typeof(ListRequest), "list")]
+[JsonDerivedType(typeof(StatRequest), "stat")]
+[JsonDerivedType(typeof(SetRequest), "set")]
+[JsonDerivedType(typeof(CommitRequest), "commit")]
+[JsonDerivedType(typeof(CloneRequest), "clone")]
+internal abstract record InstanceRequest([property: JsonIgnore] string Command)
 {
-    public required string Command { get; init; }
-    public string? Name { get; init; }
-    public string? Base { get; init; }
-    public string? Size { get; init; }
-    public string? FlushMode { get; init; }
-    public string? Quota { get; init; }
-
-    /// <summary>What the command makes: the image <c>commit</c> writes, the instance <c>clone</c> creates.</summary>
-    public string? Target { get; init; }
-    public bool Force { get; init; }
-    public bool Json { get; init; }
-
     /// <summary>The instances the command acts on (a live server lets one command at a time act on each).</summary>
-    [JsonIgnore]
-    public IEnumerable<string> InstanceNames => Command switch
-    {
-        "list" or "stat" => [],  // readers: a long commit of an instance must not hold up its stat
-        "clone" => new[] { Name, Target }.OfType<string>(),
-        _ => new[] { Name }.OfType<string>(),
-    };
+    public virtual IEnumerable<string> InstanceNames() => [];
 }
 
-/// <summary>How far a long command (commit, clone) has come, in bytes.</summary>
-internal sealed record ProgressReport(long Done, long Total);
-
-/// <summary>One line of the control socket's answer: progress reports, then the outcome.</summary>
-internal sealed record ControlAnswer(ProgressReport? Progress, CommandOutcome? Outcome);
-
-/// <summary>What a command prints and its exit code.</summary>
-internal sealed record CommandOutcome(int ExitCode, string Stdout, string Stderr)
+/// <summary>A command on one named instance.</summary>
+internal abstract record NamedRequest(string Command, string Name) : InstanceRequest(Command)
 {
-    public static CommandOutcome Ok(string stdout) => new(0, stdout, "");
-
-    public static CommandOutcome Failed(string command, string message) => new(1, "", $"blockoverlay instance {command}: {message}\n");
+    public override IEnumerable<string> InstanceNames() => [Name];
 }
 
-/// <summary>Source-generated JSON for the control protocol (no reflection at run time).</summary>
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
-[JsonSerializable(typeof(InstanceRequest))]
-[JsonSerializable(typeof(CommandOutcome))]
-[JsonSerializable(typeof(ControlAnswer))]
-[JsonSerializable(typeof(InstanceStat))]
-internal sealed partial class ControlJson : JsonSerializerContext;
+internal sealed record CreateRequest(string Name, string? Base, string? Size, string? FlushMode, string? Quota) : NamedRequest("create", Name);
+
+internal sealed record DeleteRequest(string Name, bool Force) : NamedRequest("delete", Name);
+
+/// <summary>A reader: a long commit of an instance must not hold up the list.</summary>
+internal sealed record ListRequest() : InstanceRequest("list");
+
+/// <summary>A reader, like <see cref="ListRequest"/> (whether it prints JSON is the CLI's choice, not the server's).</summary>
+internal sealed record StatRequest(string Name) : NamedRequest("stat", Name)
+{
+    public override IEnumerable<string> InstanceNames() => [];
+}
+
+internal sealed record SetRequest(string Name, string? FlushMode, string? Quota) : NamedRequest("set", Name);
+
+/// <summary>Writes the instance's view to <paramref name="Target"/>, a new raw image.</summary>
+internal sealed record CommitRequest(string Name, string Target) : NamedRequest("commit", Name);
+
+/// <summary>Makes <paramref name="Target"/>, a new instance, from the instance's flushed view.</summary>
+internal sealed record CloneRequest(string Name, string Target) : NamedRequest("clone", Name)
+{
+    public override IEnumerable<string> InstanceNames() => [Name, Target];
+}

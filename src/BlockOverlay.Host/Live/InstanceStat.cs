@@ -1,6 +1,9 @@
 namespace BlockOverlay.Host.Live;
 
-/// <summary>What <c>instance stat</c> shows (bytes unless said otherwise).</summary>
+/// <summary>
+/// What <c>instance stat</c> shows (bytes unless said otherwise): the control socket's answer
+/// and, as it is, the object <c>instance stat --json</c> prints.
+/// </summary>
 internal sealed record InstanceStat(
     string Name,
     long VirtualSize,
@@ -19,23 +22,4 @@ internal sealed record InstanceStat(
     long FlushMetaBytes,
     double FlushSeconds,
     long WriteBackBytes,
-    double ThrottledSeconds)
-{
-    /// <summary>One "key: value" line per field, for people.</summary>
-    public string ToText() => string.Join('\n',
-        $"name: {Name}",
-        $"size: {VirtualSize}",
-        $"base: {Base ?? "-"}",
-        $"flush mode: {FlushMode}{(Unclean ? " (unclean: crashed while volatile)" : "")}",
-        $"quota: {(Quota == 0 ? "none" : Quota.ToString(System.Globalization.CultureInfo.InvariantCulture))}",
-        $"quota used: {QuotaUsedBytes} (upper bytes and dirty new space)",
-        $"upper bytes: {UpperBytes}",
-        $"extents: {Extents}",
-        $"served: {(Served ? $"yes, {Connections} connection(s)" : "no")}",
-        $"dirty bytes: {DirtyBytes}",
-        $"flushes: {Flushes}",
-        $"flush bytes: data {FlushDataBytes}, meta {FlushMetaBytes}",
-        $"flush time: {FlushSeconds:F6} s",
-        $"written back: {WriteBackBytes}",
-        $"throttled: {ThrottledSeconds:F6} s") + "\n";
-}
+    double ThrottledSeconds) : InstanceResponse;

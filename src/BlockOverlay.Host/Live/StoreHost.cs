@@ -74,16 +74,16 @@ internal sealed class StoreHost : IAsyncDisposable
     /// the command acts on. <paramref name="stop"/> (the server stopping) ends the wait for
     /// them, and a copy between chunks; the command then fails, having changed nothing.
     /// </summary>
-    public async Task<CommandOutcome> RunAsync(InstanceRequest request, Action<ProgressReport> progress, CancellationToken stop)
+    public async Task<InstanceResponse> RunAsync(InstanceRequest request, Action<ProgressReport> progress, CancellationToken stop)
     {
         IDisposable names;
         try
         {
-            names = await _names.LockAsync(request.InstanceNames, stop);
+            names = await _names.LockAsync(request.InstanceNames(), stop);
         }
         catch (OperationCanceledException)
         {
-            return CommandOutcome.Failed(request.Command, "the server is stopping");
+            return new CommandFailed("the server is stopping");
         }
 
         using (names)
@@ -94,7 +94,7 @@ internal sealed class StoreHost : IAsyncDisposable
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
-                return CommandOutcome.Failed(request.Command, "the server is stopping");
+                return new CommandFailed("the server is stopping");
             }
         }
     }

@@ -25,24 +25,24 @@ public sealed class StoreHostTests
     public async Task A_commit_in_progress_holds_up_commands_on_its_instance_only()
     {
         await using var host = await OpenServedStoreAsync();
-        await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "busy", Size = "8M" });
+        await RunOkAsync(host, Create("busy", "8M"));
 
         using var goOn = new ManualResetEventSlim();
         var commit = await StartHeldCommitAsync(host, "busy", goOn, CancellationToken.None);
 
         // Other instances' commands go on.
-        await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "other", Size = "4M" });
-        await RunOkAsync(host, new InstanceRequest { Command = "set", Name = "other", Quota = "1M" });
-        await RunOkAsync(host, new InstanceRequest { Command = "list" });
-        await RunOkAsync(host, new InstanceRequest { Command = "stat", Name = "busy" });
+        await RunOkAsync(host, Create("other", "4M"));
+        await RunOkAsync(host, new SetRequest("other", FlushMode: null, Quota: "1M"));
+        await RunOkAsync(host, new ListRequest());
+        await RunOkAsync(host, new StatRequest("busy"));
         // A delete of the instance being committed waits for the commit.
-        var delete = host.RunAsync(new InstanceRequest { Command = "delete", Name = "busy" }, _ => { }, CancellationToken.None);
+        var delete = host.RunAsync(new DeleteRequest("busy", Force: false), _ => { }, CancellationToken.None);
         await Task.Delay(100);
         Assert.That(delete.IsCompleted, Is.False, "the delete waits for the commit of its instance");
 
         goOn.Set();
-        Assert.That((await commit.WaitAsync(Wait)).ExitCode, Is.Zero);
-        Assert.That((await delete.WaitAsync(Wait)).ExitCode, Is.Zero);
+        Assert.That(await commit.WaitAsync(Wait), Is.InstanceOf<InstanceCommitted>());
+        Assert.That(await delete.WaitAsync(Wait), Is.InstanceOf<InstanceDeleted>());
         Assert.That(File.Exists(Path.Combine(_directory, "busy.raw")), Is.True, "the commit finished before the delete");
         Assert.That(host.Store.Find("busy"), Is.Null);
         Assert.That(host.Store.Find("other"), Is.Not.Null);
@@ -52,16 +52,16 @@ public sealed class StoreHostTests
     public async Task Stopping_the_server_ends_a_copy_in_progress_and_the_commands_waiting_leaving_nothing_behind()
     {
         await using var host = await OpenServedStoreAsync();
-        await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "busy", Size = "8M" });
+        await RunOkAsync(host, Create("busy", "8M"));
         using var stop = new CancellationTokenSource();
         using var goOn = new ManualResetEventSlim();
         var commit = await StartHeldCommitAsync(host, "busy", goOn, stop.Token);
-        var waiting = host.RunAsync(new InstanceRequest { Command = "delete", Name = "busy" }, _ => { }, stop.Token);
+        var waiting = host.RunAsync(new DeleteRequest("busy", Force: false), _ => { }, stop.Token);
 
         await stop.CancelAsync();
-        var refused = await waiting.WaitAsync(Wait);
+        var refused = InstanceText.Render(new DeleteRequest("busy", Force: false), await waiting.WaitAsync(Wait));
         goOn.Set();
-        var ended = await commit.WaitAsync(Wait);
+        var ended = InstanceText.Render(new CommitRequest("busy", "x"), await commit.WaitAsync(Wait));
 
         Assert.That((refused.ExitCode, refused.Stderr), Is.EqualTo((1, "blockoverlay instance delete: the server is stopping\n")));
         Assert.That((ended.ExitCode, ended.Stderr), Is.EqualTo((1, "blockoverlay instance commit: the server is stopping\n")));
@@ -73,8 +73,8 @@ public sealed class StoreHostTests
     public async Task Deleting_an_instance_with_dirty_data_on_a_full_store_frees_it_without_writing_it_back()
     {
         await using var host = await OpenServedStoreAsync();
-        await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "a", Size = "32M" });
-        await RunOkAsync(host, new InstanceRequest { Command = "create", Name = "b", Size = "64M" });
+        await RunOkAsync(host, Create("a", "32M"));
+        await RunOkAsync(host, Create("b", "64M"));
         var a = host.Served("a")!.Value.Export;
         var b = host.Served("b")!.Value.Export;
         byte[] chunk = new byte[1 << 20];
@@ -96,7 +96,7 @@ public sealed class StoreHostTests
         Assert.That(full, Is.InstanceOf<StoreFullException>().Or.InstanceOf<IOException>().Or.InstanceOf<ExportException>(), full?.ToString());
         long freeBefore = host.Store.Info.FreeBytes;
 
-        await RunOkAsync(host, new InstanceRequest { Command = "delete", Name = "a" });
+        await RunOkAsync(host, new DeleteRequest("a", Force: false));
 
         Assert.That(host.Store.Find("a"), Is.Null);
         Assert.That(host.Served("a"), Is.Null);
@@ -121,11 +121,11 @@ public sealed class StoreHostTests
     /// Starts a commit of the instance to NAME.raw in the test's directory and returns once it is
     /// stopped at its first progress report, where it stays until <paramref name="goOn"/> is set.
     /// </summary>
-    private async Task<Task<CommandOutcome>> StartHeldCommitAsync(StoreHost host, string name, ManualResetEventSlim goOn, CancellationToken stop)
+    private async Task<Task<InstanceResponse>> StartHeldCommitAsync(StoreHost host, string name, ManualResetEventSlim goOn, CancellationToken stop)
     {
         var reported = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var commit = Task.Run(() => host.RunAsync(
-            new InstanceRequest { Command = "commit", Name = name, Target = Path.Combine(_directory, name + ".raw") },
+            new CommitRequest(name, Path.Combine(_directory, name + ".raw")),
             _ =>
             {
                 reported.TrySetResult();
@@ -138,7 +138,9 @@ public sealed class StoreHostTests
 
     private static async Task RunOkAsync(StoreHost host, InstanceRequest request)
     {
-        var outcome = await host.RunAsync(request, _ => { }, CancellationToken.None).WaitAsync(Wait);
-        Assert.That(outcome.ExitCode, Is.Zero, $"{request.Command} {request.Name}: {outcome.Stderr}");
+        var response = await host.RunAsync(request, _ => { }, CancellationToken.None).WaitAsync(Wait);
+        Assert.That(response.ExitCode, Is.Zero, $"{request}: {response}");
     }
+
+    private static CreateRequest Create(string name, string size) => new(name, Base: null, Size: size, FlushMode: null, Quota: null);
 }

@@ -32,8 +32,8 @@ public sealed class CacheFamiliesTests
     {
         await using var host = await OpenServedStoreAsync();
         using var metrics = new ServerMetrics(host.Cache, server: null);
-        await RunOkAsync(host, "create", "a");
-        await RunOkAsync(host, "create", "b");
+        await RunOkAsync(host, new CreateRequest("a", Base: null, Size: "4M", FlushMode: null, Quota: null));
+        await RunOkAsync(host, new CreateRequest("b", Base: null, Size: "4M", FlushMode: null, Quota: null));
         await WriteAndFlushAsync(host, "a", times: 2);
 
         var first = await ParseAsync(metrics);
@@ -49,10 +49,10 @@ public sealed class CacheFamiliesTests
         });
 
         // Deleted and made again between two scrapes: the new "a" flushes once.
-        await RunOkAsync(host, "delete", "a");
-        await RunOkAsync(host, "create", "a");
+        await RunOkAsync(host, new DeleteRequest("a", Force: false));
+        await RunOkAsync(host, new CreateRequest("a", Base: null, Size: "4M", FlushMode: null, Quota: null));
         await WriteAndFlushAsync(host, "a", times: 1);
-        await RunOkAsync(host, "delete", "b");
+        await RunOkAsync(host, new DeleteRequest("b", Force: false));
 
         var second = await ParseAsync(metrics);
         Assert.Multiple(() =>
@@ -75,11 +75,10 @@ public sealed class CacheFamiliesTests
         return await StoreHost.OpenAsync(store, CacheOptions.FlushOnly, new ExportCatalog(), NullLogger.Instance);
     }
 
-    private static async Task RunOkAsync(StoreHost host, string command, string name)
+    private static async Task RunOkAsync(StoreHost host, InstanceRequest request)
     {
-        var request = new InstanceRequest { Command = command, Name = name, Size = command == "create" ? "4M" : null };
-        var outcome = await host.RunAsync(request, _ => { }, CancellationToken.None).WaitAsync(Wait);
-        Assert.That(outcome.ExitCode, Is.Zero, $"{command} {name}: {outcome.Stderr}");
+        var response = await host.RunAsync(request, _ => { }, CancellationToken.None).WaitAsync(Wait);
+        Assert.That(response.ExitCode, Is.Zero, $"{request}: {response}");
     }
 
     private static async Task WriteAndFlushAsync(StoreHost host, string name, int times)

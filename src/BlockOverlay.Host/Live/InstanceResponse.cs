@@ -1,0 +1,73 @@
+using System.Text.Json.Serialization;
+
+namespace BlockOverlay.Host.Live;
+
+/// <summary>
+/// One line the control socket sends back: progress reports of a long command, then its
+/// answer, an <see cref="InstanceResponse"/>. What a command says is data here; the CLI
+/// words it (<see cref="InstanceText"/>), the same way whether a server answered or not.
+/// </summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "reply")]
+[JsonDerivedType(typeof(ProgressReport), "progress")]
+[JsonDerivedType(typeof(InstanceCreated), "created")]
+[JsonDerivedType(typeof(InstanceDeleted), "deleted")]
+[JsonDerivedType(typeof(InstanceList), "list")]
+[JsonDerivedType(typeof(InstanceStat), "stat")]
+[JsonDerivedType(typeof(InstanceChanged), "changed")]
+[JsonDerivedType(typeof(InstanceCommitted), "committed")]
+[JsonDerivedType(typeof(InstanceCloned), "cloned")]
+[JsonDerivedType(typeof(CommandFailed), "failed")]
+[JsonDerivedType(typeof(RequestRefused), "refused")]
+internal abstract record ControlReply;
+
+/// <summary>How far a long command (commit, clone) has come, in bytes.</summary>
+internal sealed record ProgressReport(long Done, long Total) : ControlReply;
+
+/// <summary>The answer to a command: what it did, or why it did nothing.</summary>
+internal abstract record InstanceResponse : ControlReply
+{
+    /// <summary>The CLI's exit code for it: 0 done, 1 failed, 2 not understood.</summary>
+    [JsonIgnore]
+    public int ExitCode => this switch
+    {
+        CommandFailed => 1,
+        RequestRefused => 2,
+        _ => 0,
+    };
+}
+
+internal sealed record InstanceCreated(string Name, long Size, string? Base, string FlushMode, long Quota) : InstanceResponse;
+
+internal sealed record InstanceDeleted(string Name) : InstanceResponse;
+
+internal sealed record InstanceList(IReadOnlyList<InstanceSummary> Instances) : InstanceResponse;
+
+/// <summary>One instance of a list (bytes).</summary>
+internal sealed record InstanceSummary(string Name, long VirtualSize, long UpperBytes, string FlushMode, bool Unclean, string? Base);
+
+/// <summary>What <c>set</c> changed: the flush mode, the quota (0: none), or both.</summary>
+internal sealed record InstanceChanged(string Name, string? FlushMode, long? Quota) : InstanceResponse;
+
+internal sealed record InstanceCommitted(string Name, string Output, long Size) : InstanceResponse;
+
+internal sealed record InstanceCloned(string Name, string Target, long CopiedBytes) : InstanceResponse;
+
+/// <summary>The command failed and changed nothing.</summary>
+internal sealed record CommandFailed(string Message) : InstanceResponse;
+
+/// <summary>The control socket could not read a request (not JSON, not a known command, a field missing).</summary>
+internal sealed record RequestRefused(string Message) : InstanceResponse;
+
+/// <summary>
+/// Source-generated JSON for the control protocol (no reflection at run time, so it trims
+/// and compiles ahead of time). Strict: an unknown field or a missing one is an error, so a
+/// client and a server that disagree say so instead of guessing.
+/// </summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    RespectNullableAnnotations = true,
+    RespectRequiredConstructorParameters = true)]
+[JsonSerializable(typeof(InstanceRequest))]
+[JsonSerializable(typeof(ControlReply))]
+[JsonSerializable(typeof(InstanceStat))]
+internal sealed partial class ControlJson : JsonSerializerContext;
