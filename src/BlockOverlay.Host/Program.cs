@@ -9,4 +9,7 @@ var root = new RootCommand("BlockOverlay: an NBD server of copy-on-write disks f
     InstanceCommands.Create(),
     BaseCommands.Create(),
 };
-return await root.Parse(args).InvokeAsync();
+StoreDevices.AddCephOptions(root);
+var parse = root.Parse(args);
+StoreDevices.UseCephOptions(parse);
+return await parse.InvokeAsync();

@@ -39,7 +39,11 @@ internal static class ServeCommand
         {
             Description = "Serve one client over standard input and output, then exit (for nbd_connect_command).",
         };
-        var store = new Option<string>("--store") { Description = "Serve every instance of this store, each as an export of its name." };
+        var store = new Option<string>("--store") { Description = "Serve every instance of this store (a file, or rbd:POOL/IMAGE), each as an export of its name." };
+        var takeover = new Option<bool>("--takeover")
+        {
+            Description = "For an rbd: store held by a dead (or paused, or cut off) server: break its lock, fence it off so it can never write again, recover and serve.",
+        };
         var metrics = new Option<string>("--metrics")
         {
             Description = "Serve Prometheus metrics at http://HOST:PORT/metrics, given as tcp:HOST:PORT (e.g. tcp:127.0.0.1:9810).",
@@ -51,7 +55,7 @@ internal static class ServeCommand
             Description = "text (default): one line per event, for people; json: one JSON object per line, for log shippers.",
         };
 
-        var command = new Command("serve", "Serve disks over NBD.") { config, store, exports, listens, stdio, metrics, verbose, logLevel, logFormat };
+        var command = new Command("serve", "Serve disks over NBD.") { config, store, takeover, exports, listens, stdio, metrics, verbose, logLevel, logFormat };
         command.SetAction((parse, _) => RunAsync(new ServeFlags
         {
             Config = parse.GetValue(config),
@@ -63,7 +67,7 @@ internal static class ServeCommand
             Verbose = parse.GetValue(verbose),
             LogLevel = parse.GetValue(logLevel),
             LogFormat = parse.GetValue(logFormat),
-        }));
+        }, parse.GetValue(takeover)));
         return command;
     }
 
@@ -76,7 +80,7 @@ internal static class ServeCommand
     /// </summary>
     private const int MinWorkerThreads = 16;
 
-    private static async Task<int> RunAsync(ServeFlags flags)
+    private static async Task<int> RunAsync(ServeFlags flags, bool takeover)
     {
         ThreadPool.GetMinThreads(out int workers, out int completionPorts);
         ThreadPool.SetMinThreads(Math.Max(workers, MinWorkerThreads), completionPorts);
@@ -99,7 +103,7 @@ internal static class ServeCommand
             ConfigLog.Loaded(logger, config.FilePath);
         }
 
-        using var host = ServeHost.Build(settings, loggers);
+        using var host = ServeHost.Build(settings, loggers, takeover);
         try
         {
             await host.StartAsync();

@@ -10,7 +10,7 @@ internal static class StoreCommands
 {
     public static Command Create()
     {
-        var path = new Argument<string>("PATH") { Description = "The store file to create (it must not exist)." };
+        var path = new Argument<string>("PATH") { Description = "The store file, or rbd:POOL/IMAGE for an image in Ceph, to create (it must not exist)." };
         var size = new Option<string>("--size") { Description = "Its size, as 64G or 1T (binary units).", Required = true };
         var create = new Command("create", "Create an empty store file, written through once so every later write is in place.") { path, size };
         create.SetAction((parse, _) => CommandErrors.RunAsync("store create", async () =>
@@ -22,26 +22,26 @@ internal static class StoreCommands
                 throw new FormatException($"store size {bytes.Bytes} is not a positive multiple of {UpperStore.BlockSize} bytes");
             }
 
-            var device = await FileDevice.CreateAsync(file, bytes.Bytes);
+            var device = await StoreDevices.CreateAsync(file, bytes.Bytes);
             try
             {
                 await UpperStore.CreateAsync(device);
             }
             catch
             {
-                // Nothing half-made stays behind: the file is ours, we just created it.
+                // Nothing half-made stays behind: the file (or image) is ours, we just created it.
                 await device.DisposeAsync();
-                File.Delete(file);
+                await StoreDevices.RemoveAsync(file);
                 throw;
             }
 
             await device.DisposeAsync();
 
-            Console.WriteLine($"created store {Path.GetFullPath(file)} ({bytes})");
+            Console.WriteLine($"created store {StoreDevices.Describe(file)} ({bytes})");
             return 0;
         }));
 
-        var infoPath = new Argument<string>("PATH") { Description = "The store file." };
+        var infoPath = new Argument<string>("PATH") { Description = "The store file, or rbd:POOL/IMAGE." };
         var info = new Command("info", "Show a store's geometry, free space and metadata size (offline).") { infoPath };
         info.SetAction((parse, _) => CommandErrors.RunAsync("store info", async () =>
         {

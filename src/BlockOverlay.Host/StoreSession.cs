@@ -3,12 +3,12 @@ using BlockOverlay.Store;
 
 namespace BlockOverlay.Host;
 
-/// <summary>A store opened from a path: its device and the store on it, closed together (cleanly).</summary>
+/// <summary>A store opened from its address (<see cref="StoreDevices"/>): its device and the store on it, closed together (cleanly).</summary>
 internal sealed class StoreSession : IAsyncDisposable
 {
-    private readonly FileDevice _device;
+    private readonly IBlockDevice _device;
 
-    private StoreSession(FileDevice device, UpperStore store)
+    private StoreSession(IBlockDevice device, UpperStore store)
     {
         _device = device;
         Store = store;
@@ -16,19 +16,13 @@ internal sealed class StoreSession : IAsyncDisposable
 
     public UpperStore Store { get; }
 
-    public static async Task<StoreSession> OpenAsync(string path)
+    /// <summary>Completes when another server took the store over (RBD): nothing written from here on lands.</summary>
+    public Task Fenced => StoreDevices.Fenced(_device);
+
+    /// <summary>Opens and recovers the store; <paramref name="takeover"/> (RBD) first fences off a current owner.</summary>
+    public static async Task<StoreSession> OpenAsync(string path, bool takeover = false)
     {
-        if (Directory.Exists(path))
-        {
-            throw new IOException($"{path} is a directory; a store is a file (or a block device) made with: blockoverlay store create PATH --size SIZE");
-        }
-
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"{path}: no such store (make one with: blockoverlay store create {path} --size SIZE)");
-        }
-
-        var device = FileDevice.Open(path);
+        var device = await StoreDevices.OpenAsync(path, takeover);
         try
         {
             return new StoreSession(device, await UpperStore.OpenAsync(device));

@@ -48,7 +48,8 @@ internal sealed class ControlServer : IAsyncDisposable
     public string Path { get; }
 
     /// <summary>The control socket of the store at <paramref name="storePath"/>.</summary>
-    public static string PathFor(string storePath) => System.IO.Path.GetFullPath(storePath) + ".control";
+    public static string PathFor(string storePath) =>
+        StoreDevices.IsRbd(storePath) ? StoreDevices.ControlPathFor(storePath) : System.IO.Path.GetFullPath(storePath) + ".control";
 
     public void Start()
     {

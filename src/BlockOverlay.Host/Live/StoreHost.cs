@@ -43,10 +43,13 @@ internal sealed class StoreHost : IAsyncDisposable
 
     public WriteBackCache Cache { get; }
 
+    /// <summary>Completes when another server took the store over (RBD) and this one can no longer write to it.</summary>
+    public Task Fenced => _session.Fenced;
+
     /// <summary>Opens the store and serves every instance whose base is intact (invariant 8: the others keep serving).</summary>
-    public static async Task<StoreHost> OpenAsync(string path, CacheOptions cacheOptions, ExportCatalog catalog, ILogger logger)
+    public static async Task<StoreHost> OpenAsync(string path, CacheOptions cacheOptions, ExportCatalog catalog, ILogger logger, bool takeover = false)
     {
-        var session = await StoreSession.OpenAsync(path);
+        var session = await StoreSession.OpenAsync(path, takeover);
         var host = new StoreHost(session, new WriteBackCache(session.Store, cacheOptions, logger), catalog, logger);
         foreach (var instance in session.Store.Instances)
         {

@@ -24,7 +24,7 @@ namespace BlockOverlay.Host.Serving;
 /// </remarks>
 internal static class ServeHost
 {
-    public static IHost Build(ServeSettings settings, ILoggerFactory loggers)
+    public static IHost Build(ServeSettings settings, ILoggerFactory loggers, bool takeover = false)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(settings: null);
         var services = builder.Services;
@@ -38,7 +38,7 @@ internal static class ServeHost
         var logger = loggers.CreateLogger("blockoverlay");
         var catalog = new ExportCatalog();
         var server = new NbdServer(catalog, new NbdServerOptions(), loggers);
-        var store = new StoreService(settings, catalog, logger);
+        var store = new StoreService(settings, catalog, logger, takeover);
         services.AddHostedService(_ => store);
         services.AddHostedService(_ => new ExportsService(settings.Exports, catalog));
         services.AddHostedService(_ => new ControlService(store, logger));
