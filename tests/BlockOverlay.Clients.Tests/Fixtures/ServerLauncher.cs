@@ -88,6 +88,14 @@ internal static partial class ServerLauncher
         _ = kill(process.Id, Sigterm);
     }
 
+    /// <summary>SIGSTOP (<paramref name="pause"/>) or SIGCONT: a server frozen, as a hung or cut-off host is, and thawed.</summary>
+    public static void Pause(Process process, bool pause)
+    {
+        const int Sigstop = 19;
+        const int Sigcont = 18;
+        _ = kill(process.Id, pause ? Sigstop : Sigcont);
+    }
+
     private static bool Accepts(EndPoint endPoint, AddressFamily family, ProtocolType protocol)
     {
         using var socket = new Socket(family, SocketType.Stream, protocol);

@@ -67,10 +67,40 @@ internal sealed class StoreServer : IDisposable
     /// <paramref name="extraArgs"/> go to <c>serve</c> after the rest.
     /// </summary>
     public static StoreServer Start(StoreWorkspace workspace, bool tcp = false, params string[] extraArgs) =>
+        StartOn(workspace, "nbd.sock", tcp, extraArgs);
+
+    /// <summary>As <see cref="Start"/>, on <c>workspace/SOCKET</c>: a second server of the same store (a takeover) beside the first.</summary>
+    public static StoreServer StartOn(StoreWorkspace workspace, string socket, bool tcp = false, params string[] extraArgs) =>
         ServerLauncher.Start(
             tcp,
-            port => new StoreServer(workspace.StorePath, workspace["nbd.sock"], port, extraArgs),
+            port => new StoreServer(workspace.StorePath, workspace[socket], port, extraArgs),
             server => ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString));
+
+    /// <summary>SIGSTOP: the server is frozen with everything it holds (locks, connections, dirty data).</summary>
+    public void Pause()
+    {
+        AppendLog("[test] SIGSTOP");
+        ServerLauncher.Pause(_process, pause: true);
+    }
+
+    /// <summary>SIGCONT after <see cref="Pause"/>.</summary>
+    public void Resume()
+    {
+        AppendLog("[test] SIGCONT");
+        ServerLauncher.Pause(_process, pause: false);
+    }
+
+    /// <summary>Waits for the server to exit by itself; returns its exit code (fails the test if it does not).</summary>
+    public int WaitForExit(TimeSpan timeout)
+    {
+        if (!_process.WaitForExit(timeout))
+        {
+            Assert.Fail($"the server did not exit within {timeout.TotalSeconds} s\n{this}");
+        }
+
+        _process.WaitForExit(); // drains the log
+        return _process.ExitCode;
+    }
 
     public string UnixUri(string export) => $"nbd+unix:///{export}?socket={SocketPath}";
 

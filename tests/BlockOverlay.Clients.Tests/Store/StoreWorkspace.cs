@@ -12,16 +12,20 @@ internal sealed class StoreWorkspace : IDisposable
 {
     public const int Block = 4096;
 
-    public StoreWorkspace()
+    private readonly string? _store;
+
+    /// <summary>A workspace whose store is the file <c>store</c> in it, or <paramref name="store"/> (an rbd: address).</summary>
+    public StoreWorkspace(string? store = null)
     {
         Path = System.IO.Path.Combine("/var/tmp", $"blockoverlay-store-tests-{Guid.NewGuid():N}");
         Directory.CreateDirectory(Path);
+        _store = store;
     }
 
     public string Path { get; }
 
-    /// <summary>The store file of this workspace (created by <see cref="CreateStore"/>).</summary>
-    public string StorePath => this["store"];
+    /// <summary>The store of this workspace (created by <see cref="CreateStore"/>): the file <c>store</c> in it unless given.</summary>
+    public string StorePath => _store ?? this["store"];
 
     /// <summary>The full path of <paramref name="name"/> inside this directory.</summary>
     public string this[string name] => System.IO.Path.Combine(Path, name);
