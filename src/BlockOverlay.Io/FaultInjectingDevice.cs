@@ -1,3 +1,5 @@
+using BlockOverlay.Io.Interop;
+
 namespace BlockOverlay.Io;
 
 /// <summary>The kinds of call a fault rule can match.</summary>

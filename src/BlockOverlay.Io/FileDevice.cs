@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
+using BlockOverlay.Io.Interop;
 using Microsoft.Win32.SafeHandles;
 
 namespace BlockOverlay.Io;

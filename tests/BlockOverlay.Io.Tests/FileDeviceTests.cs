@@ -1,3 +1,4 @@
+using BlockOverlay.Io.Interop;
 using BlockOverlay.Io;
 
 namespace BlockOverlay.Io.Tests;

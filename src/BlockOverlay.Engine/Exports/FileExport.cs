@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using BlockOverlay.Exports;
+using BlockOverlay.Io.Interop;
 using Microsoft.Win32.SafeHandles;
 
 namespace BlockOverlay.Engine.Exports;
@@ -105,7 +106,7 @@ public sealed class FileExport : IExport
             FileOptions.Asynchronous);
         try
         {
-            long size = LibcFile.Seek(handle, 0, LibcFile.SEEK_END, out int errno);
+            long size = LibcFile.Seek(handle, 0, LibC.SEEK_END, out int errno);
             if (size < 0)
             {
                 throw LibcFile.Failure(errno, "Finding the size (lseek SEEK_END)", path);
@@ -162,7 +163,7 @@ public sealed class FileExport : IExport
         ThrowIfReadOnly();
         if (!_punchUnsupported)
         {
-            int errno = await AllocateAsync(LibcFile.FALLOC_FL_PUNCH_HOLE | LibcFile.FALLOC_FL_KEEP_SIZE, offset, length);
+            int errno = await AllocateAsync(LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
             if (IsUnsupported(errno))
             {
                 _punchUnsupported = true;
@@ -206,8 +207,8 @@ public sealed class FileExport : IExport
 
     public async ValueTask CacheAsync(long offset, long length)
     {
-        int error = await Task.Run(() => LibcFile.Advise(_handle, offset, length, LibcFile.POSIX_FADV_WILLNEED));
-        if (error != 0 && !IsUnsupported(error) && error != LibcFile.ESPIPE)
+        int error = await Task.Run(() => LibcFile.Advise(_handle, offset, length, LibC.POSIX_FADV_WILLNEED));
+        if (error != 0 && !IsUnsupported(error) && error != Errno.ESPIPE)
         {
             throw LibcFile.Failure(error, "posix_fadvise WILLNEED", _path);
         }
@@ -244,18 +245,18 @@ public sealed class FileExport : IExport
     {
         const long Probe = 4096;
         long offset = (size + Probe - 1) / Probe * Probe;
-        int errno = LibcFile.Allocate(handle, LibcFile.FALLOC_FL_PUNCH_HOLE | LibcFile.FALLOC_FL_KEEP_SIZE, offset, Probe);
+        int errno = LibcFile.Allocate(handle, LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, Probe);
         return !IsUnsupported(errno);
     }
 
-    private static bool IsUnsupported(int errno) => errno is LibcFile.EOPNOTSUPP or LibcFile.ENOSYS or LibcFile.ENODEV;
+    private static bool IsUnsupported(int errno) => errno is Errno.EOPNOTSUPP or Errno.ENOSYS or Errno.ENODEV;
 
     /// <summary>Zeroes with fallocate if the file system can; false (nothing changed) if it cannot.</summary>
     private async ValueTask<bool> TryZeroFastAsync(long offset, long length, bool keepAllocated)
     {
         if (!keepAllocated && !_punchUnsupported)
         {
-            int errno = await AllocateAsync(LibcFile.FALLOC_FL_PUNCH_HOLE | LibcFile.FALLOC_FL_KEEP_SIZE, offset, length);
+            int errno = await AllocateAsync(LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
             if (errno == 0)
             {
                 return true;
@@ -271,7 +272,7 @@ public sealed class FileExport : IExport
 
         if (!_zeroRangeUnsupported)
         {
-            int errno = await AllocateAsync(LibcFile.FALLOC_FL_ZERO_RANGE | LibcFile.FALLOC_FL_KEEP_SIZE, offset, length);
+            int errno = await AllocateAsync(LibC.FALLOC_FL_ZERO_RANGE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
             if (errno == 0)
             {
                 return true;
@@ -297,7 +298,7 @@ public sealed class FileExport : IExport
         {
             await RandomAccess.WriteAsync(_handle, data, offset);
         }
-        catch (IOException e) when (e.HResult is LibcFile.ENOSPC or LibcFile.EDQUOT)
+        catch (IOException e) when (e.HResult is Errno.ENOSPC or Errno.EDQUOT)
         {
             throw new ExportException(ExportError.NoSpace, $"Writing '{_path}' at {offset}: {e.Message}", e);
         }
@@ -311,15 +312,15 @@ public sealed class FileExport : IExport
         int added = 0;
         while (position < end && added < maxExtents)
         {
-            long data = LibcFile.Seek(_handle, position, LibcFile.SEEK_DATA, out int errno);
+            long data = LibcFile.Seek(_handle, position, LibC.SEEK_DATA, out int errno);
             if (data < 0)
             {
-                if (errno == LibcFile.ENXIO)
+                if (errno == Errno.ENXIO)
                 {
                     // No data from here to the end of the file.
                     data = end;
                 }
-                else if (errno is LibcFile.EINVAL || IsUnsupported(errno))
+                else if (errno is Errno.EINVAL || IsUnsupported(errno))
                 {
                     if (position == offset)
                     {
@@ -344,7 +345,7 @@ public sealed class FileExport : IExport
             }
             else
             {
-                long hole = LibcFile.Seek(_handle, position, LibcFile.SEEK_HOLE, out errno);
+                long hole = LibcFile.Seek(_handle, position, LibC.SEEK_HOLE, out errno);
                 if (hole < 0)
                 {
                     // The file shrank under us (ENXIO) or the call failed: say nothing false.

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using BlockOverlay.Io.Interop;
 
 namespace BlockOverlay.Io.Rbd;
 

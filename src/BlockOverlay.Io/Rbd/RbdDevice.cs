@@ -1,3 +1,5 @@
+using BlockOverlay.Io.Interop;
+
 namespace BlockOverlay.Io.Rbd;
 
 /// <summary>
