@@ -1,4 +1,4 @@
-# BlockOverlay — the commands a newcomer needs: `make run` and `make test`.
+# BlockOverlay — the commands a newcomer needs: `make run`, `make test` and `make check`.
 # Every target installs what it needs first (make deps is idempotent and quick when done).
 
 SHELL := /bin/bash
@@ -8,7 +8,7 @@ DOTNET_FLAGS := -c $(CONFIG) --nologo -v quiet -clp:ErrorsOnly
 export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 
-.PHONY: all deps build test run bench clean
+.PHONY: all deps build test check run bench clean
 
 all: build
 
@@ -24,6 +24,11 @@ build: deps
 ## test: every test suite; ends with one line "N passed, N failed, N skipped"
 test: build
 	@bash tests/run-all $(CONFIG)
+
+## check: the fast suites only (no guests, no real clients, no make deps), same last line
+check:
+	dotnet build BlockOverlay.sln $(DOTNET_FLAGS)
+	@bash tests/run-all $(CONFIG) --check
 
 ## run: serve the demo disks demo1 and demo2 (made in var/ once) on 127.0.0.1:10809 and var/blockoverlay.sock; Ctrl-C stops
 # `serve` with no arguments makes and serves the demo in var/ under its working directory:

@@ -17,7 +17,7 @@ public enum DeviceKind
 [TestFixture(DeviceKind.File)]
 [TestFixture(DeviceKind.FaultInjectingOverMemory)]
 [TestFixture(DeviceKind.PowerLossOverMemory)]
-[TestFixture(DeviceKind.Rbd)]
+[TestFixture(DeviceKind.Rbd, Category = "Ceph")]
 public sealed class BlockDeviceContractTests(DeviceKind kind)
 {
     private const long DeviceSize = 4 << 20;

@@ -4,6 +4,7 @@ using BlockOverlay.Io.Rbd;
 namespace BlockOverlay.Io.Tests;
 
 /// <summary>What only an RBD image on a real (one-node) Ceph cluster can show: creation, the exclusive lock, takeover and fencing.</summary>
+[Category("Ceph")]
 public sealed class RbdDeviceTests
 {
     private const int Block = TestData.Block;

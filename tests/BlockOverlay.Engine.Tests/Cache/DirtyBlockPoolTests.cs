@@ -34,6 +34,7 @@ public sealed class DirtyBlockPoolTests
     }
 
     [Test]
+    [Category("Slow")] // left out of make check
     public void An_idle_pool_gives_half_its_spares_back_each_time_it_is_trimmed()
     {
         var pool = new DirtyBlockPool(capacity: 100);

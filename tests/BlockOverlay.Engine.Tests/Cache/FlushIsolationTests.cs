@@ -70,6 +70,7 @@ public sealed class FlushIsolationTests
     }
 
     [Test]
+    [Category("Slow")] // left out of make check
     public async Task A_global_flush_writes_every_instances_dirty_data()
     {
         var memory = new MemoryDevice(256L * MiB);

@@ -128,6 +128,7 @@ public sealed class InstancePowerLossTests
             : DefaultCrashPoints;
 
     [TestCaseSource(nameof(Seeds))]
+    [Category("Slow")] // left out of make check
     public async Task Every_block_reads_as_its_last_durable_content_or_a_later_write_after_a_power_cut(int seed)
     {
         int points = Math.Max(1, TotalCrashPoints / Seeds.Length);

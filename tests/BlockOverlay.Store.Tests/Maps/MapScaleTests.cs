@@ -12,6 +12,7 @@ public sealed class MapScaleTests
     private const long VirtualBlocks = 1L << 40;
 
     [Test]
+    [Category("Slow")] // left out of make check
     public void A_million_scattered_single_block_writes_over_2_to_the_40_blocks_are_fast_and_small()
     {
         const int writes = 1_000_000;
