@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using BlockOverlay.Clients.Tests.Fixtures;
-using BlockOverlay.Clients.Tests.Store;
 
 namespace BlockOverlay.Clients.Tests.Bases;
 

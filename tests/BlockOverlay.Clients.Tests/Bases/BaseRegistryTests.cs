@@ -1,5 +1,5 @@
 using System.Text.Json;
-using BlockOverlay.Clients.Tests.Store;
+using BlockOverlay.Clients.Tests.Fixtures;
 
 namespace BlockOverlay.Clients.Tests.Bases;
 

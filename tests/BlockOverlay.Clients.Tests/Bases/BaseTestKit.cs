@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using BlockOverlay.Clients.Tests.Fixtures;
-using BlockOverlay.Clients.Tests.Store;
 
 namespace BlockOverlay.Clients.Tests.Bases;
 

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using BlockOverlay.Clients.Tests.Store;
+using BlockOverlay.Clients.Tests.Fixtures;
 
 namespace BlockOverlay.Clients.Tests.Guests;
 

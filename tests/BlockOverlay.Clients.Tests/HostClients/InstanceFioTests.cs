@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
 using BlockOverlay.Clients.Tests.Fixtures;
-using BlockOverlay.Clients.Tests.Store;
 
 namespace BlockOverlay.Clients.Tests.HostClients;
 

@@ -1,5 +1,4 @@
 using BlockOverlay.Clients.Tests.Fixtures;
-using BlockOverlay.Clients.Tests.Store;
 
 namespace BlockOverlay.Clients.Tests.HostClients;
 

@@ -1,4 +1,4 @@
-using BlockOverlay.Clients.Tests.Store;
+using BlockOverlay.Clients.Tests.Fixtures;
 
 namespace BlockOverlay.Clients.Tests.HostClients;
 

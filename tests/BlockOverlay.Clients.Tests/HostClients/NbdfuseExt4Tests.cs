@@ -1,6 +1,5 @@
 using System.Text;
 using BlockOverlay.Clients.Tests.Fixtures;
-using BlockOverlay.Clients.Tests.Store;
 
 namespace BlockOverlay.Clients.Tests.HostClients;
 

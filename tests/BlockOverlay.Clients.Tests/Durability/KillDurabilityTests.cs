@@ -1,6 +1,7 @@
 using System.Text.Json;
+using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Durability;
 
 /// <summary>
 /// <c>kill -9</c> of a server with two instances: what a FLUSH or a FUA write was

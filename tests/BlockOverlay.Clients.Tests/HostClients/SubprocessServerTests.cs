@@ -1,7 +1,7 @@
 using System.Text.Json;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests;
+namespace BlockOverlay.Clients.Tests.HostClients;
 
 /// <summary>
 /// The server started by the client itself: libnbd's <c>nbd_connect_command</c> talks to

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Fixtures;
 
 /// <summary>
 /// Python run by nbdsh against a <see cref="StoreServer"/>, in the foreground (to the end)

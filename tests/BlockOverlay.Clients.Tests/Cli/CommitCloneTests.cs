@@ -1,6 +1,6 @@
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Cli;
 
 /// <summary>
 /// <c>instance commit</c> (the docker commit of a disk) and <c>instance clone</c>, offline and

@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Metrics;
 
 /// <summary>
 /// <c>serve --metrics</c>: the documented metrics, read by the reference Prometheus parser

@@ -1,6 +1,6 @@
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests;
+namespace BlockOverlay.Clients.Tests.HostClients;
 
 /// <summary>qemu-img, qemu's block layer as a batch tool: convert into and out of exports, compare.</summary>
 public class QemuImgTests

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests;
+namespace BlockOverlay.Clients.Tests.HostClients;
 
 /// <summary>
 /// Bulk copies with nbdcopy, which runs several connections (multi-conn) with many

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Fixtures;
 
 /// <summary>One entry of <c>nbdinfo --map --json</c>: a range and its type (base:allocation: 1 hole, 2 zero).</summary>
 internal sealed record Extent(long Offset, long Length, int Type)

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Durability;
 
 /// <summary>
 /// SIGTERM is a clean close: writes no client flushed (still on an open connection) are

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Cli;
 
 /// <summary>
 /// Instances come and go while the server runs: the CLI reaches it through the control

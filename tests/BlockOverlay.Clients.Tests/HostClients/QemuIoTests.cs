@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests;
+namespace BlockOverlay.Clients.Tests.HostClients;
 
 /// <summary>
 /// qemu-io, qemu's block layer one request at a time. By default it is write-through, so

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests;
+namespace BlockOverlay.Clients.Tests.HostClients;
 
 /// <summary>
 /// fio's nbd engine: one connection per job, 32 requests in flight each, every block

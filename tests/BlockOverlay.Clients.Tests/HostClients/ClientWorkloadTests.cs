@@ -1,7 +1,7 @@
 using System.Text.Json;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.HostClients;
 
 /// <summary>
 /// Instances under real workloads: qemu-img writing a whole image over an instance whose

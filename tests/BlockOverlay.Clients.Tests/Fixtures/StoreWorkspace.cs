@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Fixtures;
 
 /// <summary>
 /// A directory for one test's store, base images, sockets and copies, under /var/tmp:

@@ -1,6 +1,6 @@
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Cli;
 
 /// <summary>
 /// Bad input to <c>blockoverlay store …</c> and <c>instance …</c>: each is one line on

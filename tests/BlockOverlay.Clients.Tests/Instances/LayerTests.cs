@@ -1,4 +1,6 @@
-namespace BlockOverlay.Clients.Tests.Store;
+using BlockOverlay.Clients.Tests.Fixtures;
+
+namespace BlockOverlay.Clients.Tests.Instances;
 
 /// <summary>
 /// An instance reads through to its base (and zeros past the base's end); its maps tell

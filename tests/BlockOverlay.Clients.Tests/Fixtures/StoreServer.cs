@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using BlockOverlay.Clients.Tests.Fixtures;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Fixtures;
 
 /// <summary>
 /// <c>bin/blockoverlay serve --store PATH</c> as a child process on a unix socket in the
