@@ -10,6 +10,7 @@ namespace BlockOverlay.Store.Tests.Crash;
 /// blocklists it), recovers, and must find every block as the model allows. The fenced old
 /// device must refuse to write from then on, and never change what the new owner reads.
 /// </summary>
+[Category("Ceph")]
 public sealed class StoreOverRbdTests
 {
     private const int Block = CrashTestKit.Block;
