@@ -1,7 +1,8 @@
 using System.Text.Json;
+using BlockOverlay.Clients.Tests.Fixtures;
 using BlockOverlay.Io.Rbd;
 
-namespace BlockOverlay.Clients.Tests.Store;
+namespace BlockOverlay.Clients.Tests.Durability;
 
 /// <summary>
 /// A store on Ceph RBD (the one-node test cluster), served, taken over and fenced: server A
