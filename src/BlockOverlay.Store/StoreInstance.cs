@@ -15,7 +15,8 @@ namespace BlockOverlay.Store;
 /// become free once the commit that changes the mapping is durable (invariant 4).
 /// <c>_retryRecords</c> holds records of a commit (or a checkpoint) that failed, so the next
 /// commit carries them first. <c>_takenBy</c> is the last checkpoint that took this instance's
-/// changes (null while none has, or after one failed and gave them back). Deleted: its delete
+/// changes (null while none has, or after one failed and gave them back), and
+/// <c>_checkpointedThrough</c> the commit number it took them at (see <see cref="Checkpoints.CommitOrder"/>). Deleted: its delete
 /// record is being written or is durable; checkpoints leave it out and writes fail.
 /// </para>
 /// <para>
@@ -41,6 +42,7 @@ public sealed class StoreInstance
     private List<(long Start, long Length)> _freeAfterCommit = [];
     private List<JournalRecord> _retryRecords = [];
     private Task? _takenBy;
+    private ulong _checkpointedThrough;
     private bool _deleted;
     private readonly QuotaReservations _reservations = new();
 
@@ -165,8 +167,12 @@ public sealed class StoreInstance
         }
     }
 
-    /// <summary>A commit takes everything uncommitted: records to journal (retries first), blocks to free once durable, and the checkpoint to wait for.</summary>
-    internal CommitTake TakeCommit()
+    /// <summary>
+    /// Commit number <paramref name="number"/> takes everything uncommitted: records to journal
+    /// (retries first), blocks to free once durable, and the checkpoint to wait for. Called by
+    /// <see cref="Checkpoints.CommitOrder"/> only.
+    /// </summary>
+    internal CommitTake TakeCommit(ulong number)
     {
         var uncommitted = new List<MappedExtent>();
         lock (_gate)
@@ -177,16 +183,24 @@ public sealed class StoreInstance
             _retryRecords = [];
             var frees = _freeAfterCommit;
             _freeAfterCommit = [];
-            return new CommitTake(records, frees, _takenBy ?? Task.CompletedTask);
+            return new CommitTake(number, records, frees, _takenBy ?? Task.CompletedTask);
         }
     }
 
-    /// <summary>A commit's journal write failed: its records go first in the next commit, before anything newer.</summary>
+    /// <summary>
+    /// A commit's journal write failed: its records go first in the next commit, before anything
+    /// newer; unless a checkpoint took the map since it took them: then they are older than what
+    /// that checkpoint holds (and if it fails, the next commit carries the whole map anyway).
+    /// </summary>
     internal void CommitFailed(CommitTake taken)
     {
         lock (_gate)
         {
-            _retryRecords = [.. taken.Records, .. _retryRecords];
+            if (taken.Number > _checkpointedThrough)
+            {
+                _retryRecords = [.. taken.Records, .. _retryRecords];
+            }
+
             _freeAfterCommit.AddRange(taken.Frees);
         }
     }
@@ -202,10 +216,11 @@ public sealed class StoreInstance
 
     /// <summary>
     /// A checkpoint takes the whole map (marked committed; durable with <paramref name="durable"/>)
-    /// and the blocks waiting for a commit; null if the instance is being deleted (its delete
-    /// record is being written: it must not come back from a checkpoint).
+    /// and the blocks waiting for a commit, standing after commit <paramref name="commitsThrough"/>;
+    /// null if the instance is being deleted (its delete record is being written: it must not come
+    /// back from a checkpoint).
     /// </summary>
-    internal (CheckpointInstance Saved, List<(long, long)> Frees)? TakeForCheckpoint(Task durable)
+    internal (CheckpointInstance Saved, List<(long, long)> Frees)? TakeForCheckpoint(Task durable, ulong commitsThrough)
     {
         lock (_gate)
         {
@@ -215,6 +230,7 @@ public sealed class StoreInstance
             }
 
             _takenBy = durable;
+            _checkpointedThrough = commitsThrough;
             var extents = _map.Extents
                 .Select(e => new CheckpointExtent(e.VirtualBlock, e.Length, e.Kind == ExtentKind.Zero, e.StoreBlock)).ToList();
             _map.MarkAllCommitted();
@@ -330,5 +346,5 @@ public sealed class StoreInstance
         : new ZeroRecord(e.VirtualBlock, e.Length);
 }
 
-/// <summary>What one commit of an instance took: records to journal, blocks to free once they are durable, and the checkpoint it must also wait for.</summary>
-internal sealed record CommitTake(List<JournalRecord> Records, List<(long Start, long Length)> Frees, Task Checkpoint);
+/// <summary>What one commit of an instance took: its number, records to journal, blocks to free once they are durable, and the checkpoint it must also wait for.</summary>
+internal sealed record CommitTake(ulong Number, List<JournalRecord> Records, List<(long Start, long Length)> Frees, Task Checkpoint);

@@ -24,7 +24,8 @@ namespace BlockOverlay.Store;
 /// <item><see cref="InstanceNamespace"/> over <see cref="InstanceRegistry"/>: create, redefine, delete;
 /// <see cref="InstanceCloner"/>: clone.</item>
 /// <item><see cref="DataPath"/>: redirected writes, zeroing, reads, look-ups.</item>
-/// <item><see cref="InstanceCommitter"/>: Commit(X), X's records only.</item>
+/// <item><see cref="InstanceCommitter"/>: Commit(X), X's records only, numbered in the
+/// <see cref="CommitOrder"/> that tells replay which commits a checkpoint already holds.</item>
 /// <item><see cref="Checkpointer"/> with <see cref="SuperblockPublisher"/>: checkpoints, and when
 /// the journal (<see cref="MetadataJournal"/>) is full, the checkpoint that makes room.</item>
 /// <item><see cref="StoreSpace"/> and <see cref="ReadQuarantine"/>: allocation, and frees held back
@@ -49,6 +50,7 @@ public sealed class UpperStore : IAsyncDisposable
     private readonly InstanceRegistry _instances;
     private readonly StoreSpace _space;
     private readonly SuperblockPublisher _superblock;
+    private readonly CommitOrder _order;
     private readonly Checkpointer _checkpointer;
     private readonly InstanceNamespace _namespace;
     private readonly InstanceCommitter _committer;
@@ -67,9 +69,10 @@ public sealed class UpperStore : IAsyncDisposable
         _journal = new MetadataJournal(device, sb.StoreId, sb.JournalStart, sb.JournalBlocks, sb.ReplayPosition,
             recovered.JournalHead, recovered.JournalSequence, Counters);
         _superblock = new SuperblockPublisher(device, sb, _instances, Counters);
-        _checkpointer = new Checkpointer(device, _journal, _instances, _space, quarantine, _superblock, Counters);
+        _order = new CommitOrder(recovered.LastCommitNumber);
+        _checkpointer = new Checkpointer(device, _journal, _order, _instances, _space, quarantine, _superblock, Counters);
         _namespace = new InstanceNamespace(_instances, _checkpointer, quarantine);
-        _committer = new InstanceCommitter(_checkpointer, quarantine);
+        _committer = new InstanceCommitter(_order, _checkpointer, quarantine);
         _data = new DataPath(device, _space, quarantine, _checkpointer, Counters);
         _cloner = new InstanceCloner(_instances, _namespace, _data, _committer);
     }
@@ -238,5 +241,6 @@ public sealed class UpperStore : IAsyncDisposable
         _journal.Dispose();
         _namespace.Dispose();
         _checkpointer.Dispose();
+        _order.Dispose();
     }
 }

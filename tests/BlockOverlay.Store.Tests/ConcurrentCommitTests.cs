@@ -34,42 +34,4 @@ public class ConcurrentCommitTests
         await using var afterKill = await UpperStore.OpenAsync(memory.Clone());
         Assert.That(afterKill.Find("x")!.UpperBlocks, Is.EqualTo(2), "both writes are durable once both commits returned");
     }
-
-    /// <summary>Holds journal writes while closed; data and superblock writes pass.</summary>
-    private sealed class JournalGate(MemoryDevice inner, long journalEnd) : IBlockDevice
-    {
-        private TaskCompletionSource _open = Opened();
-
-        public TaskCompletionSource Held { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public long Size => inner.Size;
-
-        public void Close() => _open = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public void Open() => _open.TrySetResult();
-
-        public ValueTask ReadAsync(long offset, Memory<byte> buffer) => inner.ReadAsync(offset, buffer);
-
-        public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool durable)
-        {
-            if (offset >= 2 * Block && offset < journalEnd)
-            {
-                Held.TrySetResult();
-                await _open.Task;
-            }
-
-            await inner.WriteAsync(offset, data, durable);
-        }
-
-        public ValueTask FlushAsync() => inner.FlushAsync();
-
-        public ValueTask DisposeAsync() => inner.DisposeAsync();
-
-        private static TaskCompletionSource Opened()
-        {
-            var done = new TaskCompletionSource();
-            done.SetResult();
-            return done;
-        }
-    }
 }

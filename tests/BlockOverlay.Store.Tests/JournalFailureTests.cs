@@ -16,7 +16,7 @@ public class JournalFailureTests
     {
         var memory = new MemoryDevice(16 << 20);
         await UpperStore.CreateAsync(memory, new StoreCreateOptions { JournalBlocks = 64 });
-        var device = new FailingJournal(memory, journalEnd: (2 + 64) * (long)Block);
+        var device = new JournalGate(memory, journalEnd: (2 + 64) * (long)Block);
         await using var store = await UpperStore.OpenAsync(device);
         var instances = new List<StoreInstance>();
         foreach (string name in new[] { "a", "b", "c" })
@@ -26,13 +26,13 @@ public class JournalFailureTests
             instances.Add(instance);
         }
 
-        device.Hold();
+        device.Close();
         var first = store.CommitAsync(instances[0]);
         await device.Held.Task;
         // These two queue behind the held batch and go out together in the next one.
         var others = instances.Skip(1).Select(i => store.CommitAsync(i)).ToList();
         await Task.Delay(100);
-        device.Fail();
+        device.Fail(new InvalidOperationException("a bug below the journal"));
 
         var all = Task.WhenAll([first, .. others]);
         Assert.That(await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(10))), Is.SameAs(all), "a commit was left waiting");
@@ -43,38 +43,5 @@ public class JournalFailureTests
                 Assert.That(commit.Exception?.InnerException, Is.TypeOf<InvalidOperationException>());
             }
         });
-    }
-
-    /// <summary>Holds journal writes once told to, then fails them with a bug's exception.</summary>
-    private sealed class FailingJournal(MemoryDevice inner, long journalEnd) : IBlockDevice
-    {
-        private readonly TaskCompletionSource _fail = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        private volatile bool _holding;
-
-        public TaskCompletionSource Held { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public long Size => inner.Size;
-
-        public void Hold() => _holding = true;
-
-        public void Fail() => _fail.TrySetResult();
-
-        public ValueTask ReadAsync(long offset, Memory<byte> buffer) => inner.ReadAsync(offset, buffer);
-
-        public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool durable)
-        {
-            if (_holding && offset >= 2 * Block && offset < journalEnd)
-            {
-                Held.TrySetResult();
-                await _fail.Task;
-                throw new InvalidOperationException("a bug below the journal");
-            }
-
-            await inner.WriteAsync(offset, data, durable);
-        }
-
-        public ValueTask FlushAsync() => inner.FlushAsync();
-
-        public ValueTask DisposeAsync() => inner.DisposeAsync();
     }
 }

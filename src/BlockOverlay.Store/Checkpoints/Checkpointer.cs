@@ -18,8 +18,9 @@ namespace BlockOverlay.Store.Checkpoints;
 /// </para>
 /// <para>
 /// <b>Invariants.</b> A checkpoint takes the journal head first and the instances after, so
-/// commits racing it land after its replay position and are replayed over it (their records
-/// set ranges: replaying one it already holds changes nothing). It counts as a commit of every
+/// commits racing it land after its replay position. It takes the instances at one point of the
+/// <see cref="CommitOrder"/> and records that number: replay skips the commits it already holds
+/// (their records may be older than its maps) and applies the newer ones over it. It counts as a commit of every
 /// instance it took: their pending frees go once it is durable. Until then what it took is
 /// marked committed but not durable, so commits of those instances wait for it; if it fails,
 /// what it took goes back as records for their next commits, and flushes waiting on it fail.
@@ -35,8 +36,8 @@ namespace BlockOverlay.Store.Checkpoints;
 /// it; the journal is released up to the checkpoint's replay position only after that.
 /// </para>
 /// </remarks>
-internal sealed class Checkpointer(IBlockDevice device, MetadataJournal journal, InstanceRegistry instances, StoreSpace space,
-    ReadQuarantine quarantine, SuperblockPublisher superblock, StoreCounters counters) : IDisposable
+internal sealed class Checkpointer(IBlockDevice device, MetadataJournal journal, CommitOrder order, InstanceRegistry instances,
+    StoreSpace space, ReadQuarantine quarantine, SuperblockPublisher superblock, StoreCounters counters) : IDisposable
 {
     private const int BlockSize = Superblock.Size;
     private const int MakeRoomAttempts = 2;
@@ -158,18 +159,21 @@ internal sealed class Checkpointer(IBlockDevice device, MetadataJournal journal,
         Task durable, bool clean)
     {
         var saved = new List<CheckpointInstance>();
-        foreach (var instance in instances.All)
+        ulong commitsThrough = order.TakeForCheckpoint(through =>
         {
-            // Null while its delete record is being written: it must not come back from here.
-            if (instance.TakeForCheckpoint(durable) is { } took)
+            foreach (var instance in instances.All)
             {
-                saved.Add(took.Saved);
-                taken.Add((instance, took.Frees));
+                // Null while its delete record is being written: it must not come back from here.
+                if (instance.TakeForCheckpoint(durable, through) is { } took)
+                {
+                    saved.Add(took.Saved);
+                    taken.Add((instance, took.Frees));
+                }
             }
-        }
+        });
 
         var frees = taken.SelectMany(t => t.Item2).ToList();
-        byte[] bytes = CheckpointFormat.Encode(sequence, saved);
+        byte[] bytes = CheckpointFormat.Encode(sequence, commitsThrough, saved);
         long blocks = Superblock.BlocksFor(bytes.Length);
         var run = space.AllocateForCheckpoint(blocks);
         var current = superblock.Current;

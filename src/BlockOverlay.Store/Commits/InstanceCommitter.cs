@@ -13,8 +13,9 @@ namespace BlockOverlay.Store.Commits;
 /// </para>
 /// <para>
 /// <b>Invariants.</b> Only X's records, nothing of any other instance (several instances'
-/// commits may still share one journal batch). A failed commit keeps its records for X's next
-/// commit, before anything newer. Changes a checkpoint took are durable only with it, so a
+/// commits may still share one journal batch). Each commit is numbered in the store's
+/// <see cref="CommitOrder"/>, so replay skips those a checkpoint already holds. A failed commit
+/// keeps its records for X's next commit, before anything newer. Changes a checkpoint took are durable only with it, so a
 /// commit also waits for the last checkpoint that took X.
 /// </para>
 /// <para>
@@ -25,7 +26,7 @@ namespace BlockOverlay.Store.Commits;
 /// </para>
 /// <para><b>Durability.</b> Durable when the journal batch carrying it (and that checkpoint) is.</para>
 /// </remarks>
-internal sealed class InstanceCommitter(Checkpointer checkpointer, ReadQuarantine quarantine)
+internal sealed class InstanceCommitter(CommitOrder order, Checkpointer checkpointer, ReadQuarantine quarantine)
 {
     /// <returns>The bytes this instance's commit took in the journal (its share of a shared batch).</returns>
     public async Task<long> CommitAsync(StoreInstance instance)
@@ -44,7 +45,7 @@ internal sealed class InstanceCommitter(Checkpointer checkpointer, ReadQuarantin
 
     private async Task<long> CommitOneAsync(StoreInstance instance)
     {
-        var taken = instance.TakeCommit();
+        var taken = order.TakeCommit(instance);
         if (taken.Records.Count == 0)
         {
             // Everything this instance changed is durable, or taken by a checkpoint still
@@ -54,7 +55,7 @@ internal sealed class InstanceCommitter(Checkpointer checkpointer, ReadQuarantin
             return 0;
         }
 
-        var commit = new JournalCommit(instance.Definition.Id, taken.Records);
+        var commit = new JournalCommit(instance.Definition.Id, taken.Records) { Number = taken.Number };
         try
         {
             await checkpointer.JournalAsync(commit);

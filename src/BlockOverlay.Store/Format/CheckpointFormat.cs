@@ -11,7 +11,8 @@ public sealed record CheckpointInstance(InstanceDefinition Definition, IReadOnly
 
 /// <summary>
 /// The checkpoint's encoding: every instance and its whole extent map, as of a journal
-/// sequence, so the journal before that point is no longer needed. A checkpoint lives in
+/// sequence and a data commit number, so the journal before that point, and the commits up to
+/// that number, are no longer needed. A checkpoint lives in
 /// data-region blocks; the superblock names where, how long and its checksum.
 /// </summary>
 /// <remarks>
@@ -27,7 +28,7 @@ public static class CheckpointFormat
     private const int DefinitionLengthBytes = 2, ExtentCountBytes = 8;
     private static ReadOnlySpan<byte> Magic => "BOVCKPT1"u8;
 
-    public static byte[] Encode(ulong replaySequence, IReadOnlyList<CheckpointInstance> instances)
+    public static byte[] Encode(ulong replaySequence, ulong commitsThrough, IReadOnlyList<CheckpointInstance> instances)
     {
         var payload = new ArrayBufferWriter<byte>();
         foreach (var instance in instances)
@@ -54,13 +55,14 @@ public static class CheckpointFormat
         CheckpointLayout.ReplaySequence.Write(bytes, replaySequence);
         CheckpointLayout.InstanceCount.Write(bytes, (uint)instances.Count);
         CheckpointLayout.PayloadBytes.Write(bytes, (ulong)payload.WrittenCount);
+        CheckpointLayout.CommitsThrough.Write(bytes, commitsThrough);
         payload.WrittenSpan.CopyTo(bytes.AsSpan(HeaderBytes));
         CheckpointLayout.Checksum.Write(bytes, ChecksumOf(bytes));
         return bytes;
     }
 
     /// <summary>Decodes a checkpoint, refusing anything that does not check out, naming where it is.</summary>
-    public static (ulong ReplaySequence, List<CheckpointInstance> Instances) Decode(ReadOnlySpan<byte> bytes, string where)
+    public static (ulong ReplaySequence, ulong CommitsThrough, List<CheckpointInstance> Instances) Decode(ReadOnlySpan<byte> bytes, string where)
     {
         if (bytes.Length < HeaderBytes || !CheckpointLayout.Magic.Of(bytes).SequenceEqual(Magic))
         {
@@ -107,7 +109,7 @@ public static class CheckpointFormat
             throw new StoreFormatException($"{where}: checkpoint ends in the middle of an instance");
         }
 
-        return (sequence, instances);
+        return (sequence, CheckpointLayout.CommitsThrough.Read(bytes), instances);
     }
 
     /// <summary>XXH64 of the header bytes before its checksum field, followed by the payload.</summary>
@@ -125,7 +127,10 @@ internal static class CheckpointLayout
     public static readonly U32Field InstanceCount = new(ReplaySequence.End);
     public static readonly U32Field Reserved = new(InstanceCount.End);
     public static readonly U64Field PayloadBytes = new(Reserved.End);
-    public static readonly BytesField Reserved2 = new(PayloadBytes.End, 24);
+
+    /// <summary>The last data commit the checkpoint holds (<see cref="JournalCommit.Number"/>); 0 for none.</summary>
+    public static readonly U64Field CommitsThrough = new(PayloadBytes.End);
+    public static readonly BytesField Reserved2 = new(CommitsThrough.End, 16);
 
     /// <summary>XXH64 of the header bytes before this field, followed by the payload.</summary>
     public static readonly U64Field Checksum = new(Reserved2.End);

@@ -68,7 +68,15 @@ public sealed record SetFlushModeRecord(FlushMode FlushMode) : JournalRecord;
 public sealed record SetQuotaRecord(long Quota) : JournalRecord;
 
 /// <summary>Records of one instance that become durable together.</summary>
-public sealed record JournalCommit(uint InstanceId, IReadOnlyList<JournalRecord> Records);
+public sealed record JournalCommit(uint InstanceId, IReadOnlyList<JournalRecord> Records)
+{
+    /// <summary>
+    /// A data commit's place in the store's order of commits (replay skips it if the checkpoint
+    /// it replays over stands at or after it); 0 for namespace records, and in stores written
+    /// before commits were numbered: never skipped.
+    /// </summary>
+    public ulong Number { get; init; }
+}
 
 /// <summary>The header of a journal batch, once its checksum has been verified.</summary>
 public readonly record struct BatchHeader(ulong Sequence, int Blocks, int PayloadBytes, BatchKind Kind, int CommitCount);
@@ -205,7 +213,10 @@ public static class JournalFormat
                 throw new StoreFormatException($"{where}: commit {i} (instance {instance}) fails its checksum");
             }
 
-            commits.Add(new JournalCommit(instance, DecodeRecords(records, count, $"{where}, commit {i}")));
+            commits.Add(new JournalCommit(instance, DecodeRecords(records, count, $"{where}, commit {i}"))
+            {
+                Number = CommitLayout.Number.Read(rest),
+            });
             rest = rest[(CommitHeaderBytes + length)..];
         }
 
@@ -225,7 +236,7 @@ public static class JournalFormat
         CommitLayout.InstanceId.Write(destination, commit.InstanceId);
         CommitLayout.RecordCount.Write(destination, (uint)commit.Records.Count);
         CommitLayout.RecordsBytes.Write(destination, (uint)records.Length);
-        CommitLayout.Reserved.Write(destination, 0UL);
+        CommitLayout.Number.Write(destination, commit.Number);
         CommitLayout.Checksum.Write(destination, Checksums.Of(records));
         return offset;
     }

@@ -26,10 +26,12 @@ internal static class CommitLayout
     public static readonly U32Field InstanceId = new(Magic.End);
     public static readonly U32Field RecordCount = new(InstanceId.End);
     public static readonly U32Field RecordsBytes = new(RecordCount.End);
-    public static readonly U64Field Reserved = new(RecordsBytes.End);
+
+    /// <summary>The data commit's number (<see cref="JournalCommit.Number"/>); 0 for none.</summary>
+    public static readonly U64Field Number = new(RecordsBytes.End);
 
     /// <summary>XXH64 of the records.</summary>
-    public static readonly U64Field Checksum = new(Reserved.End);
+    public static readonly U64Field Checksum = new(Number.End);
 }
 
 /// <summary>A record's header; its body follows it.</summary>

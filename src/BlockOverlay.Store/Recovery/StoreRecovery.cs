@@ -8,13 +8,14 @@ namespace BlockOverlay.Store.Recovery;
 
 /// <summary>What recovery found: the store's last durable state, ready to open.</summary>
 internal sealed record RecoveredStore(Superblock Superblock, IReadOnlyCollection<StoreInstance> Instances, BlockAllocator Allocator,
-    long JournalHead, ulong JournalSequence);
+    long JournalHead, ulong JournalSequence, ulong LastCommitNumber);
 
 /// <summary>Recovery: the store's last durable state from the superblock, the checkpoint and the journal.</summary>
 /// <remarks>
 /// <para>
 /// <b>Steps.</b> Load the newest valid superblock copy and the checkpoint it names, replay the
-/// journal's valid prefix over it, mark volatile instances unclean after a crash, and rebuild
+/// journal's valid prefix over it (skipping the data commits the checkpoint already holds: see
+/// <see cref="Checkpoints.CommitOrder"/>), mark volatile instances unclean after a crash, and rebuild
 /// free space as everything no map and no checkpoint names.
 /// </para>
 /// <para>
@@ -39,9 +40,11 @@ internal static class StoreRecovery
         }
 
         var instances = new Dictionary<uint, StoreInstance>();
+        ulong commitsThrough = 0;
         if (superblock.CheckpointStart != 0)
         {
-            foreach (var saved in await ReadCheckpointAsync(device, superblock))
+            (commitsThrough, var checkpoint) = await ReadCheckpointAsync(device, superblock);
+            foreach (var saved in checkpoint)
             {
                 var instance = new StoreInstance(saved.Definition);
                 foreach (var e in saved.Extents)
@@ -62,10 +65,17 @@ internal static class StoreRecovery
 
         var (commits, position, sequence) = await MetadataJournal.ReplayAsync(device, superblock);
         uint highestId = instances.Count == 0 ? 0 : instances.Keys.Max();
+        ulong lastCommit = commitsThrough;
         foreach (var commit in commits)
         {
-            Apply(instances, commit);
+            // Taken before the checkpoint took the maps: it holds this commit's effect or a newer one.
+            if (commit.Number == 0 || commit.Number > commitsThrough)
+            {
+                Apply(instances, commit);
+            }
+
             highestId = Math.Max(highestId, commit.InstanceId); // deleted ones too: ids are never reused
+            lastCommit = Math.Max(lastCommit, commit.Number);
         }
 
         if (!superblock.Clean)
@@ -80,10 +90,10 @@ internal static class StoreRecovery
 
         var allocator = RebuildFreeSpace(superblock, instances.Values);
         uint nextId = Math.Max(superblock.NextInstanceId, highestId + 1);
-        return new RecoveredStore(superblock with { NextInstanceId = nextId }, instances.Values, allocator, position, sequence);
+        return new RecoveredStore(superblock with { NextInstanceId = nextId }, instances.Values, allocator, position, sequence, lastCommit);
     }
 
-    private static async Task<List<CheckpointInstance>> ReadCheckpointAsync(IBlockDevice device, Superblock superblock)
+    private static async Task<(ulong CommitsThrough, List<CheckpointInstance> Instances)> ReadCheckpointAsync(IBlockDevice device, Superblock superblock)
     {
         long blocks = Superblock.BlocksFor(superblock.CheckpointBytes);
         using var buffer = new AlignedBuffer((int)(blocks * BlockSize));
@@ -95,10 +105,10 @@ internal static class StoreRecovery
             throw new StoreFormatException($"{where}: does not match the checksum the superblock records (corrupt)");
         }
 
-        var (sequence, instances) = CheckpointFormat.Decode(bytes, where);
+        var (sequence, commitsThrough, instances) = CheckpointFormat.Decode(bytes, where);
         return sequence != superblock.ReplaySequence
             ? throw new StoreFormatException($"{where}: made for journal sequence {sequence}, the superblock replays from {superblock.ReplaySequence}")
-            : instances;
+            : (commitsThrough, instances);
     }
 
     /// <summary>Applies one replayed commit. Records of instances deleted later are skipped.</summary>

@@ -9,7 +9,7 @@ public class JournalFormatTests
 
     private static readonly JournalCommit[] Commits =
     [
-        new(3, [new MapRecord(10, 5000, 16), new ZeroRecord(100, 2)]),
+        new(3, [new MapRecord(10, 5000, 16), new ZeroRecord(100, 2)]) { Number = 0x0102030405060708 },
         new(4, [new CreateInstanceRecord(new InstanceDefinition(4, "web-é", 1 << 30, new BaseIdentity("/images/base.raw", 12345, 0xABCDEF)))]),
         new(5, [new DeleteInstanceRecord()]),
     ];
@@ -30,6 +30,7 @@ public class JournalFormatTests
         Assert.That(JournalFormat.IsIntact(batch, header), Is.True);
         var decoded = JournalFormat.DecodeCommits(batch, header, "test");
         Assert.That(decoded.Select(c => c.InstanceId), Is.EqualTo(new uint[] { 3, 4, 5 }));
+        Assert.That(decoded.Select(c => c.Number), Is.EqualTo(new ulong[] { 0x0102030405060708, 0, 0 }));
         Assert.That(decoded[0].Records, Is.EqualTo(Commits[0].Records));
         Assert.That(decoded[1].Records, Is.EqualTo(Commits[1].Records));
         Assert.That(decoded[2].Records, Is.EqualTo(Commits[2].Records));
@@ -86,9 +87,10 @@ public class JournalFormatTests
             new(new InstanceDefinition(1, "a", 4096 * 100, null), [new(0, 10, false, 500), new(20, 5, true, 0)]),
             new(new InstanceDefinition(2, "b", 4096 * 8, new BaseIdentity("/b.raw", 999, 7)), []),
         };
-        var bytes = CheckpointFormat.Encode(77, instances);
-        var (sequence, decoded) = CheckpointFormat.Decode(bytes, "test");
+        var bytes = CheckpointFormat.Encode(77, 1234, instances);
+        var (sequence, commitsThrough, decoded) = CheckpointFormat.Decode(bytes, "test");
         Assert.That(sequence, Is.EqualTo(77));
+        Assert.That(commitsThrough, Is.EqualTo(1234));
         Assert.That(decoded.Select(i => i.Definition), Is.EqualTo(instances.Select(i => i.Definition)));
         Assert.That(decoded[0].Extents, Is.EqualTo(instances[0].Extents));
 

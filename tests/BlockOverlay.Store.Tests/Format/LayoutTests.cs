@@ -47,7 +47,7 @@ public class LayoutTests
             ("Magic", 0, 8), ("Sequence", 8, 8), ("Blocks", 16, 4), ("PayloadBytes", 20, 4), ("Kind", 24, 4),
             ("CommitCount", 28, 4), ("StoreId", 32, 16), ("Reserved", 48, 8), ("Checksum", 56, 8));
         AssertTable(typeof(CommitLayout),
-            ("Magic", 0, 4), ("InstanceId", 4, 4), ("RecordCount", 8, 4), ("RecordsBytes", 12, 4), ("Reserved", 16, 8), ("Checksum", 24, 8));
+            ("Magic", 0, 4), ("InstanceId", 4, 4), ("RecordCount", 8, 4), ("RecordsBytes", 12, 4), ("Number", 16, 8), ("Checksum", 24, 8));
         AssertTable(typeof(RecordLayout), ("Type", 0, 1), ("Reserved", 1, 1), ("Length", 2, 2), ("Checksum", 4, 4));
         AssertTable(typeof(MapBody), ("VirtualBlock", 0, 8), ("StoreBlock", 8, 8), ("Length", 16, 8));
         AssertTable(typeof(ZeroBody), ("VirtualBlock", 0, 8), ("Length", 8, 8));
@@ -62,7 +62,7 @@ public class LayoutTests
     {
         AssertTable(typeof(CheckpointLayout),
             ("Magic", 0, 8), ("ReplaySequence", 8, 8), ("InstanceCount", 16, 4), ("Reserved", 20, 4),
-            ("PayloadBytes", 24, 8), ("Reserved2", 32, 24), ("Checksum", 56, 8));
+            ("PayloadBytes", 24, 8), ("CommitsThrough", 32, 8), ("Reserved2", 40, 16), ("Checksum", 56, 8));
         AssertTable(typeof(ExtentLayout), ("VirtualBlock", 0, 8), ("Length", 8, 8), ("StoreBlock", 16, 8), ("Kind", 24, 8));
         Assert.That(CheckpointFormat.HeaderBytes, Is.EqualTo(64));
     }

@@ -116,6 +116,7 @@ public class PinnedBytesTests
         Assert.That(JournalFormat.IsIntact(pinned, header), Is.True);
         var commits = JournalFormat.DecodeCommits(pinned, header, "pinned");
         Assert.That(commits.Select(c => c.InstanceId), Is.EqualTo(SampleCommits.Select(c => c.InstanceId)));
+        Assert.That(commits.Select(c => c.Number), Is.All.Zero, "commits written before they were numbered are never skipped");
         for (int i = 0; i < commits.Count; i++)
         {
             Assert.That(commits[i].Records, Is.EqualTo(SampleCommits[i].Records), $"commit {i}");
@@ -125,9 +126,10 @@ public class PinnedBytesTests
     [Test]
     public void A_checkpoint_is_these_bytes_and_they_decode()
     {
-        Assert.That(Convert.ToHexString(CheckpointFormat.Encode(77, SampleInstances)), Is.EqualTo(SampleCheckpoint));
-        var (sequence, instances) = CheckpointFormat.Decode(Convert.FromHexString(SampleCheckpoint), "pinned");
+        Assert.That(Convert.ToHexString(CheckpointFormat.Encode(77, 0, SampleInstances)), Is.EqualTo(SampleCheckpoint));
+        var (sequence, commitsThrough, instances) = CheckpointFormat.Decode(Convert.FromHexString(SampleCheckpoint), "pinned");
         Assert.That(sequence, Is.EqualTo(77));
+        Assert.That(commitsThrough, Is.Zero, "a checkpoint written before commits were numbered holds none: replay skips nothing");
         Assert.That(instances.Select(i => i.Definition), Is.EqualTo(SampleInstances.Select(i => i.Definition)));
         Assert.That(instances.Select(i => i.Extents.ToArray()), Is.EqualTo(SampleInstances.Select(i => i.Extents.ToArray())));
     }
