@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using BlockOverlay.Io.Rbd;
 
 namespace BlockOverlay;
@@ -52,6 +53,26 @@ internal sealed class CephTestCluster
         throw new FileNotFoundException($"tests/ceph/cluster.sh not found above {AppContext.BaseDirectory}");
     }
 
+    /// <summary>
+    /// Bytes the cluster's OSDs have received from clients in write operations since they
+    /// started (the sum of every OSD's <c>op_in_bytes</c> perf counter): the cluster's own
+    /// count of what was written to it, to hold the server's counters against. Read from the
+    /// OSDs themselves (<c>ceph tell osd.N perf dump</c>), since without a manager daemon the
+    /// pool statistics of <c>rados df</c> and <c>ceph osd pool stats</c> are empty.
+    /// </summary>
+    public async Task<long> ClientBytesWrittenAsync()
+    {
+        long total = 0;
+        using var osds = JsonDocument.Parse(await CephAsync("osd", "ls"));
+        foreach (var osd in osds.RootElement.EnumerateArray())
+        {
+            using var dump = JsonDocument.Parse(await CephAsync("tell", $"osd.{osd.GetInt32()}", "perf", "dump"));
+            total += dump.RootElement.GetProperty("osd").GetProperty("op_in_bytes").GetInt64();
+        }
+
+        return total;
+    }
+
     /// <summary>Stops the cluster if this run started one.</summary>
     public static async Task StopIfStartedAsync()
     {
@@ -69,10 +90,16 @@ internal sealed class CephTestCluster
         return new CephTestCluster(directory, output.Trim().Split('\n')[^1], clock.Elapsed);
     }
 
-    private static async Task<string> RunScriptAsync(params string[] arguments)
+    private static Task<string> RunScriptAsync(params string[] arguments) =>
+        RunAsync("bash", [Script(), .. arguments], "is Ceph installed? run make deps");
+
+    /// <summary>The <c>ceph</c> command line tool against this cluster; returns its JSON output.</summary>
+    private Task<string> CephAsync(params string[] arguments) =>
+        RunAsync("ceph", ["-c", ConfigFile, "--format", "json", .. arguments], "the test cluster's logs are in " + Directory);
+
+    private static async Task<string> RunAsync(string program, string[] arguments, string hint)
     {
-        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Script());
+        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
@@ -86,7 +113,7 @@ internal sealed class CephTestCluster
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException(
-                $"tests/ceph/cluster.sh {string.Join(' ', arguments)} failed (exit {process.ExitCode}; is Ceph installed? run make deps): {await stderr}");
+                $"{program} {string.Join(' ', arguments)} failed (exit {process.ExitCode}; {hint}): {await stderr}");
         }
 
         return await stdout;

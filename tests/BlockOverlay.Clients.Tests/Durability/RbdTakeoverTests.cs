@@ -12,7 +12,8 @@ namespace BlockOverlay.Clients.Tests.Durability;
 /// write to the image (the write-back of what it still held) is refused, it exits with a
 /// message saying it was fenced, and what B serves does not change. The base is never written.
 /// </summary>
-public sealed class RbdTakeoverTests
+[Category("Ceph")]
+public sealed class RbdTakeoverTests : CephClientTest
 {
     private const int BaseSize = 4 << 20;
     private const int PayloadSize = 1 << 20;
@@ -23,19 +24,6 @@ public sealed class RbdTakeoverTests
 
     // Acknowledged by A, never flushed: still in A's cache when it is frozen.
     private static readonly long[][] UnflushedOnOne = [[(3 << 20) + 5, 40000, 800000]];
-
-    private string? _previousConf;
-
-    [OneTimeSetUp]
-    public async Task UseTheTestCluster()
-    {
-        // The Ceph convention every blockoverlay command (and librados) follows.
-        _previousConf = Environment.GetEnvironmentVariable("CEPH_CONF");
-        Environment.SetEnvironmentVariable("CEPH_CONF", (await CephTestCluster.SharedAsync()).ConfigFile);
-    }
-
-    [OneTimeTearDown]
-    public void RestoreConf() => Environment.SetEnvironmentVariable("CEPH_CONF", _previousConf);
 
     [Test]
     public async Task A_frozen_server_is_taken_over_and_fenced_and_every_flushed_write_survives()

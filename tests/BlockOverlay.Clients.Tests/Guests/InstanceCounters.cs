@@ -5,19 +5,29 @@ using BlockOverlay.Clients.Tests.Fixtures;
 namespace BlockOverlay.Clients.Tests.Guests;
 
 /// <summary>
-/// One instance's flush counters, scraped from the server's Prometheus text at
-/// http://127.0.0.1:PORT/metrics (the server runs with <c>--metrics tcp:127.0.0.1:0</c> and
-/// logs the port it got).
+/// One instance's flush counters and dirty bytes, scraped from the server's Prometheus text
+/// at http://127.0.0.1:PORT/metrics (the server runs with <c>--metrics tcp:127.0.0.1:0</c>
+/// and logs the port it got); with them, what the whole store wrote to its device.
 /// </summary>
-internal sealed partial record InstanceCounters(long Flushes, long FlushDataBytes, long WriteBackBytes)
+internal sealed partial record InstanceCounters(long Flushes, long FlushDataBytes, long FlushMetaBytes, long WriteBackBytes, long DirtyBytes)
 {
     /// <summary>What <c>serve</c> needs to serve metrics on a port of its choosing.</summary>
     public static readonly string[] ServeArguments = ["--metrics", "tcp:127.0.0.1:0"];
 
     private static readonly TimeSpan ScrapeTimeout = TimeSpan.FromSeconds(10);
 
+    private static readonly string[] StoreWriteReasons = ["flush", "background", "journal", "metadata", "checkpoint"];
+
     /// <summary>The counters of every instance, by name.</summary>
-    public static IReadOnlyDictionary<string, InstanceCounters> Scrape(StoreServer server, IEnumerable<string> instances, Evidence evidence)
+    public static IReadOnlyDictionary<string, InstanceCounters> Scrape(StoreServer server, IEnumerable<string> instances, Evidence evidence) =>
+        ScrapeWithStore(server, instances, evidence).Instances;
+
+    /// <summary>
+    /// From one scrape: the counters of every instance, and every byte the store has written to
+    /// its device (<c>blockoverlay_store_bytes_written_total</c>, summed over its reasons).
+    /// </summary>
+    public static (IReadOnlyDictionary<string, InstanceCounters> Instances, long StoreBytesWritten) ScrapeWithStore(
+        StoreServer server, IEnumerable<string> instances, Evidence evidence)
     {
         var samples = Parse(Fetch(server, evidence));
         long Sample(string name, string labels)
@@ -26,12 +36,15 @@ internal sealed partial record InstanceCounters(long Flushes, long FlushDataByte
             return (long)samples[name + labels];
         }
 
-        return instances.ToDictionary(
+        var counters = instances.ToDictionary(
             i => i,
             i => new InstanceCounters(
                 Sample("blockoverlay_instance_flushes_total", $"{{instance=\"{i}\"}}"),
                 Sample("blockoverlay_instance_flush_bytes_total", $"{{instance=\"{i}\",kind=\"data\"}}"),
-                Sample("blockoverlay_instance_writeback_bytes_total", $"{{instance=\"{i}\"}}")));
+                Sample("blockoverlay_instance_flush_bytes_total", $"{{instance=\"{i}\",kind=\"meta\"}}"),
+                Sample("blockoverlay_instance_writeback_bytes_total", $"{{instance=\"{i}\"}}"),
+                Sample("blockoverlay_instance_dirty_bytes", $"{{instance=\"{i}\"}}")));
+        return (counters, StoreWriteReasons.Sum(reason => Sample("blockoverlay_store_bytes_written_total", $"{{reason=\"{reason}\"}}")));
     }
 
     private static string Fetch(StoreServer server, Evidence evidence)
