@@ -55,11 +55,13 @@ internal static class RequestValidator
             return new(NbdError.InvalidArgument, "zero-length request");
         }
 
-        // Payloads are bounded before any buffer is sized by them. "Value too large" says
-        // exactly what is wrong, and differs from a range error.
+        // Payloads are bounded before any buffer is sized by them. Not EOVERFLOW: "The server
+        // SHOULD NOT return NBD_EOVERFLOW except as documented in response to NBD_CMD_READ when
+        // NBD_CMD_FLAG_DF is supported, or when a command without payload requests a length
+        // larger than an advertised maximum payload length."
         if (command is NbdCommand.Read or NbdCommand.Write && request.Length > sizes.MaximumPayload)
         {
-            return new(NbdError.Overflow, $"length exceeds the maximum payload of {sizes.MaximumPayload} bytes");
+            return new(NbdError.InvalidArgument, $"length exceeds the maximum payload of {sizes.MaximumPayload} bytes");
         }
 
         ulong size = (ulong)export.Export.Size;

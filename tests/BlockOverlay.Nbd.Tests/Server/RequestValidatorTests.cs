@@ -73,14 +73,17 @@ public class RequestValidatorTests
     }
 
     [Test]
-    public void Payloads_over_the_maximum_get_eoverflow()
+    public void Payloads_over_the_maximum_get_einval_not_eoverflow()
     {
         uint tooBig = Sizes.MaximumPayload + 1;
         var huge = new NegotiatedExport("d", new MemoryExport(1L << 40), true, [MetaContexts.BaseAllocation]);
         Assert.Multiple(() =>
         {
-            Assert.That(Validate(NbdCommand.Write, 0, 0, tooBig, huge), Is.EqualTo(NbdError.Overflow));
-            Assert.That(Validate(NbdCommand.Read, 0, 0, tooBig, huge), Is.EqualTo(NbdError.Overflow));
+            // "The server SHOULD NOT return NBD_EOVERFLOW except as documented in response to
+            // NBD_CMD_READ when NBD_CMD_FLAG_DF is supported, or when a command without payload
+            // requests a length larger than an advertised maximum payload length."
+            Assert.That(Validate(NbdCommand.Write, 0, 0, tooBig, huge), Is.EqualTo(NbdError.InvalidArgument));
+            Assert.That(Validate(NbdCommand.Read, 0, 0, tooBig, huge), Is.EqualTo(NbdError.InvalidArgument));
             Assert.That(Validate(NbdCommand.Trim, 0, 0, uint.MaxValue, huge), Is.Null, "no payload, no limit");
         });
     }
