@@ -14,10 +14,10 @@ internal sealed class InFlightBudget(long capacity)
     private long _available = capacity;
     private TaskCompletionSource? _idle;
 
-    /// <summary>Takes <paramref name="amount"/> (capped at the capacity, so any request fits alone).</summary>
+    /// <summary>Takes <paramref name="amount"/>, at most the capacity (the caller caps a request's cost, so any request fits alone).</summary>
     public ValueTask TakeAsync(long amount)
     {
-        amount = Math.Min(amount, _capacity);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(amount, _capacity);
         lock (_lock)
         {
             if (_waiters.Count == 0 && _available >= amount)
@@ -32,15 +32,19 @@ internal sealed class InFlightBudget(long capacity)
         }
     }
 
-    /// <summary>Gives back what <see cref="TakeAsync"/> took.</summary>
+    /// <summary>Gives back what <see cref="TakeAsync"/> took (one amount, or the sum of several).</summary>
     public void Return(long amount)
     {
-        amount = Math.Min(amount, _capacity);
         List<TaskCompletionSource>? ready = null;
         TaskCompletionSource? idle = null;
         lock (_lock)
         {
             _available += amount;
+            if (_available > _capacity)
+            {
+                throw new InvalidOperationException($"{_available - _capacity} bytes more given back than taken");
+            }
+
             while (_waiters.TryPeek(out var next) && next.Amount <= _available)
             {
                 _waiters.Dequeue();

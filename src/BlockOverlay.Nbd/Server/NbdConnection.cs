@@ -21,9 +21,11 @@ internal static class NbdConnection
         var reader = new MessageReader(pipeReader);
         string outcome = "closed";
         var negotiation = new OptionNegotiation(reader, pipeWriter, catalog, options, logger, connectionId);
+        using var handshake = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
+        handshake.CancelAfter(options.HandshakeTimeout);
         try
         {
-            var chosen = await negotiation.RunAsync(shutdown);
+            var chosen = await negotiation.RunAsync(handshake.Token);
             if (chosen is null)
             {
                 outcome = "closed during negotiation";
@@ -34,6 +36,12 @@ internal static class NbdConnection
             logger.Attached(connectionId, chosen.Name, (ushort)chosen.Flags, chosen.StructuredReplies);
             using var ending = CancellationTokenSource.CreateLinkedTokenSource(shutdown, attachment.Ending);
             await new TransmissionSession(reader, pipeWriter, chosen, options, logger, counters, connectionId).RunAsync(ending.Token);
+        }
+        catch (OperationCanceledException) when (handshake.IsCancellationRequested && !shutdown.IsCancellationRequested &&
+                                                  negotiation.Attachment is null)
+        {
+            outcome = $"closed: no export chosen within the handshake limit of {options.HandshakeTimeout.TotalSeconds:0.###} s";
+            counters.RecordHandshakeTimeout();
         }
         catch (NbdProtocolException e)
         {

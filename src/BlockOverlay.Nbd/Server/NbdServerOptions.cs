@@ -15,9 +15,16 @@ public sealed record NbdServerOptions
     public int MaxOptionLength { get; init; } = 64 * 1024;
 
     /// <summary>
-    /// Request bytes one connection may hold at once (payloads being written and data
-    /// being read), in bytes. Past it the connection stops reading until replies go out,
-    /// so memory per connection is bounded whatever the client pipelines.
+    /// How long a client may take from connecting to choosing an export (qemu-nbd's
+    /// <c>--handshake-limit</c> has the same default); then the connection is closed.
+    /// </summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Request bytes one connection may hold at once (payloads being written, data being
+    /// read, and replies until they are written to the socket), in bytes. Past it the
+    /// connection stops reading until replies go out, so memory per connection is bounded
+    /// whatever the client pipelines and whether or not it reads its replies.
     /// </summary>
     public long MaxInFlightBytes { get; init; } = 64L * 1024 * 1024;
 

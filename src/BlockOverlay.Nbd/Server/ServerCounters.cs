@@ -23,6 +23,7 @@ public sealed class ServerCounters
     private readonly long[] _errors = new long[ErrorSlots];
     private long _connectionsOpened;
     private long _connectionsOpen;
+    private long _handshakeTimeouts;
     private long _rejected;
     private long _failed;
     private long _bytesRead;
@@ -33,6 +34,9 @@ public sealed class ServerCounters
 
     /// <summary>Connections open now, from accept to close (negotiating ones included).</summary>
     public long ConnectionsOpen => Volatile.Read(ref _connectionsOpen);
+
+    /// <summary>Connections closed because they did not choose an export within the handshake limit.</summary>
+    public long HandshakeTimeouts => Volatile.Read(ref _handshakeTimeouts);
 
     /// <summary>Requests refused before any I/O (range, flags, read-only, unknown command).</summary>
     public long RejectedRequests => Volatile.Read(ref _rejected);
@@ -61,6 +65,8 @@ public sealed class ServerCounters
     }
 
     public void RecordConnectionClosed() => Interlocked.Decrement(ref _connectionsOpen);
+
+    public void RecordHandshakeTimeout() => Interlocked.Increment(ref _handshakeTimeouts);
 
     /// <summary>
     /// Counts a request as it comes off the wire. A command outside the enum has no slot:

@@ -15,8 +15,10 @@ namespace BlockOverlay.Nbd.Server;
 /// starts it without waiting for earlier ones, so a slow request never holds up the
 /// others. Each request, when it completes, queues its reply; one writer sends replies
 /// in completion order (the protocol allows any order) and flushes the socket once per
-/// batch. Memory is bounded by <see cref="InFlightBudget"/>: past it the reader stops
-/// reading and TCP pushes back on the client.
+/// batch. Memory is bounded by <see cref="InFlightBudget"/>: every request, refused ones
+/// included, holds its share from before it is read until its reply has been written to
+/// the socket, so past the budget the reader stops reading and the socket pushes back on
+/// the client, whether it pipelines too much or never reads its replies.
 ///
 /// Ending: on DISC, end of stream, a protocol error or server shutdown the reader stops;
 /// requests already started always run to completion against the export (an
@@ -37,8 +39,9 @@ internal sealed class TransmissionSession
     // Synchronous continuations: the writer, when idle, runs on the thread that queued the
     // reply instead of being woken on another one. That hand-off was the largest cost per
     // request (perf/RESULTS.md); measured side by side it gave about 15 % more IOPS.
-    private readonly Channel<OutgoingReply> _replies =
-        Channel.CreateUnbounded<OutgoingReply>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
+    // Unbounded in count, bounded in bytes: each queued reply still holds its budget.
+    private readonly Channel<(OutgoingReply Reply, long Cost)> _replies =
+        Channel.CreateUnbounded<(OutgoingReply, long)>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
 
     public TransmissionSession(MessageReader reader, PipeWriter writer, NegotiatedExport negotiated,
         NbdServerOptions options, ILogger logger, ServerCounters counters, long connectionId)
@@ -57,7 +60,7 @@ internal sealed class TransmissionSession
     public async Task RunAsync(CancellationToken shutdown)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
-        var writing = WriteRepliesAsync(stop);
+        var writing = WriteRepliesAsync(stop, shutdown);
         try
         {
             await ReadRequestsAsync(stop.Token);
@@ -68,6 +71,7 @@ internal sealed class TransmissionSession
         }
         finally
         {
+            // Idle: every reply written (or dropped, if the client is gone or the server stops).
             await _budget.WhenIdleAsync();
             _replies.Writer.Complete();
             await writing;
@@ -125,12 +129,12 @@ internal sealed class TransmissionSession
                     await _reader.SkipAsync(request.Length, cancel);
                 }
 
+                await _budget.TakeAsync(CostOf(0));
                 Reject(request, refused.Error, refused.Reason);
                 continue;
             }
 
-            long dataBytes = request.Command is NbdCommand.Read or NbdCommand.Write ? request.Length : 0;
-            long cost = _options.RequestOverheadBytes + dataBytes;
+            long cost = CostOf(request.Command is NbdCommand.Read or NbdCommand.Write ? request.Length : 0);
             await _budget.TakeAsync(cost);
             byte[]? payload = null;
             if (request.HasPayload)
@@ -174,13 +178,17 @@ internal sealed class TransmissionSession
             }
         }
 
-        // The reply is queued before the budget is returned, so "idle" means every reply is queued.
-        if (!_replies.Writer.TryWrite(reply))
+        Queue(reply, cost);
+    }
+
+    /// <summary>Hands a reply to the writer, which gives its cost back once it is written.</summary>
+    private void Queue(OutgoingReply reply, long cost)
+    {
+        if (!_replies.Writer.TryWrite((reply, cost)))
         {
             reply.Release();
+            _budget.Return(cost);
         }
-
-        _budget.Return(cost);
     }
 
     private async ValueTask<OutgoingReply> PerformAsync(NbdRequest request, byte[]? payload)
@@ -325,43 +333,60 @@ internal sealed class TransmissionSession
     {
         _logger.RequestRejected(_id, request, error, reason);
         _counters.RecordRejected(error);
-        var reply = ErrorReply(request, error, reason);
-        if (!_replies.Writer.TryWrite(reply))
-        {
-            reply.Release();
-        }
+        Queue(ErrorReply(request, error, reason), CostOf(0));
     }
+
+    /// <summary>What a request holds of the budget: its data plus the overhead, at most all of it (so any request fits alone).</summary>
+    private long CostOf(long dataBytes) => Math.Min(_options.RequestOverheadBytes + dataBytes, _options.MaxInFlightBytes);
 
     private StatusReply ErrorReply(NbdRequest request, NbdError error, string message) =>
         new(request.Cookie, error, message, _negotiated.StructuredReplies);
 
-    private async Task WriteRepliesAsync(CancellationTokenSource stop)
+    /// <summary>
+    /// Writes replies as they come, flushing the socket once per batch (or every 256 KiB), and
+    /// gives each reply's cost back once a flush has written it. A flush blocked by a client
+    /// that does not read gives up when the server shuts down.
+    /// </summary>
+    private async Task WriteRepliesAsync(CancellationTokenSource stop, CancellationToken shutdown)
     {
         var replies = _replies.Reader;
         const int flushThreshold = 256 * 1024;
+        long unflushedCost = 0;
         try
         {
-            while (await replies.WaitToReadAsync())
+            // Not cancelled by shutdown: requests in flight still complete and their replies go out.
+            while (await replies.WaitToReadAsync(CancellationToken.None))
             {
-                while (replies.TryRead(out var reply))
+                while (replies.TryRead(out var queued))
                 {
+                    unflushedCost += queued.Cost;
                     try
                     {
-                        reply.WriteTo(_writer);
+                        queued.Reply.WriteTo(_writer);
                     }
                     finally
                     {
-                        reply.Release();
+                        queued.Reply.Release();
                     }
 
                     if (_writer.CanGetUnflushedBytes && _writer.UnflushedBytes >= flushThreshold)
                     {
-                        await _writer.FlushAsync();
+                        await _writer.FlushAsync(shutdown);
+                        (unflushedCost, var written) = (0, unflushedCost);
+                        _budget.Return(written);
                     }
                 }
 
-                await _writer.FlushAsync();
+                await _writer.FlushAsync(shutdown);
+                (unflushedCost, var flushed) = (0, unflushedCost);
+                _budget.Return(flushed);
             }
+        }
+        catch (OperationCanceledException) when (shutdown.IsCancellationRequested)
+        {
+            // The server stops and this client is not taking its replies: drop them.
+            _logger.ConnectionEvent(_id, "server stopping; dropping replies the client is not reading");
+            await DropRepliesAsync(stop, unflushedCost);
         }
 #pragma warning disable CA1031 // Either way the connection ends; a bug is logged as one first.
         catch (Exception e)
@@ -378,11 +403,19 @@ internal sealed class TransmissionSession
                 _logger.ConnectionCrashed(_id, e);
             }
 
-            await stop.CancelAsync();
-            await foreach (var reply in replies.ReadAllAsync())
-            {
-                reply.Release();
-            }
+            await DropRepliesAsync(stop, unflushedCost);
+        }
+    }
+
+    /// <summary>Stops the reader and releases every reply still to come, giving back what each held.</summary>
+    private async Task DropRepliesAsync(CancellationTokenSource stop, long unflushedCost)
+    {
+        await stop.CancelAsync();
+        _budget.Return(unflushedCost);
+        await foreach (var (reply, cost) in _replies.Reader.ReadAllAsync())
+        {
+            reply.Release();
+            _budget.Return(cost);
         }
     }
 }

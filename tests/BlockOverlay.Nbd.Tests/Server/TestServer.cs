@@ -14,6 +14,11 @@ internal sealed class TestServer : IAsyncDisposable
     private readonly NbdServer _server;
 
     public TestServer(params (string Name, IExport Export)[] exports)
+        : this(new NbdServerOptions(), exports)
+    {
+    }
+
+    public TestServer(NbdServerOptions options, params (string Name, IExport Export)[] exports)
     {
         foreach (var (name, export) in exports)
         {
@@ -21,11 +26,13 @@ internal sealed class TestServer : IAsyncDisposable
         }
 
         SocketPath = Path.Combine(_directory, "nbd.sock");
-        _server = new NbdServer(Catalog, new NbdServerOptions(), new CapturingLoggerFactory(Log));
+        _server = new NbdServer(Catalog, options, new CapturingLoggerFactory(Log));
         _server.Listen(ListenAddress.Parse("unix:" + SocketPath));
     }
 
     public ExportCatalog Catalog { get; } = new();
+
+    public ServerCounters Counters => _server.Counters;
 
     public string SocketPath { get; }
 

@@ -1,0 +1,117 @@
+using BlockOverlay.Engine.Exports;
+using BlockOverlay.Nbd.Protocol;
+using BlockOverlay.Nbd.Server;
+using static BlockOverlay.Nbd.Tests.Protocol.WireBytes;
+
+namespace BlockOverlay.Nbd.Tests.Server;
+
+/// <summary>
+/// What a hostile or broken client controls is bounded: the memory its pipelined requests and
+/// unread replies hold, and how long it may sit in the handshake.
+/// </summary>
+public class ResourceLimitTests
+{
+    private const ushort Read = 0, Unknown = 0x55;
+    private const uint MiB = 1 << 20;
+
+    [Test]
+    public async Task A_client_that_never_reads_its_replies_holds_no_more_than_its_budget()
+    {
+        var options = new NbdServerOptions { MaxInFlightBytes = 4 * MiB };
+        await using var server = new TestServer(options, ("disk", new MemoryExport(64 * MiB)));
+        using var client = await server.ConnectRawAsync();
+        await client.AttachAsync("disk");
+
+        // 64 MiB of reads asked for in 1.8 KB of requests, and no reply read.
+        const int requests = 64;
+        await client.SendAsync([.. Enumerable.Range(0, requests).Select(i => Request(0, Read, (ulong)i, (ulong)i * MiB, MiB))]);
+
+        // Replies count against the budget until written to the socket (whose buffers hold
+        // well under 1 MiB on a unix socket), so the server stops reading requests.
+        long taken = await SettledAsync(() => server.Counters.RequestsOf(NbdCommand.Read));
+        Assert.That(taken, Is.LessThanOrEqualTo(8), "READs the server took on while none of their replies was read");
+
+        for (int i = 0; i < requests; i++)
+        {
+            var (error, _) = await client.ReadSimpleReplyAsync();
+            Assert.That(error, Is.Zero);
+            await client.ReadAsync((int)MiB);
+        }
+
+        Assert.That(server.Counters.RequestsOf(NbdCommand.Read), Is.EqualTo(requests), "every request was served once read");
+    }
+
+    [Test]
+    public async Task Rejected_requests_are_bounded_too_when_their_replies_are_not_read()
+    {
+        var options = new NbdServerOptions { MaxInFlightBytes = 64 * 1024, RequestOverheadBytes = 4096 };
+        await using var server = new TestServer(options, ("disk", new MemoryExport(MiB)));
+        using var client = await server.ConnectRawAsync();
+        await client.AttachAsync("disk");
+
+        // Each is refused (unknown command) with a 16-byte reply; 200,000 of them would be
+        // 3.2 MB of replies held if refusals were not counted against the budget.
+        const int requests = 200_000;
+        var sending = client.SendAsync([.. Enumerable.Range(0, requests).Select(i => Request(0, Unknown, (ulong)i, 0, 0))]);
+
+        // Bounded by the budget plus the socket buffers' worth of 16-byte replies (~30,000).
+        long refused = await SettledAsync(() => server.Counters.RejectedRequests);
+        Assert.That(refused, Is.LessThan(requests / 4), "refusals the server took on while none of their replies was read");
+        client.Dispose();
+        await ObserveEndAsync(sending); // blocked while the server stopped reading; fails now the socket is closed
+    }
+
+    /// <summary>The value once it stops changing (unchanged for half a second; at most 15 s).</summary>
+    private static async Task<long> SettledAsync(Func<long> read)
+    {
+        long last = read();
+        for (var deadline = DateTime.UtcNow.AddSeconds(15); DateTime.UtcNow < deadline;)
+        {
+            await Task.Delay(500);
+            long now = read();
+            if (now == last)
+            {
+                return now;
+            }
+
+            last = now;
+        }
+
+        return last;
+    }
+
+    private static async Task ObserveEndAsync(Task sending)
+    {
+        try
+        {
+            await sending;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // The test closed the socket under it.
+        }
+    }
+
+    [Test]
+    public async Task A_client_that_does_not_finish_the_handshake_in_time_is_closed()
+    {
+        var options = new NbdServerOptions { HandshakeTimeout = TimeSpan.FromMilliseconds(300) };
+        await using var server = new TestServer(options, ("disk", new MemoryExport(MiB)));
+        using var silent = await server.ConnectRawAsync();
+        using var slow = await server.ConnectRawAsync();
+        await silent.ReadAsync(18); // the greeting, never answered
+        await slow.StartAsync();    // the greeting answered, then no option
+
+        Assert.That(await silent.IsClosedByServerAsync(), Is.True, "a client that sent nothing");
+        Assert.That(await slow.IsClosedByServerAsync(), Is.True, "a client that sent no option");
+        Assert.That(server.Counters.HandshakeTimeouts, Is.EqualTo(2));
+        Assert.That(server.Log, Has.Some.Contains("handshake"));
+
+        // A client that does finish in time is not affected.
+        using var prompt = await server.ConnectRawAsync();
+        await prompt.AttachAsync("disk");
+        await Task.Delay(600);
+        await prompt.SendAsync(Request(0, Read, 1, 0, 1));
+        Assert.That(await prompt.ReadSimpleReplyAsync(), Is.EqualTo((0u, 1UL)), "attached clients have no handshake limit");
+    }
+}
