@@ -20,7 +20,8 @@ internal static class NbdConnection
         var pipeWriter = PipeWriter.Create(output);
         var reader = new MessageReader(pipeReader);
         string outcome = "closed";
-        var negotiation = new OptionNegotiation(reader, pipeWriter, catalog, options, logger, connectionId);
+        var logThrottle = LogThrottle.PerConnection(logger, connectionId);
+        var negotiation = new OptionNegotiation(reader, pipeWriter, catalog, options, logger, logThrottle, connectionId);
         using var handshake = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
         handshake.CancelAfter(options.HandshakeTimeout);
         try
@@ -35,7 +36,7 @@ internal static class NbdConnection
             var attachment = negotiation.Attachment!;
             logger.Attached(connectionId, chosen.Name, (ushort)chosen.Flags, chosen.StructuredReplies);
             using var ending = CancellationTokenSource.CreateLinkedTokenSource(shutdown, attachment.Ending);
-            await new TransmissionSession(reader, pipeWriter, chosen, options, logger, counters, connectionId).RunAsync(ending.Token);
+            await new TransmissionSession(reader, pipeWriter, chosen, options, logger, logThrottle, counters, connectionId).RunAsync(ending.Token);
         }
         catch (OperationCanceledException) when (handshake.IsCancellationRequested && !shutdown.IsCancellationRequested &&
                                                   negotiation.Attachment is null)
@@ -63,6 +64,7 @@ internal static class NbdConnection
         {
             negotiation.Attachment?.Dispose();
             await CloseAsync(pipeReader, pipeWriter);
+            logThrottle.Flush();
             logger.ConnectionClosed(connectionId, outcome);
         }
     }

@@ -45,6 +45,9 @@ internal static partial class NbdLog
     [LoggerMessage(EventId = 112, Level = LogLevel.Warning, Message = "connection {Id}: writing back what the client left failed (kept for the next attempt): {Reason}")]
     public static partial void DetachFailed(this ILogger logger, long id, string reason);
 
+    [LoggerMessage(EventId = 114, Level = LogLevel.Warning, Message = "connection {Id}: {Count} more rejected or failed requests or options not logged (one a second after the first ten)")]
+    public static partial void LinesNotLogged(this ILogger logger, long id, long count);
+
     [LoggerMessage(EventId = 113, Level = LogLevel.Error, Message = "connection {Id}: writing back what the client left failed unexpectedly (kept for the next attempt)")]
     public static partial void DetachCrashed(this ILogger logger, long id, Exception exception);
 }

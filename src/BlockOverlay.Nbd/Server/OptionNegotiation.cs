@@ -24,6 +24,7 @@ internal sealed class OptionNegotiation(
     ExportCatalog catalog,
     NbdServerOptions options,
     ILogger logger,
+    LogThrottle logThrottle,
     long connectionId)
 {
     private bool _noZeroes;
@@ -235,7 +236,11 @@ internal sealed class OptionNegotiation(
 
     private void Reject(uint option, OptionReplyType reply, string message)
     {
-        logger.OptionRejected(connectionId, (NbdOption)option, reply, message);
+        if (logThrottle.MayLog())
+        {
+            logger.OptionRejected(connectionId, (NbdOption)option, reply, message);
+        }
+
         NbdEncoder.WriteOptionReply(writer, option, reply, message);
     }
 

@@ -80,6 +80,20 @@ public class ResourceLimitTests
         return last;
     }
 
+    /// <summary>Whether the condition holds within 10 s.</summary>
+    private static async Task<bool> EventuallyAsync(Func<bool> condition)
+    {
+        for (var deadline = DateTime.UtcNow.AddSeconds(10); !condition(); await Task.Delay(50))
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     private static async Task ObserveEndAsync(Task sending)
     {
         try
@@ -105,7 +119,7 @@ public class ResourceLimitTests
         Assert.That(await silent.IsClosedByServerAsync(), Is.True, "a client that sent nothing");
         Assert.That(await slow.IsClosedByServerAsync(), Is.True, "a client that sent no option");
         Assert.That(server.Counters.HandshakeTimeouts, Is.EqualTo(2));
-        Assert.That(server.Log, Has.Some.Contains("handshake"));
+        Assert.That(await EventuallyAsync(() => server.Log.Any(l => l.Contains("handshake limit"))), Is.True, "the closes are logged");
 
         // A client that does finish in time is not affected.
         using var prompt = await server.ConnectRawAsync();
@@ -113,5 +127,33 @@ public class ResourceLimitTests
         await Task.Delay(600);
         await prompt.SendAsync(Request(0, Read, 1, 0, 1));
         Assert.That(await prompt.ReadSimpleReplyAsync(), Is.EqualTo((0u, 1UL)), "attached clients have no handshake limit");
+    }
+
+    [Test]
+    public async Task A_stream_of_bad_requests_is_logged_at_a_bounded_rate_with_a_count_of_the_rest()
+    {
+        await using var server = new TestServer(("disk", new MemoryExport(MiB)));
+        using (var client = await server.ConnectRawAsync())
+        {
+            await client.AttachAsync("disk");
+            const int requests = 10_000;
+            var sending = client.SendAsync([.. Enumerable.Range(0, requests).Select(i => Request(0, Unknown, (ulong)i, 0, 0))]);
+            for (int i = 0; i < requests; i++)
+            {
+                Assert.That((await client.ReadSimpleReplyAsync()).Error, Is.EqualTo(22u), "every bad request is still answered");
+            }
+
+            await sending;
+        }
+
+        // The connection ends and says what it left out.
+        Assert.That(await EventuallyAsync(() => server.Counters.ConnectionsOpen == 0), Is.True, "the connection ended");
+        var rejections = server.Log.Where(l => l.Contains("rejected") && l.Contains("unknown command")).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(server.Counters.RejectedRequests, Is.EqualTo(10_000), "every one is counted");
+            Assert.That(rejections, Has.Count.InRange(1, 50), "log lines for 10,000 bad requests");
+            Assert.That(server.Log, Has.Some.Match(@"\d+ more rejected or failed requests or options not logged"));
+        });
     }
 }
