@@ -32,15 +32,15 @@ internal static class BaseCommands
                           "a progress bar shows on standard error when it is a terminal.",
         };
         var command = new Command("add", "Register a raw image under a name.") { name, image, import, store };
-        command.SetAction((parse, cancel) => CommandErrors.RunAsync("base add", () => PrintAsync(
-            BaseOperations.AddAsync(parse.GetValue(store)!, parse.GetValue(name)!, parse.GetValue(image)!, parse.GetValue(import), cancel))));
+        command.SetAction((parse, cancel) => PrintAsync(
+            BaseOperations.AddAsync(parse.GetValue(store)!, parse.GetValue(name)!, parse.GetValue(image)!, parse.GetValue(import), cancel)));
         return command;
     }
 
     private static Command ListCommand(Option<string> store)
     {
         var command = new Command("list", "List bases: name, size, path, number of instances made on it.") { store };
-        command.SetAction((parse, _) => CommandErrors.RunAsync("base list", () => PrintAsync(BaseOperations.ListAsync(parse.GetValue(store)!))));
+        command.SetAction((parse, _) => PrintAsync(BaseOperations.ListAsync(parse.GetValue(store)!)));
         return command;
     }
 
@@ -48,8 +48,8 @@ internal static class BaseCommands
     {
         var name = new Argument<string>("NAME") { Description = "The base to forget (its file is deleted only if it was imported)." };
         var command = new Command("remove", "Unregister a base no instance uses.") { name, store };
-        command.SetAction((parse, _) => CommandErrors.RunAsync("base remove", () => PrintAsync(
-            BaseOperations.RemoveAsync(parse.GetValue(store)!, parse.GetValue(name)!))));
+        command.SetAction((parse, _) => PrintAsync(
+            BaseOperations.RemoveAsync(parse.GetValue(store)!, parse.GetValue(name)!)));
         return command;
     }
 

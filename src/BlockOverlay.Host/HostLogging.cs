@@ -75,6 +75,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "writing back an instance at shutdown failed unexpectedly (the cache tries once more)")]
     public static partial void WriteBackCrashed(ILogger logger, Exception exception);
 
+    [LoggerMessage(EventId = 13, Level = LogLevel.Error, Message = "control: instance {Command} hit a bug (the caller was told so)")]
+    public static partial void ControlCommandCrashed(ILogger logger, string command, Exception exception);
+
     [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "control socket at {Path}")]
     public static partial void ControlListening(ILogger logger, string path);
 

@@ -43,7 +43,7 @@ internal static class InstanceCommands
         var mode = FlushModeOption("What a flush makes durable (default: isolated).");
         var quota = QuotaOption();
         var command = new Command("create", "Create an instance (served at once if a server holds the store).") { name, baseImage, size, mode, quota, store };
-        command.SetAction((parse, _) => CommandErrors.RunAsync("instance create", async () =>
+        command.SetAction(async (parse, _) =>
         {
             string storePath = StorePath(parse, store);
             return await DispatchAsync(parse, store, new CreateRequest(
@@ -53,7 +53,7 @@ internal static class InstanceCommands
                 Size: parse.GetValue(size),
                 FlushMode: parse.GetValue(mode),
                 Quota: parse.GetValue(quota)));
-        }));
+        });
         return command;
     }
 
@@ -145,10 +145,11 @@ internal static class InstanceCommands
         {
             outcome = InstanceText.Render(request, await InstanceClient.RunAsync(StorePath(parse, store), request, Report), json);
         }
-        catch (Exception e) when (e is FormatException or IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException
-                                       or System.Text.Json.JsonException or BlockOverlay.Store.Format.StoreFormatException)
+        catch
         {
-            outcome = InstanceText.Failed(request.Command, e.Message);
+            // The command failed before or outside the store (CommandErrors says how): the bar goes first.
+            drawn?.Abandon();
+            throw;
         }
 
         if (outcome.ExitCode == 0)

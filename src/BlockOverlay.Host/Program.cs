@@ -12,4 +12,4 @@ var root = new RootCommand("BlockOverlay: an NBD server of copy-on-write disks f
 StoreDevices.AddCephOptions(root);
 var parse = root.Parse(args);
 StoreDevices.UseCephOptions(parse);
-return await parse.InvokeAsync();
+return await CommandErrors.InvokeAsync(parse, Console.Error);

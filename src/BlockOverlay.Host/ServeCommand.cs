@@ -2,7 +2,6 @@ using System.CommandLine;
 using BlockOverlay.Host.Config;
 using BlockOverlay.Host.Serving;
 using BlockOverlay.Nbd.Listeners;
-using BlockOverlay.Store.Format;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -84,18 +83,8 @@ internal static class ServeCommand
     {
         ThreadPool.GetMinThreads(out int workers, out int completionPorts);
         ThreadPool.SetMinThreads(Math.Max(workers, MinWorkerThreads), completionPorts);
-        HostConfig? config;
-        ServeSettings settings;
-        try
-        {
-            config = HostConfig.LoadFrom(flags.Config);
-            settings = ServeSettings.Resolve(flags, config);
-        }
-        catch (FormatException e)
-        {
-            return Fail(e.Message);
-        }
-
+        var config = HostConfig.LoadFrom(flags.Config);
+        var settings = ServeSettings.Resolve(flags, config);
         using var loggers = HostLogging.Create(settings.LogLevel, settings.LogFormat);
         if (config is not null)
         {
@@ -108,22 +97,15 @@ internal static class ServeCommand
         {
             await host.StartAsync();
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException
-                                       or InvalidOperationException or StoreFormatException)
+        catch
         {
             // What started is stopped, in reverse: the store, if it opened, closes cleanly.
-            int failed = Fail(e.Message);
+            // Then the failure is told as every command's is (CommandErrors).
             await host.StopAsync();
-            return failed;
+            throw;
         }
 
         await host.WaitForShutdownAsync();
         return 0;
-    }
-
-    private static int Fail(string message)
-    {
-        Console.Error.WriteLine($"blockoverlay serve: {message}");
-        return 1;
     }
 }

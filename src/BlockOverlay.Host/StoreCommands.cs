@@ -13,7 +13,7 @@ internal static class StoreCommands
         var path = new Argument<string>("PATH") { Description = "The store file, or rbd:POOL/IMAGE for an image in Ceph, to create (it must not exist)." };
         var size = new Option<string>("--size") { Description = "Its size, as 64G or 1T (binary units).", Required = true };
         var create = new Command("create", "Create an empty store file, written through once so every later write is in place.") { path, size };
-        create.SetAction((parse, _) => CommandErrors.RunAsync("store create", async () =>
+        create.SetAction(async (parse, _) =>
         {
             string file = parse.GetValue(path)!;
             var bytes = ByteSize.Parse(parse.GetValue(size)!);
@@ -39,11 +39,11 @@ internal static class StoreCommands
 
             Console.WriteLine($"created store {StoreDevices.Describe(file)} ({bytes})");
             return 0;
-        }));
+        });
 
         var infoPath = new Argument<string>("PATH") { Description = "The store file, or rbd:POOL/IMAGE." };
         var info = new Command("info", "Show a store's geometry, free space and metadata size (offline).") { infoPath };
-        info.SetAction((parse, _) => CommandErrors.RunAsync("store info", async () =>
+        info.SetAction(async (parse, _) =>
         {
             await using var session = await StoreSession.OpenAsync(parse.GetValue(infoPath)!);
             var i = session.Store.Info;
@@ -55,7 +55,7 @@ internal static class StoreCommands
             Console.WriteLine($"instances:        {i.Instances}, {i.Extents} map extents");
             Console.WriteLine($"last shutdown:    {(session.Store.WasClean ? "clean" : "unclean (recovered)")}");
             return 0;
-        }));
+        });
 
         return new Command("store", "Manage the upper extent store.") { create, info };
     }

@@ -56,7 +56,7 @@ internal static class StoreDevices
     {
         if (IsRbd(store))
         {
-            return await RbdDevice.OpenAsync(RbdAddress.Parse(store), s_ceph, takeover);
+            return await RbdDevice.OpenAsync(Image(store), s_ceph, takeover);
         }
 
         if (takeover)
@@ -80,7 +80,7 @@ internal static class StoreDevices
     /// <summary>Creates a new, empty device for a store of <paramref name="bytes"/> bytes, open and locked.</summary>
     public static async Task<IBlockDevice> CreateAsync(string store, long bytes) =>
         IsRbd(store)
-            ? await RbdDevice.CreateAsync(RbdAddress.Parse(store), bytes, s_ceph)
+            ? await RbdDevice.CreateAsync(Image(store), bytes, s_ceph)
             : await FileDevice.CreateAsync(store, bytes);
 
     /// <summary>Removes a device <see cref="CreateAsync"/> made, for a creation that failed half-way.</summary>
@@ -88,11 +88,23 @@ internal static class StoreDevices
     {
         if (IsRbd(store))
         {
-            return RbdDevice.RemoveAsync(RbdAddress.Parse(store), s_ceph);
+            return RbdDevice.RemoveAsync(Image(store), s_ceph);
         }
 
         File.Delete(store);
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// The RBD image an rbd: store address names. A snapshot is refused here, as bad input:
+    /// a store is written, and a snapshot cannot be (the device would call it a bad argument).
+    /// </summary>
+    private static RbdAddress Image(string store)
+    {
+        var address = RbdAddress.Parse(store);
+        return address.Snapshot is null
+            ? address
+            : throw new FormatException($"{address} is a snapshot: a store is an image (rbd:POOL/IMAGE)");
     }
 
     /// <summary>Completes when another server took the store over and this one can no longer write to it.</summary>

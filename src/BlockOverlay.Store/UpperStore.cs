@@ -107,7 +107,7 @@ public sealed class UpperStore : IAsyncDisposable
     /// </summary>
     public double JournalFill => (double)_journal.UsedBlocks / _superblock.Current.JournalBlocks;
 
-    /// <summary>Formats a device as an empty store.</summary>
+    /// <summary>Formats a device as an empty store; a device too small for one is a <see cref="StoreFormatException"/>.</summary>
     public static async Task CreateAsync(IBlockDevice device, StoreCreateOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -116,7 +116,7 @@ public sealed class UpperStore : IAsyncDisposable
         long journal = options.JournalBlocks ?? Math.Clamp(blocks / 64, 64, 16384);
         if (blocks < 2 + journal + 16)
         {
-            throw new ArgumentException($"a store needs at least {(2 + journal + 16) * BlockSize} bytes; the device has {device.Size}");
+            throw new StoreFormatException($"a store needs at least {(2 + journal + 16) * BlockSize} bytes; the device has {device.Size}");
         }
 
         var superblock = new Superblock

@@ -1,5 +1,3 @@
-using System.Net.Sockets;
-using System.Text.Json;
 using BlockOverlay.Host.Live;
 
 namespace BlockOverlay.Host.Bases;
@@ -21,9 +19,9 @@ internal static class InstanceBases
         {
             response = await InstanceClient.RunAsync(storePath, new ListRequest());
         }
-        catch (Exception e) when (e is SocketException or JsonException)
+        catch (Exception e) when (OperatorFailures.MessageFor(e) is { } reason)
         {
-            throw new IOException($"cannot list the instances of {storePath}: {e.Message}", e);
+            throw new IOException($"cannot list the instances of {storePath}: {reason}", e);
         }
 
         return response switch

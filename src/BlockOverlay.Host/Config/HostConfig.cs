@@ -94,9 +94,9 @@ internal sealed class HostConfig
         {
             text = File.ReadAllText(fullPath);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (OperatorFailures.MessageFor(e) is { } reason)
         {
-            throw new FormatException($"config {fullPath}: cannot read it: {e.Message}", e);
+            throw new FormatException($"config {fullPath}: cannot read it: {reason}", e);
         }
 
         try
@@ -188,7 +188,7 @@ internal sealed class HostConfig
         {
             return parse(text);
         }
-        catch (Exception e) when (e is FormatException or ArgumentException)
+        catch (FormatException e)
         {
             throw new FormatException($"{path}: {e.Message}", e);
         }

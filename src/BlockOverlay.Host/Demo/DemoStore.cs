@@ -65,11 +65,10 @@ internal static class DemoStore
 
             return paths.Store;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or StoreFormatException
-                                       or InstanceException or BaseImageChangedException)
+        catch (Exception e) when (OperatorFailures.MessageFor(e) is { } reason)
         {
-            // One kind of error with the context in it: the caller reports IOExceptions as one line.
-            throw new IOException($"cannot make the demo in {directory}: {e.Message}", e);
+            // The context in the message: where the demo was being made.
+            throw new IOException($"cannot make the demo in {directory}: {reason}", e);
         }
     }
 

@@ -15,7 +15,8 @@ namespace BlockOverlay.Host.Live;
 /// <see cref="InstanceRequest"/>, at most 64 KiB) and reads lines of JSON back (each a
 /// <see cref="ControlReply"/>): progress reports of a long command, then its
 /// <see cref="InstanceResponse"/>, then the server closes. A request it cannot read is
-/// answered with <see cref="RequestRefused"/>. Framed by newlines, not by length prefixes:
+/// answered with <see cref="RequestRefused"/>; a command that hits a bug is logged with its
+/// stack trace and answered with <see cref="InternalError"/>. Framed by newlines, not by length prefixes:
 /// System.Text.Json never writes a raw newline inside a value, so a line is a message; the
 /// reader stays a line reader with a size bound, and a person can talk to the socket with
 /// socat to see what a server says.
@@ -120,11 +121,12 @@ internal sealed class ControlServer : IAsyncDisposable
             try
             {
                 var request = Read(await ReadLineAsync(stream));
-                response = await _handle(request, ProgressTo(client, stream), _stop.Token);
+                response = await HandleAsync(request, ProgressTo(client, stream));
                 HostLog.ControlCommand(_logger, request.Command, request is NamedRequest named ? named.Name : "-", response.ExitCode);
             }
             catch (Exception e) when (e is JsonException or IOException or OperationCanceledException or SocketException)
             {
+                // No request: not one (JSON), or the caller broke off or was silent past the timeout.
                 response = new RequestRefused(e.Message);
             }
 
@@ -136,6 +138,26 @@ internal sealed class ControlServer : IAsyncDisposable
             {
                 // The caller left before the answer: the command happened (or not) all the same.
             }
+        }
+    }
+
+    /// <summary>
+    /// The command's answer. The handler answers every failure it expects (a refused command is
+    /// a <see cref="CommandFailed"/>), so what it throws is a bug: logged here with its stack,
+    /// and the caller is told it was one, not that its input was wrong.
+    /// </summary>
+    private async Task<InstanceResponse> HandleAsync(InstanceRequest request, Action<ProgressReport> progress)
+    {
+        try
+        {
+            return await _handle(request, progress, _stop.Token);
+        }
+#pragma warning disable CA1031 // A bug in one command must not take the control socket down; it is logged whole.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            HostLog.ControlCommandCrashed(_logger, request.Command, e);
+            return new InternalError($"{e.GetType().FullName}: {e.Message}".ReplaceLineEndings(" "));
         }
     }
 

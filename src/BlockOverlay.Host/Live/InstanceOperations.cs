@@ -1,6 +1,5 @@
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
-using BlockOverlay.Exports;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
 
@@ -16,7 +15,8 @@ internal static class InstanceOperations
 {
     /// <summary>
     /// Carries out the request. <paramref name="stop"/> ends a copy (commit, clone) between
-    /// chunks; what it made so far is removed and the command fails.
+    /// chunks; what it made so far is removed and the command fails. A refused command is a
+    /// <see cref="CommandFailed"/> saying why (<see cref="OperatorFailures"/>); a bug is thrown.
     /// </summary>
     public static async Task<InstanceResponse> RunAsync(InstanceRequest request, UpperStore store, StoreHost? live,
         Action<ProgressReport>? progress = null, CancellationToken stop = default)
@@ -36,10 +36,9 @@ internal static class InstanceOperations
                 _ => throw new ArgumentOutOfRangeException(nameof(request), request, "an instance command without an operation"),
             };
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentException
-                                       or StoreFormatException or InstanceException or BaseImageChangedException or ExportException)
+        catch (Exception e) when (OperatorFailures.MessageFor(e) is { } message)
         {
-            return new CommandFailed(e.Message);
+            return new CommandFailed(message);
         }
     }
 

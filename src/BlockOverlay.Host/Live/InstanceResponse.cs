@@ -18,6 +18,7 @@ namespace BlockOverlay.Host.Live;
 [JsonDerivedType(typeof(InstanceCloned), "cloned")]
 [JsonDerivedType(typeof(CommandFailed), "failed")]
 [JsonDerivedType(typeof(RequestRefused), "refused")]
+[JsonDerivedType(typeof(InternalError), "bug")]
 internal abstract record ControlReply;
 
 /// <summary>How far a long command (commit, clone) has come, in bytes.</summary>
@@ -26,12 +27,13 @@ internal sealed record ProgressReport(long Done, long Total) : ControlReply;
 /// <summary>The answer to a command: what it did, or why it did nothing.</summary>
 internal abstract record InstanceResponse : ControlReply
 {
-    /// <summary>The CLI's exit code for it: 0 done, 1 failed, 2 not understood.</summary>
+    /// <summary>The CLI's exit code for it: 0 done, 1 failed, 2 not understood, 70 a bug (<see cref="CommandErrors"/>).</summary>
     [JsonIgnore]
     public int ExitCode => this switch
     {
-        CommandFailed => 1,
+        CommandFailed => CommandErrors.Refused,
         RequestRefused => 2,
+        InternalError => CommandErrors.Bug,
         _ => 0,
     };
 }
@@ -54,6 +56,12 @@ internal sealed record InstanceCloned(string Name, string Target, long CopiedByt
 
 /// <summary>The command failed and changed nothing.</summary>
 internal sealed record CommandFailed(string Message) : InstanceResponse;
+
+/// <summary>
+/// The command hit a bug in the server (<see cref="OperatorFailures"/> had no message for what
+/// it threw). The server logged it with its stack trace; this says what and where to look.
+/// </summary>
+internal sealed record InternalError(string Message) : InstanceResponse;
 
 /// <summary>The control socket could not read a request (not JSON, not a known command, a field missing).</summary>
 internal sealed record RequestRefused(string Message) : InstanceResponse;

@@ -16,8 +16,10 @@ internal static class InstanceText
 {
     public static CommandOutcome Render(InstanceRequest request, InstanceResponse response, bool json = false) => response switch
     {
-        CommandFailed failed => Failed(request.Command, failed.Message),
+        CommandFailed failed => new(failed.ExitCode, "", $"blockoverlay instance {request.Command}: {failed.Message}\n"),
         RequestRefused refused => new(refused.ExitCode, "", $"blockoverlay: bad control request: {refused.Message}\n"),
+        InternalError bug => new(bug.ExitCode, "", $"blockoverlay instance {request.Command}: internal error in the server, a bug " +
+                                                   $"(its log has the stack trace; please report it): {bug.Message}\n"),
         InstanceStat stat => Ok(json ? JsonSerializer.Serialize(stat, ControlJson.Default.InstanceStat) + "\n" : Stat(stat)),
         InstanceList list => Ok(List(list)),
         InstanceCreated c => Ok($"created instance '{c.Name}' ({new ByteSize(c.Size)}{(c.Base is null ? "" : $" over {c.Base}")}, flush mode {c.FlushMode}" +
@@ -28,9 +30,6 @@ internal static class InstanceText
         InstanceCloned c => Ok($"cloned instance '{c.Name}' to '{c.Target}' ({new ByteSize(c.CopiedBytes)} of upper data copied; base shared)\n"),
         _ => throw new ArgumentOutOfRangeException(nameof(response), response, "an answer the CLI cannot word"),
     };
-
-    /// <summary>A failure before or outside the command (no store, no server answer): exit 1, one line.</summary>
-    public static CommandOutcome Failed(string command, string message) => new(1, "", $"blockoverlay instance {command}: {message}\n");
 
     private static CommandOutcome Ok(string stdout) => new(0, stdout, "");
 

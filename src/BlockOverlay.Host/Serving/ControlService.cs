@@ -28,9 +28,9 @@ internal sealed class ControlService(StoreService store, ILogger logger) : IHost
             HostLog.ControlListening(logger, control.Path);
             _control = control;
         }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        catch (Exception e) when (OperatorFailures.MessageFor(e) is { } reason)
         {
-            HostLog.ControlUnavailable(logger, control.Path, e.Message);
+            HostLog.ControlUnavailable(logger, control.Path, reason);
         }
 
         return Task.CompletedTask;

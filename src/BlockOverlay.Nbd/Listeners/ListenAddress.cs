@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
 
 namespace BlockOverlay.Nbd.Listeners;
 
@@ -13,15 +14,15 @@ public sealed record ListenAddress(EndPoint EndPoint)
     /// <summary>The IANA port of NBD.</summary>
     public const int DefaultPort = 10809;
 
+    /// <summary>The longest unix socket path in bytes: Linux's sun_path (108) less its NUL terminator.</summary>
+    public const int MaxUnixPathBytes = 107;
+
     public static ListenAddress Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
         if (text.StartsWith("unix:", StringComparison.Ordinal))
         {
-            string path = text["unix:".Length..];
-            return path.Length == 0
-                ? throw new FormatException($"'{text}': a unix socket needs a path, as in unix:/run/blockoverlay.sock")
-                : new ListenAddress(new UnixDomainSocketEndPoint(Path.GetFullPath(path)));
+            return new ListenAddress(new UnixDomainSocketEndPoint(UnixPath(text, text["unix:".Length..])));
         }
 
         if (text.StartsWith("tcp:", StringComparison.Ordinal))
@@ -47,6 +48,30 @@ public sealed record ListenAddress(EndPoint EndPoint)
         }
 
         throw new FormatException($"'{text}': a listen address starts with tcp: or unix:");
+    }
+
+    /// <summary>
+    /// The socket path made absolute, refused here with a <see cref="FormatException"/> when
+    /// it cannot be one (empty, a NUL in it, too long), since the socket types would only call
+    /// it a bad argument.
+    /// </summary>
+    private static string UnixPath(string text, string path)
+    {
+        if (path.Length == 0)
+        {
+            throw new FormatException($"'{text}': a unix socket needs a path, as in unix:/run/blockoverlay.sock");
+        }
+
+        if (path.Contains('\0', StringComparison.Ordinal))
+        {
+            throw new FormatException($"'{text.Replace("\0", "\\0", StringComparison.Ordinal)}': a unix socket path cannot contain a NUL character");
+        }
+
+        string full = Path.GetFullPath(path);
+        int bytes = Encoding.UTF8.GetByteCount(full);
+        return bytes <= MaxUnixPathBytes
+            ? full
+            : throw new FormatException($"'{text}': the socket path {full} is {bytes} bytes long; a unix socket path has at most {MaxUnixPathBytes}");
     }
 
     public override string ToString() => EndPoint switch

@@ -24,7 +24,7 @@ public sealed class ExportCatalog
     /// <summary>Exports in the order they were added; the first is the default export.</summary>
     public IReadOnlyList<KeyValuePair<string, IExport>> Snapshot => _exports;
 
-    /// <summary>Adds an export under a name not yet taken.</summary>
+    /// <summary>Adds an export under a name not yet taken (else <see cref="ExportNameTakenException"/>).</summary>
     public void Add(string name, IExport export)
     {
         ArgumentNullException.ThrowIfNull(export);
@@ -32,7 +32,7 @@ public sealed class ExportCatalog
         {
             ImmutableInterlocked.Update(ref _exports, list =>
                 list.Exists(e => e.Key == name)
-                    ? throw new InvalidOperationException($"an export named '{name}' already exists")
+                    ? throw new ExportNameTakenException(name)
                     : list.Add(new(name, export)));
             _attached[name] = new Attachments();
         }
@@ -171,6 +171,13 @@ public sealed class ExportInUseException(string name, int connections)
 {
     public int Connections { get; } = connections;
 }
+
+/// <summary>
+/// An export was not added because its name is taken: by a plain export, or by an instance,
+/// which a server exports under its own name. An operator's choice of names, not a bug.
+/// </summary>
+public sealed class ExportNameTakenException(string name)
+    : InvalidOperationException($"an export named '{name}' already exists");
 
 /// <summary>A connection's hold on its export: disposed when the connection ends.</summary>
 public sealed class ExportAttachment(Action release, CancellationToken ending) : IDisposable

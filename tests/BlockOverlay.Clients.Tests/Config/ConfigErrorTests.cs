@@ -64,4 +64,14 @@ public class ConfigErrorTests
         Assert.That(result.Stderr, Is.EqualTo($"blockoverlay serve: {problem}: use {(flag == "--log-level" ? "debug, information, warning or error" : "text or json")}\n"));
         Assert.That(File.Exists(_ws["nbd.sock"]), Is.False);
     }
+
+    [Test]
+    public void Two_exports_of_one_name_are_one_line_and_nothing_is_served()
+    {
+        var result = StoreWorkspace.Cli("serve", "--listen", "unix:" + _ws["nbd.sock"], "--export", "d=memory:1M", "--export", "d=memory:2M");
+
+        Assert.That(result.ExitCode, Is.EqualTo(1), result.ToString);
+        Assert.That(result.Stderr, Is.EqualTo("blockoverlay serve: an export named 'd' already exists\n"), result.ToString);
+        Assert.That(File.Exists(_ws["nbd.sock"]), Is.False);
+    }
 }

@@ -131,6 +131,8 @@ public class HostConfigTests
     [TestCase("""{ "cache": { "backgroundRatio": "0.5" } }""", "cache.backgroundRatio: expected a number, not a string")]
     [TestCase("""{ "log": { "level": "verbose" } }""", "log.level: 'verbose' is not a log level: use debug, information, warning or error")]
     [TestCase("""{ "log": { "format": "xml" } }""", "log.format: 'xml' is not a log format: use text or json")]
+    [TestCase("""{ "store": "a\u0000b" }""", "store: a path cannot contain a NUL character")]
+    [TestCase("""{ "listen": ["unix:a\u0000b"] }""", "listen[0]: a path cannot contain a NUL character")]
     public void A_value_of_the_wrong_kind_is_refused_with_its_key(string json, string message)
     {
         Assert.That(ProblemWith(json), Does.StartWith(message));

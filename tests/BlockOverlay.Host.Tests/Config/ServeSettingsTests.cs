@@ -155,4 +155,17 @@ public class ServeSettingsTests
 
         Assert.That(Assert.Throws<FormatException>(() => ServeSettings.Resolve(flags, Config))!.Message, Does.StartWith(message));
     }
+
+    [Test]
+    public void A_unix_socket_path_that_cannot_be_one_is_bad_input_named_by_its_flag()
+    {
+        string tooLong = "unix:/" + new string('s', 200);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Assert.Throws<FormatException>(() => ServeSettings.Resolve(new ServeFlags { Listen = [tooLong] }, Config))!.Message,
+                Does.StartWith($"--listen: '{tooLong}': the socket path /{new string('s', 200)} is 201 bytes long; a unix socket path has at most 107"));
+            Assert.That(Assert.Throws<FormatException>(() => ServeSettings.Resolve(new ServeFlags { Listen = ["unix:/a\0b"] }, Config))!.Message,
+                Is.EqualTo("--listen: 'unix:/a\\0b': a unix socket path cannot contain a NUL character"));
+        });
+    }
 }

@@ -41,6 +41,7 @@ public sealed class ControlProtocolTests
         new InstanceCloned("a", "a2", 4096),
         new CommandFailed("no instance named 'a'"),
         new RequestRefused("not JSON"),
+        new InternalError("System.InvalidOperationException: double free"),
     ];
 
     [Test]
