@@ -14,6 +14,7 @@ internal sealed class NbdFamilies
     private readonly Counter _connections;
     private readonly Gauge _connectionsOpen;
     private readonly Counter _handshakeTimeouts;
+    private readonly Counter _connectionsRefused;
     private readonly Counter _requests;
     private readonly Counter _errors;
     private readonly Counter _rejected;
@@ -28,6 +29,8 @@ internal sealed class NbdFamilies
         _connectionsOpen = factory.CreateGauge("blockoverlay_connections_open", "Client connections open now, negotiating ones included.");
         _handshakeTimeouts = factory.CreateCounter("blockoverlay_handshake_timeouts_total",
             "Connections closed for not choosing an export within the handshake limit.");
+        _connectionsRefused = factory.CreateCounter("blockoverlay_connections_refused_total",
+            "Connections closed at once for a connection limit (the server's or the client's).");
         _requests = factory.CreateCounter("blockoverlay_requests_total", "Requests received, by command; refused ones included.", ["command"]);
         _errors = factory.CreateCounter("blockoverlay_request_errors_total", "Error replies sent, by NBD error code.", ["error"]);
         _rejected = factory.CreateCounter("blockoverlay_requests_rejected_total",
@@ -43,6 +46,7 @@ internal sealed class NbdFamilies
         _connections.IncTo(_server.ConnectionsOpened);
         _connectionsOpen.Set(_server.ConnectionsOpen);
         _handshakeTimeouts.IncTo(_server.HandshakeTimeouts);
+        _connectionsRefused.IncTo(_server.ConnectionsRefused);
         foreach (var command in Enum.GetValues<NbdCommand>())
         {
             _requests.WithLabels(CommandLabel(command)).IncTo(_server.RequestsOf(command));

@@ -4,13 +4,14 @@ using Microsoft.Extensions.Logging;
 namespace BlockOverlay.Nbd.Server;
 
 /// <summary>
-/// How often one connection may log a refused option, or a refused or failed request: a
-/// burst, then one per interval (a token bucket). What it leaves out is counted and told
-/// with the next line it lets through and when the connection ends, so a client that sends
-/// nothing but bad input costs the log a few lines, not gigabytes. Bugs are not throttled.
+/// How often lines a client can provoke may be logged: per connection, a refused option or a
+/// refused or failed request; per server, a refused connection. A burst, then one per
+/// interval (a token bucket). What it leaves out is counted and told with the next line it
+/// lets through and at the end, so a client that sends nothing but bad input costs the log a
+/// few lines, not gigabytes. Bugs are not throttled.
 /// </summary>
 /// <remarks>Locking: one lock; requests of a connection complete on several threads.</remarks>
-internal sealed class LogThrottle(ILogger logger, long connectionId, int burst, TimeSpan interval)
+internal sealed class LogThrottle(Action<long> tellLeftOut, int burst, TimeSpan interval)
 {
     private readonly Lock _lock = new();
     private readonly double _ticksPerToken = interval.TotalSeconds * Stopwatch.Frequency;
@@ -19,7 +20,12 @@ internal sealed class LogThrottle(ILogger logger, long connectionId, int burst, 
     private long _leftOut;
 
     /// <summary>Ten lines, then one a second.</summary>
-    public static LogThrottle PerConnection(ILogger logger, long connectionId) => new(logger, connectionId, 10, TimeSpan.FromSeconds(1));
+    public static LogThrottle PerConnection(ILogger logger, long connectionId) =>
+        new(count => logger.LinesNotLogged(connectionId, count), 10, TimeSpan.FromSeconds(1));
+
+    /// <summary>For the server's refusals of connections: ten lines, then one a second.</summary>
+    public static LogThrottle ForRefusals(ILogger logger) =>
+        new(logger.RefusalsNotLogged, 10, TimeSpan.FromSeconds(1));
 
     /// <summary>Whether a line may be logged now (if not, it is counted as left out).</summary>
     public bool MayLog()
@@ -60,7 +66,7 @@ internal sealed class LogThrottle(ILogger logger, long connectionId, int burst, 
     {
         if (leftOut > 0)
         {
-            logger.LinesNotLogged(connectionId, leftOut);
+            tellLeftOut(leftOut);
         }
     }
 }

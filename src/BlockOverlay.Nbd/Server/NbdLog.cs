@@ -48,6 +48,12 @@ internal static partial class NbdLog
     [LoggerMessage(EventId = 114, Level = LogLevel.Warning, Message = "connection {Id}: {Count} more rejected or failed requests or options not logged (one a second after the first ten)")]
     public static partial void LinesNotLogged(this ILogger logger, long id, long count);
 
+    [LoggerMessage(EventId = 115, Level = LogLevel.Warning, Message = "connection from {Peer} refused: {Reason}")]
+    public static partial void ConnectionRefused(this ILogger logger, string peer, string reason);
+
+    [LoggerMessage(EventId = 116, Level = LogLevel.Warning, Message = "{Count} more refused connections not logged (one a second after the first ten)")]
+    public static partial void RefusalsNotLogged(this ILogger logger, long count);
+
     [LoggerMessage(EventId = 113, Level = LogLevel.Error, Message = "connection {Id}: writing back what the client left failed unexpectedly (kept for the next attempt)")]
     public static partial void DetachCrashed(this ILogger logger, long id, Exception exception);
 }

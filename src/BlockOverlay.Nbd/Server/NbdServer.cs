@@ -10,6 +10,12 @@ namespace BlockOverlay.Nbd.Server;
 /// Each connection runs on its own; stopping the server stops accepting, lets every
 /// connection finish the requests it started, and waits for them.
 /// </summary>
+/// <remarks>
+/// Admission: a socket connection is counted against the server's limit and its client's
+/// (<see cref="NbdServerOptions.MaxConnections"/>, <see cref="NbdServerOptions.MaxConnectionsPerClient"/>)
+/// from accept to close; past either it is closed before the greeting. <c>_lock</c> guards the
+/// listeners, the connections and those counts.
+/// </remarks>
 public sealed class NbdServer : IAsyncDisposable
 {
     private readonly ExportCatalog _catalog;
@@ -20,6 +26,9 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly List<Task> _acceptLoops = [];
     private readonly Lock _lock = new();
     private readonly HashSet<Task> _connections = [];
+    private readonly Dictionary<string, int> _perClient = [];
+    private readonly LogThrottle _refusalLog;
+    private int _admitted;
     private long _connectionIds;
 
     public NbdServer(ExportCatalog catalog, NbdServerOptions options, ILoggerFactory loggers)
@@ -27,6 +36,7 @@ public sealed class NbdServer : IAsyncDisposable
         _catalog = catalog;
         _options = options;
         _logger = loggers.CreateLogger("BlockOverlay.Nbd");
+        _refusalLog = LogThrottle.ForRefusals(_logger);
     }
 
     /// <summary>What the server's connections have done so far (for <c>/metrics</c>).</summary>
@@ -49,7 +59,9 @@ public sealed class NbdServer : IAsyncDisposable
             }
 
             socket.Bind(address.EndPoint);
-            socket.Listen(128);
+            // The longest queue the kernel allows (net.core.somaxconn): a host starting hundreds
+            // of guests at once connects them together.
+            socket.Listen();
         }
         catch
         {
@@ -74,7 +86,7 @@ public sealed class NbdServer : IAsyncDisposable
     }
 
     /// <summary>Serves one connection over a pair of streams (stdio mode) until it ends.</summary>
-    public Task ServeStreamAsync(Stream input, Stream output, string peer) => Track(input, output, peer, owner: null);
+    public Task ServeStreamAsync(Stream input, Stream output, string peer) => Track(input, output, peer, owner: null, client: null);
 
     /// <summary>Stops accepting, lets connections finish what they started, and waits for them.</summary>
     public async Task StopAsync()
@@ -117,17 +129,81 @@ public sealed class NbdServer : IAsyncDisposable
                 continue;
             }
 
+            string peer = Describe(client.RemoteEndPoint) ?? "unix";
+            string who = ClientOf(client);
+            if (Admit(who) is { } refusal)
+            {
+                Counters.RecordConnectionRefused();
+                if (_refusalLog.MayLog())
+                {
+                    _logger.ConnectionRefused(peer, refusal);
+                }
+
+                client.Dispose();
+                continue;
+            }
+
             if (client.ProtocolType == ProtocolType.Tcp)
             {
                 client.NoDelay = true;
             }
 
             var stream = new NetworkStream(client, ownsSocket: true);
-            _ = Track(stream, stream, Describe(client.RemoteEndPoint) ?? "unix", owner: stream);
+            _ = Track(stream, stream, peer, owner: stream, client: who);
         }
     }
 
-    private Task Track(Stream input, Stream output, string peer, NetworkStream? owner)
+    /// <summary>Counts a new connection of <paramref name="client"/>, or says which limit refuses it.</summary>
+    private string? Admit(string client)
+    {
+        lock (_lock)
+        {
+            if (_admitted >= _options.MaxConnections)
+            {
+                return $"the server's limit of {_options.MaxConnections} connections is reached";
+            }
+
+            _perClient.TryGetValue(client, out int held);
+            if (held >= _options.MaxConnectionsPerClient)
+            {
+                return $"{client} already holds its limit of {_options.MaxConnectionsPerClient} connections";
+            }
+
+            _perClient[client] = held + 1;
+            _admitted++;
+            return null;
+        }
+    }
+
+    private void Release(string client)
+    {
+        lock (_lock)
+        {
+            _admitted--;
+            if (--_perClient[client] == 0)
+            {
+                _perClient.Remove(client);
+            }
+        }
+    }
+
+    /// <summary>Who a connection counts against: a TCP client's address, or a unix-socket peer's user id.</summary>
+    private static string ClientOf(Socket socket)
+    {
+        if (socket.RemoteEndPoint is IPEndPoint ip)
+        {
+            return $"address {ip.Address}";
+        }
+
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; }, from the kernel at connect time.
+        const int SolSocket = 1, SoPeerCred = 17;
+        Span<byte> credentials = stackalloc byte[12];
+        return socket.GetRawSocketOption(SolSocket, SoPeerCred, credentials) == credentials.Length
+            ? $"uid {BitConverter.ToUInt32(credentials[4..])}"
+            : "an unidentified unix-socket peer";
+    }
+
+    private Task Track(Stream input, Stream output, string peer, NetworkStream? owner, string? client)
     {
         long id = Interlocked.Increment(ref _connectionIds);
         _logger.ConnectionOpened(id, peer);
@@ -152,6 +228,11 @@ public sealed class NbdServer : IAsyncDisposable
             finally
             {
                 Counters.RecordConnectionClosed();
+                if (client is not null)
+                {
+                    Release(client);
+                }
+
                 if (owner is not null)
                 {
                     await owner.DisposeAsync();

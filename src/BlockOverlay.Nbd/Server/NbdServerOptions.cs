@@ -15,6 +15,19 @@ public sealed record NbdServerOptions
     public int MaxOptionLength { get; init; } = 64 * 1024;
 
     /// <summary>
+    /// Connections served at once (sockets; stdio is one by itself). Past it a new client is
+    /// closed at once, before the greeting, and counted.
+    /// </summary>
+    public int MaxConnections { get; init; } = 4096;
+
+    /// <summary>
+    /// Connections one client may hold at once: a TCP client is its address, a unix-socket
+    /// client its user id (from the kernel, SO_PEERCRED). Past it that client's new
+    /// connection is closed at once, so one tenant cannot take every connection.
+    /// </summary>
+    public int MaxConnectionsPerClient { get; init; } = 1024;
+
+    /// <summary>
     /// How long a client may take from connecting to choosing an export (qemu-nbd's
     /// <c>--handshake-limit</c> has the same default); then the connection is closed.
     /// </summary>

@@ -24,6 +24,7 @@ public sealed class ServerCounters
     private long _connectionsOpened;
     private long _connectionsOpen;
     private long _handshakeTimeouts;
+    private long _connectionsRefused;
     private long _rejected;
     private long _failed;
     private long _bytesRead;
@@ -34,6 +35,9 @@ public sealed class ServerCounters
 
     /// <summary>Connections open now, from accept to close (negotiating ones included).</summary>
     public long ConnectionsOpen => Volatile.Read(ref _connectionsOpen);
+
+    /// <summary>Connections closed at once for a connection limit (the server's or the client's).</summary>
+    public long ConnectionsRefused => Volatile.Read(ref _connectionsRefused);
 
     /// <summary>Connections closed because they did not choose an export within the handshake limit.</summary>
     public long HandshakeTimeouts => Volatile.Read(ref _handshakeTimeouts);
@@ -65,6 +69,8 @@ public sealed class ServerCounters
     }
 
     public void RecordConnectionClosed() => Interlocked.Decrement(ref _connectionsOpen);
+
+    public void RecordConnectionRefused() => Interlocked.Increment(ref _connectionsRefused);
 
     public void RecordHandshakeTimeout() => Interlocked.Increment(ref _handshakeTimeouts);
 

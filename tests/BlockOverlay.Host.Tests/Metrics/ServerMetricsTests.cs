@@ -33,6 +33,7 @@ public class ServerMetricsTests
         Repeat(3, counters.RecordConnectionOpened);
         counters.RecordConnectionClosed();
         Repeat(2, counters.RecordHandshakeTimeout);
+        Repeat(7, counters.RecordConnectionRefused);
         var commands = new Dictionary<string, NbdCommand>
         {
             ["read"] = NbdCommand.Read, ["write"] = NbdCommand.Write, ["disc"] = NbdCommand.Disconnect, ["flush"] = NbdCommand.Flush,
@@ -74,6 +75,7 @@ public class ServerMetricsTests
             AssertType(families, "blockoverlay_connections", "counter");
             AssertType(families, "blockoverlay_connections_open", "gauge");
             AssertType(families, "blockoverlay_handshake_timeouts", "counter");
+            AssertType(families, "blockoverlay_connections_refused", "counter");
             AssertType(families, "blockoverlay_requests", "counter");
             AssertType(families, "blockoverlay_request_errors", "counter");
             AssertType(families, "blockoverlay_requests_rejected", "counter");
@@ -86,6 +88,7 @@ public class ServerMetricsTests
             Assert.That(Single(families["blockoverlay_connections"], "blockoverlay_connections_total"), Is.EqualTo(3));
             Assert.That(Single(families["blockoverlay_connections_open"], "blockoverlay_connections_open"), Is.EqualTo(2));
             Assert.That(Single(families["blockoverlay_handshake_timeouts"], "blockoverlay_handshake_timeouts_total"), Is.EqualTo(2));
+            Assert.That(Single(families["blockoverlay_connections_refused"], "blockoverlay_connections_refused_total"), Is.EqualTo(7));
             Assert.That(ByLabel(families["blockoverlay_requests"], "blockoverlay_requests_total", "command"),
                 Is.EquivalentTo(Requests.ToDictionary(r => r.Key, r => (double)r.Value)));
             Assert.That(ByLabel(families["blockoverlay_request_errors"], "blockoverlay_request_errors_total", "error"),

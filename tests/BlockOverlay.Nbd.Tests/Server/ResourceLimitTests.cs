@@ -156,4 +156,65 @@ public class ResourceLimitTests
             Assert.That(server.Log, Has.Some.Match(@"\d+ more rejected or failed requests or options not logged"));
         });
     }
+
+    [Test]
+    public async Task Past_the_connection_limit_a_new_client_is_closed_at_once_and_counted()
+    {
+        var options = new NbdServerOptions { MaxConnections = 2 };
+        await using var server = new TestServer(options, ("disk", new MemoryExport(MiB)));
+        using var first = await server.ConnectRawAsync();
+        using var second = await server.ConnectRawAsync();
+        await first.ReadAsync(18);
+        await second.ReadAsync(18);
+
+        using (var third = await server.ConnectRawAsync())
+        {
+            Assert.That(await third.IsClosedByServerAsync(), Is.True, "closed without a greeting");
+        }
+
+        Assert.That(server.Counters.ConnectionsRefused, Is.EqualTo(1));
+        first.Dispose();
+        Assert.That(await EventuallyAsync(() => server.Counters.ConnectionsOpen == 1), Is.True);
+        using var fourth = await server.ConnectRawAsync();
+        Assert.That(await fourth.AttachAsync("disk"), Is.Not.Zero, "room again once a connection closed");
+    }
+
+    [Test]
+    public async Task Past_the_limit_per_client_that_client_is_refused_while_the_total_has_room()
+    {
+        // On a unix socket the client is the peer's uid: every connection of this test is one client.
+        var options = new NbdServerOptions { MaxConnections = 10, MaxConnectionsPerClient = 2 };
+        await using var server = new TestServer(options, ("disk", new MemoryExport(MiB)));
+        using var first = await server.ConnectRawAsync();
+        using var second = await server.ConnectRawAsync();
+        await first.ReadAsync(18);
+        await second.ReadAsync(18);
+        using var third = await server.ConnectRawAsync();
+
+        Assert.That(await third.IsClosedByServerAsync(), Is.True, "the client's third connection");
+        Assert.That(server.Counters.ConnectionsRefused, Is.EqualTo(1));
+        Assert.That(await EventuallyAsync(() => server.Log.Any(l => l.Contains("refused") && l.Contains("uid"))), Is.True,
+            "the refusal names the client");
+    }
+
+    [Test]
+    public async Task Hundreds_of_clients_connecting_at_once_are_all_accepted()
+    {
+        await using var server = new TestServer(("disk", new MemoryExport(MiB)));
+        var clients = await Task.WhenAll(Enumerable.Range(0, 500).Select(_ => server.ConnectRawAsync()));
+        try
+        {
+            foreach (var client in clients)
+            {
+                Assert.That((await client.ReadAsync(18)).Length, Is.EqualTo(18), "every one greeted");
+            }
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Dispose();
+            }
+        }
+    }
 }
