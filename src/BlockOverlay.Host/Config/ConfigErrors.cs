@@ -94,6 +94,7 @@ internal static partial class ConfigErrors
     public static string Expected(Type type) =>
         type == typeof(string) ? "a string in double quotes"
         : type == typeof(double?) ? "a number"
+        : type == typeof(int?) ? "an integer"
         : type == typeof(IReadOnlyList<string?>) ? "an array [ \"...\", ... ]"
         : "an object { ... }";
 

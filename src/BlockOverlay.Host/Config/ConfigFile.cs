@@ -23,6 +23,8 @@ internal sealed record ConfigFile
 
     public CacheSection? Cache { get; init; }
 
+    public LimitsSection? Limits { get; init; }
+
     public LogSection? Log { get; init; }
 }
 
@@ -37,6 +39,19 @@ internal sealed record CacheSection
     public double? BackgroundRatio { get; init; }
 
     public double? MaxDirtyAgeSeconds { get; init; }
+}
+
+/// <summary>The <c>limits</c> object: what one client may hold of the server.</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+internal sealed record LimitsSection
+{
+    public double? HandshakeSeconds { get; init; }
+
+    public int? Connections { get; init; }
+
+    public int? ConnectionsPerClient { get; init; }
+
+    public string? ConnectionMemory { get; init; }
 }
 
 /// <summary>The <c>log</c> object.</summary>

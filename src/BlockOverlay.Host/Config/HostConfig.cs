@@ -4,6 +4,7 @@ using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Host.Metrics;
 using BlockOverlay.Nbd.Listeners;
+using BlockOverlay.Nbd.Server;
 using Microsoft.Extensions.Logging;
 
 namespace BlockOverlay.Host.Config;
@@ -51,6 +52,9 @@ internal sealed class HostConfig
 
     /// <summary>The defaults with whatever the file's <c>cache</c> changes; always valid.</summary>
     public CacheOptions Cache { get; init; } = new();
+
+    /// <summary>The <c>limits</c> section over the NBD server's defaults.</summary>
+    public NbdServerOptions Limits { get; init; } = new();
 
     public LogLevel? LogLevel { get; init; }
 
@@ -144,6 +148,7 @@ internal sealed class HostConfig
             Metrics = file.Metrics is { } metrics ? Interpret("metrics", metrics, MetricsEndpoint.ParseAddress) : null,
             Exports = Each("exports", file.Exports, text => ConfigPaths.Export(directory, ExportSpec.Parse(text))),
             Cache = ReadCache(file.Cache),
+            Limits = ReadLimits(file.Limits),
             LogLevel = file.Log?.Level is { } level ? Interpret("log.level", level, LogChoices.ParseLevel) : null,
             LogFormat = file.Log?.Format is { } format ? Interpret("log.format", format, LogChoices.ParseFormat) : null,
         };
@@ -170,11 +175,47 @@ internal sealed class HostConfig
 
         if (cache?.MaxDirtyAgeSeconds is { } seconds)
         {
-            options = options with { MaxDirtyAge = DirtyAge("cache.maxDirtyAgeSeconds", seconds) };
+            options = options with { MaxDirtyAge = Seconds("cache.maxDirtyAgeSeconds", seconds) };
         }
 
         return options.Problem() is { } problem ? throw new FormatException($"cache: {problem}") : options;
     }
+
+    /// <summary>The NBD server's defaults changed by the <c>limits</c> section.</summary>
+    private static NbdServerOptions ReadLimits(LimitsSection? limits)
+    {
+        var options = new NbdServerOptions();
+        if (limits?.HandshakeSeconds is { } seconds)
+        {
+            options = options with { HandshakeTimeout = Seconds("limits.handshakeSeconds", seconds) };
+        }
+
+        if (limits?.Connections is { } connections)
+        {
+            options = options with { MaxConnections = Count("limits.connections", connections) };
+        }
+
+        // Not given, the per-client limit is the default or the total, whichever is lower.
+        options = limits?.ConnectionsPerClient is { } perClient
+            ? options with { MaxConnectionsPerClient = Count("limits.connectionsPerClient", perClient) }
+            : options with { MaxConnectionsPerClient = Math.Min(options.MaxConnectionsPerClient, options.MaxConnections) };
+
+        if (limits?.ConnectionMemory is { } memory)
+        {
+            long bytes = Interpret("limits.connectionMemory", memory, ByteSize.Parse).Bytes;
+            options = options with
+            {
+                MaxInFlightBytes = bytes >= 1 << 20 ? bytes : throw new FormatException($"limits.connectionMemory: expected at least 1 MiB, not {memory}"),
+            };
+        }
+
+        return options.MaxConnectionsPerClient > options.MaxConnections
+            ? throw new FormatException($"limits: connectionsPerClient ({options.MaxConnectionsPerClient}) is above connections ({options.MaxConnections})")
+            : options;
+    }
+
+    private static int Count(string path, int value) =>
+        value >= 1 ? value : throw new FormatException($"{path}: expected a whole number from 1, not {value}");
 
     /// <summary>Each string of the array <paramref name="key"/> through <paramref name="parse"/>; empty when the key is not there.</summary>
     private static IReadOnlyList<T> Each<T>(string key, IReadOnlyList<string?>? items, Func<string, T> parse) =>
@@ -195,11 +236,11 @@ internal sealed class HostConfig
     }
 
     /// <summary>
-    /// Checked here rather than left to <see cref="CacheOptions.Problem"/>: a negative number
-    /// of seconds could land on <see cref="Timeout.InfiniteTimeSpan"/> (-1 ms), which the
-    /// options read as "never", and a huge one would overflow a <see cref="TimeSpan"/>.
+    /// A number of seconds, checked here rather than left to the options: a negative one could
+    /// land on <see cref="Timeout.InfiniteTimeSpan"/> (-1 ms), which options read as "never",
+    /// and a huge one would overflow a <see cref="TimeSpan"/>.
     /// </summary>
-    private static TimeSpan DirtyAge(string path, double seconds) =>
+    private static TimeSpan Seconds(string path, double seconds) =>
         seconds is > 0 and <= int.MaxValue
             ? TimeSpan.FromSeconds(seconds)
             : throw new FormatException($"{path}: expected a positive number of seconds (at most {int.MaxValue}), not {seconds}");

@@ -3,6 +3,7 @@ using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Host.Metrics;
 using BlockOverlay.Nbd.Listeners;
+using BlockOverlay.Nbd.Server;
 using Microsoft.Extensions.Logging;
 
 namespace BlockOverlay.Host.Config;
@@ -70,6 +71,9 @@ internal sealed record ServeSettings
 
     public CacheOptions Cache { get; init; } = new();
 
+    /// <summary>The NBD server's limits (the config's <c>limits</c>; no flags).</summary>
+    public NbdServerOptions Limits { get; init; } = new();
+
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
     public LogFormat LogFormat { get; init; } = LogFormat.Text;
@@ -96,6 +100,7 @@ internal sealed record ServeSettings
             Stdio = flags.Stdio,
             Metrics = flags.Metrics is { } metrics ? Flag("--metrics", metrics, MetricsEndpoint.ParseAddress) : config?.Metrics,
             Cache = config?.Cache ?? new CacheOptions(),
+            Limits = config?.Limits ?? new NbdServerOptions(),
             LogLevel = ResolveLevel(flags) ?? config?.LogLevel ?? LogLevel.Information,
             LogFormat = flags.LogFormat is { } format ? Flag("--log-format", format, LogChoices.ParseFormat) : config?.LogFormat ?? LogFormat.Text,
         };

@@ -59,4 +59,28 @@ public class ConfigFileTests
         Assert.That(server.StderrLines, Has.Some.EndsWith($"config {example}"), server.ToString);
         Assert.That(server.Stop(), Is.Zero, server.ToString);
     }
+
+    [Test]
+    public async Task The_configs_connection_limit_is_the_servers()
+    {
+        string directory = _ws["etc"];
+        Directory.CreateDirectory(directory);
+        File.WriteAllText(Path.Combine(directory, "config.json"), """
+            { "exports": ["disk=memory:1M"], "listen": ["unix:nbd.sock"], "limits": { "connections": 1 } }
+            """);
+        string socket = Path.Combine(directory, "nbd.sock");
+        using var server = ConfiguredServer.Start(socket, ["--config", Path.Combine(directory, "config.json")]);
+
+        // The first connection holds the only place (a client waits in the handshake); a second is closed at once.
+        using var first = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, 0);
+        await first.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
+        var greeting = new byte[18];
+        Assert.That(await first.ReceiveAsync(greeting), Is.EqualTo(18), "the first client is greeted");
+        var second = ClientTool.Nbdinfo.Run("--size", $"nbd+unix:///disk?socket={socket}");
+
+        Assert.That(second.ExitCode, Is.Not.Zero, second.ToString);
+        Assert.That(server.StderrLines, Has.Some.Contains("limit of 1 connections"), server.ToString);
+        first.Dispose();
+        Assert.That(server.Stop(), Is.Zero, server.ToString);
+    }
 }

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Host.Config;
 using BlockOverlay.Nbd.Listeners;
+using BlockOverlay.Nbd.Server;
 using Microsoft.Extensions.Logging;
 
 namespace BlockOverlay.Host.Tests.Config;
@@ -31,6 +32,7 @@ public class HostConfigTests
               "metrics": "tcp:127.0.0.1:9810",
               "exports": ["scratch=memory:64M", "iso=file:../images/a.iso:ro", "abs=file:/srv/b.raw"],
               "cache": { "globalDirtyLimit": "8G", "instanceDirtyLimit": "512M", "backgroundRatio": 0.5, "maxDirtyAgeSeconds": 2.5 },
+              "limits": { "handshakeSeconds": 2.5, "connections": 300, "connectionsPerClient": 20, "connectionMemory": "16M" },
               "log": { "level": "warning", "format": "json" }
             }
             """);
@@ -51,6 +53,13 @@ public class HostConfigTests
                 BackgroundRatio = 0.5,
                 MaxDirtyAge = TimeSpan.FromSeconds(2.5),
             }));
+            Assert.That(config.Limits, Is.EqualTo(new NbdServerOptions
+            {
+                HandshakeTimeout = TimeSpan.FromSeconds(2.5),
+                MaxConnections = 300,
+                MaxConnectionsPerClient = 20,
+                MaxInFlightBytes = 16L << 20,
+            }));
             Assert.That(config.LogLevel, Is.EqualTo(LogLevel.Warning));
             Assert.That(config.LogFormat, Is.EqualTo(LogFormat.Json));
         });
@@ -68,6 +77,7 @@ public class HostConfigTests
             Assert.That(config.Metrics, Is.Null);
             Assert.That(config.Exports, Is.Empty);
             Assert.That(config.Cache, Is.EqualTo(new CacheOptions()));
+            Assert.That(config.Limits, Is.EqualTo(new NbdServerOptions()));
             Assert.That(config.LogLevel, Is.Null);
             Assert.That(config.LogFormat, Is.Null);
         });
@@ -97,10 +107,11 @@ public class HostConfigTests
         Assert.That(address.EndPoint.ToString(), Is.EqualTo("/etc/bo/nbd.sock"));
     }
 
-    [TestCase("""{ "lsten": [] }""", "unknown key 'lsten' (the config takes store, listen, metrics, exports, cache, log)")]
+    [TestCase("""{ "lsten": [] }""", "unknown key 'lsten' (the config takes store, listen, metrics, exports, cache, limits, log)")]
     [TestCase("""{ "Store": "s" }""", "unknown key 'Store'")]
     [TestCase("""{ "cache": { "globalDirtyLimt": "1G" } }""", "unknown key 'cache.globalDirtyLimt' ('cache' takes globalDirtyLimit, instanceDirtyLimit, backgroundRatio, maxDirtyAgeSeconds)")]
     [TestCase("""{ "log": { "levle": "debug" } }""", "unknown key 'log.levle' ('log' takes level, format)")]
+    [TestCase("""{ "limits": { "connection": 5 } }""", "unknown key 'limits.connection' ('limits' takes handshakeSeconds, connections, connectionsPerClient, connectionMemory)")]
     public void An_unknown_key_is_named(string json, string message)
     {
         Assert.That(ProblemWith(json), Does.StartWith(message));
@@ -150,6 +161,25 @@ public class HostConfigTests
     public void Cache_limits_are_parsed_as_sizes_and_checked_together(string json, string message)
     {
         Assert.That(ProblemWith(json), Does.StartWith(message));
+    }
+
+    [TestCase("""{ "limits": { "handshakeSeconds": 0 } }""", "limits.handshakeSeconds: expected a positive number of seconds")]
+    [TestCase("""{ "limits": { "connections": 0 } }""", "limits.connections: expected a whole number from 1")]
+    [TestCase("""{ "limits": { "connections": 2.5 } }""", "limits.connections: expected an integer")]
+    [TestCase("""{ "limits": { "connectionsPerClient": -1 } }""", "limits.connectionsPerClient: expected a whole number from 1")]
+    [TestCase("""{ "limits": { "connections": 10, "connectionsPerClient": 20 } }""", "limits: connectionsPerClient (20) is above connections (10)")]
+    [TestCase("""{ "limits": { "connectionMemory": "512K" } }""", "limits.connectionMemory: expected at least 1 MiB")]
+    [TestCase("""{ "limits": { "connectionMemory": "lots" } }""", "limits.connectionMemory: 'lots' is not a size")]
+    public void Connection_limits_are_checked_with_their_key(string json, string message)
+    {
+        Assert.That(ProblemWith(json), Does.StartWith(message));
+    }
+
+    [Test]
+    public void A_total_below_the_default_per_client_limit_lowers_that_limit_too()
+    {
+        var limits = Parse("""{ "limits": { "connections": 8 } }""").Limits;
+        Assert.That((limits.MaxConnections, limits.MaxConnectionsPerClient), Is.EqualTo((8, 8)));
     }
 
     [Test]
@@ -204,6 +234,7 @@ public class HostConfigTests
             Assert.That(config.Metrics, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 9810)));
             Assert.That(config.Exports, Is.Empty);
             Assert.That(config.Cache, Is.EqualTo(new CacheOptions()), "the example's cache values are said to be the defaults");
+            Assert.That(config.Limits, Is.EqualTo(new NbdServerOptions()), "the example's limits are said to be the defaults");
             Assert.That(config.LogLevel, Is.EqualTo(LogLevel.Information));
             Assert.That(config.LogFormat, Is.EqualTo(LogFormat.Text));
         });
