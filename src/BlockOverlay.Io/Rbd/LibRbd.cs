@@ -4,7 +4,8 @@ namespace BlockOverlay.Io.Rbd;
 
 /// <summary>
 /// The librbd calls an RBD device needs (Ceph 16.2's librbd.so.1): create, open and close an
-/// image, its size, the managed exclusive lock, and asynchronous reads, writes and flushes.
+/// image, its size, the managed exclusive lock, and asynchronous reads, writes and flushes;
+/// for read-only bases, the ids that make a snapshot's identity.
 /// Every call returns 0 (or a byte count) or a negative errno. Handles are opaque pointers.
 /// </summary>
 internal static unsafe partial class LibRbd
@@ -37,6 +38,12 @@ internal static unsafe partial class LibRbd
 
     [LibraryImport(Library)]
     public static partial int rbd_get_size(nint image, out ulong size);
+
+    [LibraryImport(Library)]
+    public static partial int rbd_get_id(nint image, byte* id, nuint idLength);
+
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rbd_snap_get_id(nint image, string snapshot, out ulong snapshotId);
 
     [LibraryImport(Library)]
     public static partial int rbd_lock_acquire(nint image, int mode);

@@ -47,8 +47,6 @@ public sealed class RbdDevice : IBlockDevice
         LockOwner = lockOwner;
     }
 
-    private unsafe delegate int AioCall(nint image, byte* buffer, nint completion);
-
     /// <summary>The image this device was opened at.</summary>
     public RbdAddress Address { get; }
 
@@ -252,48 +250,27 @@ public sealed class RbdDevice : IBlockDevice
     }
 
     /// <summary>Runs one aio call; a read must return <paramref name="expected"/> bytes (writes and flushes return 0).</summary>
-    private async ValueTask RunAsync(string call, long offset, ReadOnlyMemory<byte> buffer, int? expected, AioCall start)
+    private async ValueTask RunAsync(string call, long offset, ReadOnlyMemory<byte> buffer, int? expected, RbdImageHandle.AioCall start)
     {
-        bool added = false;
+        long result;
         try
         {
-            _image.DangerousAddRef(ref added);
-            using var pin = buffer.Pin();
-            long result = await Start(call, offset, pin, start);
-            if (result < 0)
-            {
-                throw Failure(call, offset, (int)-result);
-            }
-
-            if (expected is not null && result != expected)
-            {
-                throw new IOException($"{call} on {Address} at offset {offset}: {result} of {expected} bytes", Errno.EIO);
-            }
+            result = await _image.RunAsync(buffer, start);
         }
         catch (ObjectDisposedException e)
         {
             throw new IOException($"{call} on {Address}: the device is closed", e);
         }
-        finally
-        {
-            if (added)
-            {
-                _image.DangerousRelease();
-            }
-        }
-    }
 
-    private unsafe Task<long> Start(string call, long offset, System.Buffers.MemoryHandle pin, AioCall start)
-    {
-        var completion = RbdCompletion.Create();
-        int started = start(_image.DangerousGetHandle(), (byte*)pin.Pointer, completion.Handle);
-        if (started < 0)
+        if (result < 0)
         {
-            completion.Abandon();
-            throw Failure(call, offset, -started);
+            throw Failure(call, offset, (int)-result);
         }
 
-        return completion.Result;
+        if (expected is not null && result != expected)
+        {
+            throw new IOException($"{call} on {Address} at offset {offset}: {result} of {expected} bytes", Errno.EIO);
+        }
     }
 
     private IOException Failure(string call, long offset, int errno)

@@ -27,6 +27,9 @@ internal sealed class RbdImageHandle : SafeHandle
     {
     }
 
+    /// <summary>Starts one rbd_aio_* call on <paramref name="image"/> with <paramref name="buffer"/> and <paramref name="completion"/>.</summary>
+    public unsafe delegate int AioCall(nint image, byte* buffer, nint completion);
+
     public override bool IsInvalid => handle == 0;
 
     /// <summary>"client.N": how other clients (and lock owner lists) name this connection.</summary>
@@ -78,7 +81,11 @@ internal sealed class RbdImageHandle : SafeHandle
             : LibRbd.rbd_open(_ioctx, address.Image, out image, null);
         if (result == -Errno.ENOENT)
         {
-            throw new IOException($"{address}: no such RBD image (make a store with: blockoverlay store create {address} --size SIZE)", Errno.ENOENT);
+            throw new IOException(
+                address.Snapshot is null
+                    ? $"{address}: no such RBD image (make a store with: blockoverlay store create {address} --size SIZE)"
+                    : $"{address}: no such RBD image or snapshot (make a snapshot with: rbd snap create {address.Pool}/{address.Image}@{address.Snapshot})",
+                Errno.ENOENT);
         }
 
         if (result < 0)
@@ -87,6 +94,30 @@ internal sealed class RbdImageHandle : SafeHandle
         }
 
         SetHandle(image);
+    }
+
+    /// <summary>
+    /// Runs one asynchronous call on the open image, <paramref name="buffer"/> pinned and the
+    /// image held open until it completes. Returns the call's result: a byte count or 0, or a
+    /// negative errno (a call refused at once included). Throws <see cref="ObjectDisposedException"/>
+    /// when the image is closed.
+    /// </summary>
+    public async Task<long> RunAsync(ReadOnlyMemory<byte> buffer, AioCall start)
+    {
+        bool added = false;
+        try
+        {
+            DangerousAddRef(ref added);
+            using var pin = buffer.Pin();
+            return await Start(pin, start);
+        }
+        finally
+        {
+            if (added)
+            {
+                DangerousRelease();
+            }
+        }
     }
 
     /// <summary>Who holds the image's exclusive lock now ("client.N"), empty when nobody does.</summary>
@@ -138,6 +169,19 @@ internal sealed class RbdImageHandle : SafeHandle
             LibRados.rados_shutdown(_cluster);
             _cluster = 0;
         }
+    }
+
+    private unsafe Task<long> Start(System.Buffers.MemoryHandle pin, AioCall start)
+    {
+        var completion = RbdCompletion.Create();
+        int started = start(handle, (byte*)pin.Pointer, completion.Handle);
+        if (started < 0)
+        {
+            completion.Abandon();
+            return Task.FromResult<long>(started);
+        }
+
+        return completion.Result;
     }
 
     private static void Check(int result, string call, CephClientOptions options)
