@@ -1,4 +1,5 @@
 using System.CommandLine;
+using BlockOverlay.Engine.Instances;
 using BlockOverlay.Io;
 using BlockOverlay.Io.Rbd;
 
@@ -19,13 +20,13 @@ internal static class StoreDevices
 {
     private static readonly Option<string> CephConf = new("--ceph-conf")
     {
-        Description = "For rbd:POOL/IMAGE stores: the Ceph config file (default: $CEPH_CONF, else /etc/ceph/ceph.conf).",
+        Description = "For rbd:POOL/IMAGE stores and rbd:POOL/IMAGE@SNAP bases: the Ceph config file (default: $CEPH_CONF, else /etc/ceph/ceph.conf).",
         Recursive = true,
     };
 
     private static readonly Option<string> CephId = new("--ceph-id")
     {
-        Description = "For rbd:POOL/IMAGE stores: the Ceph client id, as admin or client.admin (default: admin).",
+        Description = "For rbd:POOL/IMAGE stores and rbd:POOL/IMAGE@SNAP bases: the Ceph client id, as admin or client.admin (default: admin).",
         Recursive = true,
     };
 
@@ -39,8 +40,12 @@ internal static class StoreDevices
         root.Options.Add(CephId);
     }
 
-    /// <summary>Takes the cluster choice from the parsed command line.</summary>
-    public static void UseCephOptions(ParseResult parse) => s_ceph = new CephClientOptions(parse.GetValue(CephConf), parse.GetValue(CephId));
+    /// <summary>Takes the cluster choice from the parsed command line, for stores and for bases (rbd:POOL/IMAGE@SNAP) alike.</summary>
+    public static void UseCephOptions(ParseResult parse)
+    {
+        s_ceph = new CephClientOptions(parse.GetValue(CephConf), parse.GetValue(CephId));
+        BaseImage.Ceph = s_ceph;
+    }
 
     /// <summary>True for an rbd:POOL/IMAGE address.</summary>
     public static bool IsRbd(string store) => RbdAddress.IsRbd(store);

@@ -1,28 +1,34 @@
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Exports;
+using BlockOverlay.Io.Rbd;
 using BlockOverlay.Store.Format;
 using K4os.Hash.xxHash;
 
 namespace BlockOverlay.Engine.Instances;
 
 /// <summary>
-/// A read-only raw image under one or more instances. Never opened for writing
-/// (invariant 8): reads go through a read-only <see cref="FileExport"/>, which also gives
-/// SEEK_DATA/SEEK_HOLE allocation for block status.
+/// A read-only raw image under one or more instances: a file, or a snapshot in Ceph
+/// (<c>rbd:POOL/IMAGE@SNAP</c>). Never opened for writing (invariant 8): a file is read
+/// through a read-only <see cref="FileExport"/>, which also gives SEEK_DATA/SEEK_HOLE
+/// allocation for block status; a snapshot through librbd, opened read-only
+/// (<see cref="RbdSnapshot"/>), and shown as data throughout.
 /// </summary>
 /// <remarks>
-/// <b>Identity.</b> An instance records its base's path, size and a fingerprint: XXH64 over
-/// the size, the first and last MiB and 16 evenly spaced 4 KiB samples. That costs a few
-/// milliseconds on any size and catches a replaced, resized, truncated or re-made image; an
-/// in-place edit that touches none of the sampled bytes goes unnoticed, which is the price
-/// of not hashing the whole image on every open.
+/// <b>Identity.</b> An instance records its base's path (or address), size and a fingerprint.
+/// For a file: XXH64 over the size, the first and last MiB and 16 evenly spaced 4 KiB
+/// samples. That costs a few milliseconds on any size and catches a replaced, resized,
+/// truncated or re-made image; an in-place edit that touches none of the sampled bytes goes
+/// unnoticed, which is the price of not hashing the whole image on every open. For a
+/// snapshot: XXH64 over the size, the image's id and the snapshot's id. A snapshot cannot
+/// change, and a re-made image or snapshot gets new ids, so that is exact and reads nothing.
 /// </remarks>
 public sealed class BaseImage : IAsyncDisposable
 {
     private const int EdgeBytes = 1 << 20;
     private const int Samples = 16;
     private const int SampleBytes = 4096;
-    private readonly FileExport _file;
+    private readonly FileExport? _file;
+    private readonly RbdSnapshot? _snapshot;
 
     private BaseImage(string path, FileExport file)
     {
@@ -30,15 +36,28 @@ public sealed class BaseImage : IAsyncDisposable
         _file = file;
     }
 
+    private BaseImage(RbdSnapshot snapshot)
+    {
+        Path = snapshot.Address.ToString();
+        _snapshot = snapshot;
+    }
+
+    /// <summary>
+    /// The Ceph cluster <c>rbd:</c> bases are read from: by default the Ceph conventions
+    /// ($CEPH_CONF, client.admin); a host sets it once at start from its command line.
+    /// </summary>
+    public static CephClientOptions Ceph { get; set; } = new();
+
+    /// <summary>The file's absolute path, or the snapshot's address as <c>rbd:POOL/IMAGE@SNAP</c>.</summary>
     public string Path { get; }
 
-    public long Size => _file.Size;
+    public long Size => _snapshot?.Size ?? _file!.Size;
 
     /// <summary>Opens a base image read-only, checking it is the one an instance was made on.</summary>
     public static async Task<BaseImage> OpenAsync(BaseIdentity expected)
     {
         ArgumentNullException.ThrowIfNull(expected);
-        var image = Open(expected.Path);
+        var image = RbdAddress.IsRbd(expected.Path) ? await OpenSnapshotAsync(expected.Path) : Open(expected.Path);
         try
         {
             var actual = await image.IdentifyAsync();
@@ -59,9 +78,24 @@ public sealed class BaseImage : IAsyncDisposable
         }
     }
 
-    /// <summary>Opens an image read-only; a missing or unreadable image gets a message naming it.</summary>
+    /// <summary>
+    /// Opens an image read-only (for a snapshot in Ceph, this blocks for the round trips to the
+    /// cluster); a missing or unreadable image gets a message naming it.
+    /// </summary>
     public static BaseImage Open(string path)
     {
+        if (RbdAddress.IsRbd(path))
+        {
+            try
+            {
+                return new BaseImage(RbdSnapshot.Open(RbdAddress.Parse(path), Ceph));
+            }
+            catch (Exception e) when (IsOpenFailure(e))
+            {
+                throw CannotOpen(path, e);
+            }
+        }
+
         string full = System.IO.Path.GetFullPath(path);
         try
         {
@@ -69,7 +103,7 @@ public sealed class BaseImage : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new BaseImageChangedException($"cannot open base image {full}: {e.Message}", e);
+            throw CannotOpen(full, e);
         }
     }
 
@@ -79,10 +113,17 @@ public sealed class BaseImage : IAsyncDisposable
         var state = new XXH64.State();
         XXH64.Reset(ref state);
         XXH64.Update(ref state, BitConverter.GetBytes(Size));
+        if (_snapshot is not null)
+        {
+            XXH64.Update(ref state, System.Text.Encoding.UTF8.GetBytes(_snapshot.ImageId));
+            XXH64.Update(ref state, BitConverter.GetBytes(_snapshot.SnapshotId));
+            return new BaseIdentity(Path, Size, XXH64.Digest(state));
+        }
+
         foreach (var (offset, length) in SampleRanges(Size))
         {
             var bytes = new byte[length];
-            await _file.ReadAsync(offset, bytes);
+            await _file!.ReadAsync(offset, bytes);
             XXH64.Update(ref state, bytes);
         }
 
@@ -93,9 +134,13 @@ public sealed class BaseImage : IAsyncDisposable
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer)
     {
         long inside = Math.Clamp(Size - offset, 0, buffer.Length);
-        if (inside > 0)
+        if (inside > 0 && _snapshot is not null)
         {
-            await _file.ReadAsync(offset, buffer[..(int)inside]);
+            await _snapshot.ReadAsync(offset, buffer[..(int)inside]);
+        }
+        else if (inside > 0)
+        {
+            await _file!.ReadAsync(offset, buffer[..(int)inside]);
         }
 
         buffer.Span[(int)inside..].Clear();
@@ -109,9 +154,14 @@ public sealed class BaseImage : IAsyncDisposable
     {
         long inside = Math.Clamp(Size - offset, 0, length);
         int before = extents.Count;
-        if (inside > 0)
+        if (inside > 0 && _snapshot is not null)
         {
-            await _file.GetAllocationAsync(offset, inside, maxExtents, extents);
+            // librbd could tell which objects exist (rbd_diff_iterate2); data throughout is true, if less sparse.
+            extents.Add(new Extent(inside, ExtentState.Data));
+        }
+        else if (inside > 0)
+        {
+            await _file!.GetAllocationAsync(offset, inside, maxExtents, extents);
         }
 
         long covered = extents.Skip(before).Sum(e => e.Length);
@@ -121,7 +171,24 @@ public sealed class BaseImage : IAsyncDisposable
         }
     }
 
-    public ValueTask DisposeAsync() => _file.DisposeAsync();
+    public ValueTask DisposeAsync() => _snapshot?.DisposeAsync() ?? _file!.DisposeAsync();
+
+    private static async Task<BaseImage> OpenSnapshotAsync(string address)
+    {
+        try
+        {
+            return new BaseImage(await RbdSnapshot.OpenAsync(RbdAddress.Parse(address), Ceph));
+        }
+        catch (Exception e) when (IsOpenFailure(e))
+        {
+            throw CannotOpen(address, e);
+        }
+    }
+
+    /// <summary>What opening a snapshot throws for a bad address, a missing image or snapshot, or an unreachable cluster.</summary>
+    private static bool IsOpenFailure(Exception e) => e is IOException or FormatException or ArgumentException;
+
+    private static BaseImageChangedException CannotOpen(string image, Exception e) => new($"cannot open base image {image}: {e.Message}", e);
 
     private static IEnumerable<(long Offset, int Length)> SampleRanges(long size)
     {

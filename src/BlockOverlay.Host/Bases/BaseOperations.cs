@@ -3,6 +3,7 @@ using System.Text;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Io;
+using BlockOverlay.Io.Rbd;
 
 namespace BlockOverlay.Host.Bases;
 
@@ -52,7 +53,7 @@ internal static class BaseOperations
         foreach (var entry in bases)
         {
             int users = instances.Count(i => CanonicalPath.SameFile(i.BasePath, entry.Path));
-            text.Append(CultureInfo.InvariantCulture, $"{entry.Name}\t{SizeOf(entry.Path)}\t{entry.Path}\t{users}\n");
+            text.Append(CultureInfo.InvariantCulture, $"{entry.Name}\t{await SizeOfAsync(entry.Path)}\t{entry.Path}\t{users}\n");
         }
 
         return text.ToString();
@@ -97,10 +98,18 @@ internal static class BaseOperations
             throw new FormatException($"{image} is an NBD URI: an image on a server can only be copied in (add --import)");
         }
 
-        string path = RegularFile(image);
+        string path;
         long size;
-        using (var file = File.OpenHandle(path)) // proves it readable now, not only at the first instance create
+        if (RbdAddress.IsRbd(image))
         {
+            // A snapshot in Ceph is named by its address; opening it proves it is there and readable now.
+            await using var snapshot = BaseImage.Open(image);
+            (path, size) = (snapshot.Path, snapshot.Size);
+        }
+        else
+        {
+            path = RegularFile(image);
+            using var file = File.OpenHandle(path); // proves it readable now, not only at the first instance create
             size = RandomAccess.GetLength(file);
         }
 
@@ -140,6 +149,21 @@ internal static class BaseOperations
         bases.FirstOrDefault(b => b.Name == name)
         ?? throw new IOException($"no base named '{name}' (see: blockoverlay base list --store {registry.StorePath})");
 
-    private static string SizeOf(string path) =>
-        PosixFiles.KindOf(path) == PosixFiles.FileKind.Missing ? "missing" : new ByteSize(new FileInfo(path).Length).ToString();
+    private static async Task<string> SizeOfAsync(string path)
+    {
+        if (RbdAddress.IsRbd(path))
+        {
+            try
+            {
+                await using var snapshot = BaseImage.Open(path);
+                return new ByteSize(snapshot.Size).ToString();
+            }
+            catch (BaseImageChangedException)
+            {
+                return "missing";
+            }
+        }
+
+        return PosixFiles.KindOf(path) == PosixFiles.FileKind.Missing ? "missing" : new ByteSize(new FileInfo(path).Length).ToString();
+    }
 }

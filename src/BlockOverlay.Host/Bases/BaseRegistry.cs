@@ -1,5 +1,6 @@
 using System.Text.Json;
 using BlockOverlay.Engine.Instances;
+using BlockOverlay.Io.Rbd;
 
 namespace BlockOverlay.Host.Bases;
 
@@ -32,10 +33,12 @@ internal sealed class BaseRegistry
     private const int FormatVersion = 1;
     private static readonly TimeSpan LockTimeout = TimeSpan.FromSeconds(30);
     private readonly string _lockPath;
+    private readonly bool _rbdStore;
 
     public BaseRegistry(string storePath)
     {
-        StorePath = Path.GetFullPath(storePath);
+        _rbdStore = RbdAddress.IsRbd(storePath);
+        StorePath = _rbdStore ? RbdAddress.Parse(storePath).ToString() : Path.GetFullPath(storePath);
         FilePath = StorePath + ".bases.json";
         ImportDirectory = StorePath + ".bases";
         _lockPath = StorePath + ".bases.lock";
@@ -52,11 +55,17 @@ internal sealed class BaseRegistry
     /// <summary>
     /// The image an instance of the store at <paramref name="storePath"/> should use for
     /// <c>--base NAME_OR_PATH</c>, as an absolute path: a registered name wins, else an
-    /// existing file. Throws <see cref="FileNotFoundException"/> when it is neither.
+    /// existing file. Throws <see cref="FileNotFoundException"/> when it is neither. A snapshot
+    /// in Ceph (<c>rbd:POOL/IMAGE@SNAP</c>) is its own address: it cannot be a name.
     /// </summary>
     public static async Task<string> ResolveAsync(string storePath, string nameOrPath)
     {
         ArgumentNullException.ThrowIfNull(nameOrPath);
+        if (RbdAddress.IsRbd(nameOrPath))
+        {
+            return RbdAddress.Parse(nameOrPath).ToString();
+        }
+
         var registry = new BaseRegistry(storePath);
 
         // Only something that can be a name is looked up, so a path works even beside a damaged registry.
@@ -83,9 +92,16 @@ internal sealed class BaseRegistry
     /// <summary>The path an image imported under <paramref name="name"/> gets.</summary>
     public string ImportPathFor(string name) => Path.Combine(ImportDirectory, name + ".raw");
 
-    /// <summary>Refuses to keep a registry for a store that is not there.</summary>
+    /// <summary>Refuses to keep a registry for a store that is not there, or has no directory to keep it in (an RBD store).</summary>
     public void RequireStore()
     {
+        if (_rbdStore)
+        {
+            throw new FormatException(
+                $"{StorePath} is a store on Ceph: base names live in a file beside a store file, and an RBD image has no such place; " +
+                "give instance create --base the image's path or a snapshot's rbd:POOL/IMAGE@SNAP");
+        }
+
         if (PosixFiles.KindOf(StorePath) is PosixFiles.FileKind.Missing or PosixFiles.FileKind.Directory)
         {
             throw new FileNotFoundException($"{StorePath}: no such store (make one with: blockoverlay store create {StorePath} --size SIZE)");
@@ -164,7 +180,19 @@ internal sealed class BaseRegistry
     }
 
     private static bool IsWellFormed(RegisteredBase? entry) =>
-        entry is { Name: { } name, Path: { } path } && InstanceName.IsValid(name, out _) && Path.IsPathFullyQualified(path);
+        entry is { Name: { } name, Path: { } path } && InstanceName.IsValid(name, out _) && (Path.IsPathFullyQualified(path) || IsSnapshotAddress(path));
+
+    private static bool IsSnapshotAddress(string path)
+    {
+        try
+        {
+            return RbdAddress.Parse(path).Snapshot is not null;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
 
     private IOException Damaged(string why) =>
         new($"{FilePath} is damaged ({why}); repair it or move it away (it only names images: no instance depends on it)");
