@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using BlockOverlay.Host.Config;
 using BlockOverlay.Nbd.Listeners;
 using BlockOverlay.Nbd.Server;
@@ -70,12 +71,35 @@ internal sealed class ListenerService(NbdServer server, ServeSettings settings, 
         {
             if (!signals.Release())
             {
-                await server.ServeStreamAsync(Console.OpenStandardInput(), Console.OpenStandardOutput(), "stdio");
+                var (input, output) = StandardStreams();
+                await server.ServeStreamAsync(input, output, "stdio");
             }
         }
         finally
         {
             application.StopApplication();
         }
+    }
+
+    /// <summary>
+    /// Standard input and output; but when standard input is a socket (inetd and its kind start
+    /// a server on the accepted connection, with standard output left elsewhere), that socket
+    /// both ways. libnbd's connect_command hands one socket as both, which works either way.
+    /// </summary>
+    private static (Stream Input, Stream Output) StandardStreams()
+    {
+        Socket socket;
+        try
+        {
+            socket = new Socket(new SafeSocketHandle(0, ownsHandle: false));
+        }
+        catch (SocketException)
+        {
+            // Not a socket (ENOTSOCK): a pipe, a terminal or a file.
+            return (Console.OpenStandardInput(), Console.OpenStandardOutput());
+        }
+
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        return (stream, stream);
     }
 }

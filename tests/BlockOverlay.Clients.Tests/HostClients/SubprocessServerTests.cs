@@ -35,6 +35,40 @@ public class SubprocessServerTests
         });
     }
 
+    /// <summary>
+    /// As inetd starts a server: the connected socket on standard input only, standard output
+    /// elsewhere (here /dev/null). The server must talk over the socket both ways.
+    /// </summary>
+    [Test]
+    public void Stdio_with_a_socket_on_standard_input_only_replies_over_that_socket()
+    {
+        var command = JsonSerializer.Serialize(new[] { ServerProcess.BinaryPath, "serve", "--stdio", "--export", "d=memory:1M" });
+
+        var output = NbdshScript.RunStandalone($$"""
+            import socket, subprocess
+            ours, theirs = socket.socketpair()
+            server = subprocess.Popen({{command}}, stdin=theirs, stdout=subprocess.DEVNULL)
+            theirs.close()
+            h = nbd.NBD()
+            h.set_export_name("d")
+            h.connect_socket(ours.fileno())
+            h.pwrite(b"inetd style", 4096)
+            print(json.dumps({"size": h.get_size(), "read": h.pread(11, 4096).decode()}))
+            h.shutdown()
+            print(json.dumps({"exit": server.wait(timeout=30)}))
+            """);
+
+        var lines = output.Trim().Split('\n');
+        using var session = JsonDocument.Parse(lines[0]);
+        using var end = JsonDocument.Parse(lines[1]);
+        Assert.Multiple(() =>
+        {
+            Assert.That(session.RootElement.GetProperty("size").GetInt64(), Is.EqualTo(1 << 20));
+            Assert.That(session.RootElement.GetProperty("read").GetString(), Is.EqualTo("inetd style"));
+            Assert.That(end.RootElement.GetProperty("exit").GetInt32(), Is.Zero, "the server ends with its one client");
+        });
+    }
+
     [Test]
     public void Nbdinfo_command_form_starts_the_server_by_socket_activation()
     {
