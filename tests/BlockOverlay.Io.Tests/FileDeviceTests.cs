@@ -18,6 +18,7 @@ public sealed class FileDeviceTests
     public void RemoveScratch() => _scratch.Dispose();
 
     [Test]
+    [Category("Slow")] // left out of make check
     public async Task Create_writes_every_block_so_the_file_has_no_holes()
     {
         const long size = (3 << 20) + Block;

@@ -10,7 +10,7 @@ namespace BlockOverlay.Store.Tests.Maps;
 public sealed class ExtentMapModelTests
 {
     [TestCase(4, 256, 1)]
-    [TestCase(4, 4096, 2)]
+    [TestCase(4, 4096, 2, Category = "Slow")] // left out of make check
     [TestCase(6, 1024, 3)]
     [TestCase(64, 4096, 4)]
     [TestCase(64, 64, 5)]
