@@ -47,6 +47,8 @@ internal sealed record LimitsSection
 {
     public double? HandshakeSeconds { get; init; }
 
+    public double? PayloadStallSeconds { get; init; }
+
     public int? Connections { get; init; }
 
     public int? ConnectionsPerClient { get; init; }

@@ -190,6 +190,11 @@ internal sealed class HostConfig
             options = options with { HandshakeTimeout = Seconds("limits.handshakeSeconds", seconds) };
         }
 
+        if (limits?.PayloadStallSeconds is { } stall)
+        {
+            options = options with { PayloadStallTimeout = Seconds("limits.payloadStallSeconds", stall) };
+        }
+
         if (limits?.Connections is { } connections)
         {
             options = options with { MaxConnections = Count("limits.connections", connections) };

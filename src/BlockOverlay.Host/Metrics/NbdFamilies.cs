@@ -15,6 +15,7 @@ internal sealed class NbdFamilies
     private readonly Gauge _connectionsOpen;
     private readonly Counter _handshakeTimeouts;
     private readonly Counter _connectionsRefused;
+    private readonly Gauge _requestBuffers;
     private readonly Counter _requests;
     private readonly Counter _errors;
     private readonly Counter _rejected;
@@ -31,6 +32,8 @@ internal sealed class NbdFamilies
             "Connections closed for not choosing an export within the handshake limit.");
         _connectionsRefused = factory.CreateCounter("blockoverlay_connections_refused_total",
             "Connections closed at once for a connection limit (the server's or the client's).");
+        _requestBuffers = factory.CreateGauge("blockoverlay_request_buffer_bytes",
+            "Bytes held now for requests: WRITE payloads being received or written, READ data until sent.");
         _requests = factory.CreateCounter("blockoverlay_requests_total", "Requests received, by command; refused ones included.", ["command"]);
         _errors = factory.CreateCounter("blockoverlay_request_errors_total", "Error replies sent, by NBD error code.", ["error"]);
         _rejected = factory.CreateCounter("blockoverlay_requests_rejected_total",
@@ -47,6 +50,7 @@ internal sealed class NbdFamilies
         _connectionsOpen.Set(_server.ConnectionsOpen);
         _handshakeTimeouts.IncTo(_server.HandshakeTimeouts);
         _connectionsRefused.IncTo(_server.ConnectionsRefused);
+        _requestBuffers.Set(_server.RequestBufferBytes);
         foreach (var command in Enum.GetValues<NbdCommand>())
         {
             _requests.WithLabels(CommandLabel(command)).IncTo(_server.RequestsOf(command));

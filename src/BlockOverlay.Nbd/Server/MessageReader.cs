@@ -52,7 +52,7 @@ internal sealed class MessageReader(PipeReader reader)
         }
     }
 
-    /// <summary>Copies exactly <paramref name="destination"/>.Length bytes from the stream.</summary>
+    /// <summary>Copies exactly <paramref name="destination"/>.Length bytes from the stream (option data: small, bounded).</summary>
     public async ValueTask ReadExactlyAsync(Memory<byte> destination, CancellationToken cancel)
     {
         while (!destination.IsEmpty)
@@ -67,6 +67,58 @@ internal sealed class MessageReader(PipeReader reader)
             {
                 throw new NbdProtocolException($"connection closed with {destination.Length} bytes of a payload still to come");
             }
+        }
+    }
+
+    /// <summary>
+    /// A payload of <paramref name="length"/> bytes in a buffer from <paramref name="buffers"/>.
+    /// It stays in the pipe's own segments while it arrives (so what is held follows what was
+    /// received, counted in <paramref name="counters"/>), and is copied out once, when whole.
+    /// If no byte arrives for <paramref name="stall"/> the payload is abandoned.
+    /// </summary>
+    /// <exception cref="NbdProtocolException">The stream ended, or the payload stalled.</exception>
+    public async ValueTask<byte[]> ReadPayloadAsync(int length, RequestBuffers buffers, ServerCounters counters, TimeSpan stall,
+        CancellationToken cancel)
+    {
+        using var progress = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        long held = 0;
+        try
+        {
+            while (true)
+            {
+                progress.CancelAfter(stall);
+                ReadResult result;
+                try
+                {
+                    result = await reader.ReadAsync(progress.Token);
+                }
+                catch (OperationCanceledException) when (!cancel.IsCancellationRequested)
+                {
+                    throw new NbdProtocolException(
+                        $"the payload stalled: no byte for {stall.TotalSeconds:0.###} s ({held} of {length} bytes received)");
+                }
+
+                var buffer = result.Buffer;
+                counters.AddRequestBufferBytes(Math.Min(buffer.Length, length) - held);
+                held = Math.Min(buffer.Length, length);
+                if (buffer.Length >= length)
+                {
+                    var payload = buffers.Rent(length);
+                    buffer.Slice(0, length).CopyTo(payload);
+                    reader.AdvanceTo(buffer.GetPosition(length));
+                    return payload;
+                }
+
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    throw new NbdProtocolException($"connection closed with {length - buffer.Length} bytes of a payload still to come");
+                }
+            }
+        }
+        finally
+        {
+            counters.AddRequestBufferBytes(-held);
         }
     }
 

@@ -34,6 +34,13 @@ public sealed record NbdServerOptions
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
+    /// How long a WRITE's payload may go without a byte arriving once it has begun; then the
+    /// connection is dropped and what it held is given back. Memory for a payload follows
+    /// what has arrived, not the length the request claims.
+    /// </summary>
+    public TimeSpan PayloadStallTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// Request bytes one connection may hold at once (payloads being written, data being
     /// read, and replies until they are written to the socket), in bytes. Past it the
     /// connection stops reading until replies go out, so memory per connection is bounded

@@ -44,7 +44,7 @@ internal sealed class StatusReply(ulong cookie, NbdError error, string message, 
 /// The data of a successful READ. With structured replies, runs of zeros become
 /// OFFSET_HOLE chunks, so sparse reads cost headers instead of bytes on the wire.
 /// </summary>
-internal sealed class ReadReply(ulong cookie, ulong offset, byte[] buffer, int length, bool structured, bool dontFragment)
+internal sealed class ReadReply(RequestBuffers buffers, ulong cookie, ulong offset, byte[] buffer, int length, bool structured, bool dontFragment)
     : OutgoingReply(cookie)
 {
     /// <summary>Zero detection works on aligned blocks of this size (the preferred block size).</summary>
@@ -99,7 +99,7 @@ internal sealed class ReadReply(ulong cookie, ulong offset, byte[] buffer, int l
         }
     }
 
-    public override void Release() => ArrayPool<byte>.Shared.Return(buffer);
+    public override void Release() => buffers.Return(buffer);
 
     /// <summary>Whether the block starting at <paramref name="start"/> (up to the next aligned boundary) is all zeros.</summary>
     private bool IsZeroBlock(ReadOnlySpan<byte> data, int start, out int end)

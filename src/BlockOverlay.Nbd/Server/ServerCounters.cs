@@ -25,6 +25,7 @@ public sealed class ServerCounters
     private long _connectionsOpen;
     private long _handshakeTimeouts;
     private long _connectionsRefused;
+    private long _requestBufferBytes;
     private long _rejected;
     private long _failed;
     private long _bytesRead;
@@ -35,6 +36,12 @@ public sealed class ServerCounters
 
     /// <summary>Connections open now, from accept to close (negotiating ones included).</summary>
     public long ConnectionsOpen => Volatile.Read(ref _connectionsOpen);
+
+    /// <summary>
+    /// Bytes held now for requests: WRITE payloads from their first byte received until written,
+    /// READ data until its reply is sent. Returns to 0 when nothing is in flight.
+    /// </summary>
+    public long RequestBufferBytes => Volatile.Read(ref _requestBufferBytes);
 
     /// <summary>Connections closed at once for a connection limit (the server's or the client's).</summary>
     public long ConnectionsRefused => Volatile.Read(ref _connectionsRefused);
@@ -69,6 +76,8 @@ public sealed class ServerCounters
     }
 
     public void RecordConnectionClosed() => Interlocked.Decrement(ref _connectionsOpen);
+
+    public void AddRequestBufferBytes(long bytes) => Interlocked.Add(ref _requestBufferBytes, bytes);
 
     public void RecordConnectionRefused() => Interlocked.Increment(ref _connectionsRefused);
 

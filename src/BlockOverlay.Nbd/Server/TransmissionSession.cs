@@ -36,6 +36,7 @@ internal sealed class TransmissionSession
     private readonly ServerCounters _counters;
     private readonly long _id;
     private readonly InFlightBudget _budget;
+    private readonly RequestBuffers _buffers;
     private readonly LogThrottle _logThrottle;
     // Synchronous continuations: the writer, when idle, runs on the thread that queued the
     // reply instead of being woken on another one. That hand-off was the largest cost per
@@ -57,6 +58,7 @@ internal sealed class TransmissionSession
         _logger = logger;
         _counters = counters;
         _budget = new InFlightBudget(options.MaxInFlightBytes);
+        _buffers = new RequestBuffers(counters);
     }
 
     public async Task RunAsync(CancellationToken shutdown)
@@ -141,14 +143,12 @@ internal sealed class TransmissionSession
             byte[]? payload = null;
             if (request.HasPayload)
             {
-                payload = ArrayPool<byte>.Shared.Rent((int)request.Length);
                 try
                 {
-                    await _reader.ReadExactlyAsync(payload.AsMemory(0, (int)request.Length), cancel);
+                    payload = await _reader.ReadPayloadAsync((int)request.Length, _buffers, _counters, _options.PayloadStallTimeout, cancel);
                 }
                 catch
                 {
-                    ArrayPool<byte>.Shared.Return(payload);
                     _budget.Return(cost);
                     throw;
                 }
@@ -176,7 +176,7 @@ internal sealed class TransmissionSession
         {
             if (payload is not null)
             {
-                ArrayPool<byte>.Shared.Return(payload);
+                _buffers.Return(payload);
             }
         }
 
@@ -230,19 +230,19 @@ internal sealed class TransmissionSession
 
     private async ValueTask<OutgoingReply> ReadAsync(NbdRequest request, long offset, int length)
     {
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
+        byte[] buffer = _buffers.Rent(length);
         try
         {
             await _export.ReadAsync(offset, buffer.AsMemory(0, length));
         }
         catch
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            _buffers.Return(buffer);
             throw;
         }
 
         _counters.RecordRead(length);
-        return new ReadReply(request.Cookie, request.Offset, buffer, length, _negotiated.StructuredReplies,
+        return new ReadReply(_buffers, request.Cookie, request.Offset, buffer, length, _negotiated.StructuredReplies,
             request.Flags.HasFlag(CommandFlags.DontFragment));
     }
 

@@ -32,7 +32,7 @@ public class HostConfigTests
               "metrics": "tcp:127.0.0.1:9810",
               "exports": ["scratch=memory:64M", "iso=file:../images/a.iso:ro", "abs=file:/srv/b.raw"],
               "cache": { "globalDirtyLimit": "8G", "instanceDirtyLimit": "512M", "backgroundRatio": 0.5, "maxDirtyAgeSeconds": 2.5 },
-              "limits": { "handshakeSeconds": 2.5, "connections": 300, "connectionsPerClient": 20, "connectionMemory": "16M" },
+              "limits": { "handshakeSeconds": 2.5, "payloadStallSeconds": 4, "connections": 300, "connectionsPerClient": 20, "connectionMemory": "16M" },
               "log": { "level": "warning", "format": "json" }
             }
             """);
@@ -56,6 +56,7 @@ public class HostConfigTests
             Assert.That(config.Limits, Is.EqualTo(new NbdServerOptions
             {
                 HandshakeTimeout = TimeSpan.FromSeconds(2.5),
+                PayloadStallTimeout = TimeSpan.FromSeconds(4),
                 MaxConnections = 300,
                 MaxConnectionsPerClient = 20,
                 MaxInFlightBytes = 16L << 20,
@@ -111,7 +112,7 @@ public class HostConfigTests
     [TestCase("""{ "Store": "s" }""", "unknown key 'Store'")]
     [TestCase("""{ "cache": { "globalDirtyLimt": "1G" } }""", "unknown key 'cache.globalDirtyLimt' ('cache' takes globalDirtyLimit, instanceDirtyLimit, backgroundRatio, maxDirtyAgeSeconds)")]
     [TestCase("""{ "log": { "levle": "debug" } }""", "unknown key 'log.levle' ('log' takes level, format)")]
-    [TestCase("""{ "limits": { "connection": 5 } }""", "unknown key 'limits.connection' ('limits' takes handshakeSeconds, connections, connectionsPerClient, connectionMemory)")]
+    [TestCase("""{ "limits": { "connection": 5 } }""", "unknown key 'limits.connection' ('limits' takes handshakeSeconds, payloadStallSeconds, connections, connectionsPerClient, connectionMemory)")]
     public void An_unknown_key_is_named(string json, string message)
     {
         Assert.That(ProblemWith(json), Does.StartWith(message));

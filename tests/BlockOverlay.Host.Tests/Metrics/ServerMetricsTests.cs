@@ -34,6 +34,7 @@ public class ServerMetricsTests
         counters.RecordConnectionClosed();
         Repeat(2, counters.RecordHandshakeTimeout);
         Repeat(7, counters.RecordConnectionRefused);
+        counters.AddRequestBufferBytes(12_345);
         var commands = new Dictionary<string, NbdCommand>
         {
             ["read"] = NbdCommand.Read, ["write"] = NbdCommand.Write, ["disc"] = NbdCommand.Disconnect, ["flush"] = NbdCommand.Flush,
@@ -76,6 +77,7 @@ public class ServerMetricsTests
             AssertType(families, "blockoverlay_connections_open", "gauge");
             AssertType(families, "blockoverlay_handshake_timeouts", "counter");
             AssertType(families, "blockoverlay_connections_refused", "counter");
+            AssertType(families, "blockoverlay_request_buffer_bytes", "gauge");
             AssertType(families, "blockoverlay_requests", "counter");
             AssertType(families, "blockoverlay_request_errors", "counter");
             AssertType(families, "blockoverlay_requests_rejected", "counter");
@@ -89,6 +91,7 @@ public class ServerMetricsTests
             Assert.That(Single(families["blockoverlay_connections_open"], "blockoverlay_connections_open"), Is.EqualTo(2));
             Assert.That(Single(families["blockoverlay_handshake_timeouts"], "blockoverlay_handshake_timeouts_total"), Is.EqualTo(2));
             Assert.That(Single(families["blockoverlay_connections_refused"], "blockoverlay_connections_refused_total"), Is.EqualTo(7));
+            Assert.That(Single(families["blockoverlay_request_buffer_bytes"], "blockoverlay_request_buffer_bytes"), Is.EqualTo(12_345));
             Assert.That(ByLabel(families["blockoverlay_requests"], "blockoverlay_requests_total", "command"),
                 Is.EquivalentTo(Requests.ToDictionary(r => r.Key, r => (double)r.Value)));
             Assert.That(ByLabel(families["blockoverlay_request_errors"], "blockoverlay_request_errors_total", "error"),

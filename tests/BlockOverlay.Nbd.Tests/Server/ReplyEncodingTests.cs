@@ -38,9 +38,11 @@ public class ReplyEncodingTests
         return writer.WrittenSpan.ToArray();
     }
 
+    private static readonly RequestBuffers Buffers = new(new ServerCounters());
+
     private static byte[] Rented(byte[] content)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(content.Length);
+        var buffer = Buffers.Rent(content.Length);
         content.CopyTo(buffer, 0);
         return buffer;
     }
@@ -52,7 +54,7 @@ public class ReplyEncodingTests
         content[Block + 5] = 1;          // block 1 has data
         content[3 * Block] = 1;          // block 3 has data
         ulong offset = 1 << 20;
-        var chunks = Chunks(Encode(new ReadReply(9, offset, Rented(content), content.Length, structured: true, dontFragment: false)), 9);
+        var chunks = Chunks(Encode(new ReadReply(Buffers, 9, offset, Rented(content), content.Length, structured: true, dontFragment: false)), 9);
         Assert.That(chunks, Is.EqualTo(new[]
         {
             (ReplyChunkType.OffsetHole, ReplyFlags.None, offset, (long)Block),
@@ -68,7 +70,7 @@ public class ReplyEncodingTests
         var content = new byte[Block];
         content[^1] = 7;                  // only the tail, past the first boundary, has data
         ulong offset = Block - 100;       // the first block boundary is 100 bytes in
-        var chunks = Chunks(Encode(new ReadReply(1, offset, Rented(content), content.Length, true, false)), 1);
+        var chunks = Chunks(Encode(new ReadReply(Buffers, 1, offset, Rented(content), content.Length, true, false)), 1);
         Assert.That(chunks, Is.EqualTo(new[]
         {
             (ReplyChunkType.OffsetHole, ReplyFlags.None, offset, 100L),
@@ -81,10 +83,10 @@ public class ReplyEncodingTests
     {
         var mixed = new byte[3 * Block];
         mixed[Block] = 1;
-        Assert.That(Chunks(Encode(new ReadReply(2, 0, Rented(mixed), mixed.Length, true, true)), 2),
+        Assert.That(Chunks(Encode(new ReadReply(Buffers, 2, 0, Rented(mixed), mixed.Length, true, true)), 2),
             Is.EqualTo(new[] { (ReplyChunkType.OffsetData, ReplyFlags.Done, 0UL, (long)mixed.Length) }));
         var zeros = new byte[3 * Block];
-        Assert.That(Chunks(Encode(new ReadReply(2, 0, Rented(zeros), zeros.Length, true, true)), 2),
+        Assert.That(Chunks(Encode(new ReadReply(Buffers, 2, 0, Rented(zeros), zeros.Length, true, true)), 2),
             Is.EqualTo(new[] { (ReplyChunkType.OffsetHole, ReplyFlags.Done, 0UL, (long)zeros.Length) }));
     }
 
@@ -92,7 +94,7 @@ public class ReplyEncodingTests
     public void A_simple_read_reply_is_header_then_data()
     {
         byte[] content = [1, 2, 3];
-        var wire = Encode(new ReadReply(0xABCD, 0, Rented(content), 3, structured: false, dontFragment: false));
+        var wire = Encode(new ReadReply(Buffers, 0xABCD, 0, Rented(content), 3, structured: false, dontFragment: false));
         Assert.That(wire, Is.EqualTo(new byte[] { 0x67, 0x44, 0x66, 0x98, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xAB, 0xCD, 1, 2, 3 }));
     }
 

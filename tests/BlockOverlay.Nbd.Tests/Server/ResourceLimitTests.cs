@@ -11,7 +11,7 @@ namespace BlockOverlay.Nbd.Tests.Server;
 /// </summary>
 public class ResourceLimitTests
 {
-    private const ushort Read = 0, Unknown = 0x55;
+    private const ushort Read = 0, Write = 1, Unknown = 0x55;
     private const uint MiB = 1 << 20;
 
     [Test]
@@ -215,6 +215,41 @@ public class ResourceLimitTests
             {
                 client.Dispose();
             }
+        }
+    }
+
+    [Test]
+    public async Task A_write_whose_payload_stops_coming_holds_what_arrived_and_is_dropped_after_the_stall_limit()
+    {
+        var options = new NbdServerOptions { PayloadStallTimeout = TimeSpan.FromMilliseconds(500) };
+        await using var server = new TestServer(options, ("disk", new MemoryExport(64 * MiB)));
+        using var stalled = await server.ConnectRawAsync();
+        using var steady = await server.ConnectRawAsync();
+        await stalled.AttachAsync("disk");
+        await steady.AttachAsync("disk");
+
+        // A 32 MiB WRITE with only 100 KB of its payload, then silence.
+        await stalled.SendAsync(Request(0, Write, 1, 0, 32 * MiB), new byte[100_000]);
+        Assert.That(await EventuallyAsync(() => server.Counters.RequestBufferBytes > 0), Is.True, "the payload is being received");
+        Assert.That(server.Counters.RequestBufferBytes, Is.LessThan(2 * MiB), "memory held for a payload follows what arrived, not what was claimed");
+
+        Assert.That(await stalled.IsClosedByServerAsync(), Is.True, "dropped once no byte came for the stall limit");
+        Assert.That(await EventuallyAsync(() => server.Counters.RequestBufferBytes == 0), Is.True, "and its memory given back");
+        Assert.That(server.Log, Has.Some.Contains("stalled"));
+
+        // A slow but steady payload (a byte more every 100 ms) is not a stalled one.
+        var sending = SendSlowlyAsync(steady, Request(0, Write, 2, 0, 8), [1, 2, 3, 4, 5, 6, 7, 8], TimeSpan.FromMilliseconds(100));
+        Assert.That(await steady.ReadSimpleReplyAsync(), Is.EqualTo((0u, 2UL)));
+        await sending;
+    }
+
+    private static async Task SendSlowlyAsync(RawNbdClient client, byte[] header, byte[] payload, TimeSpan pause)
+    {
+        await client.SendAsync(header);
+        foreach (byte b in payload)
+        {
+            await Task.Delay(pause);
+            await client.SendAsync([b]);
         }
     }
 }
