@@ -158,8 +158,7 @@ public static class JournalFormat
     public static bool TryReadHeader(ReadOnlySpan<byte> firstBlock, Guid storeId, ulong expectedSequence, long maxBlocks, out BatchHeader header)
     {
         header = default;
-        if (!BatchLayout.Magic.Of(firstBlock).SequenceEqual(Magic) || new Guid(BatchLayout.StoreId.Of(firstBlock)) != storeId ||
-            BatchLayout.Sequence.Read(firstBlock) != expectedSequence)
+        if (!StartsBatch(firstBlock, storeId, expectedSequence))
         {
             return false;
         }
@@ -175,6 +174,11 @@ public static class JournalFormat
         header = new BatchHeader(expectedSequence, blocks, payload, kind, (int)BatchLayout.CommitCount.Read(firstBlock));
         return true;
     }
+
+    /// <summary>Whether the block starts with the header of this store's batch with this sequence (its checksum not yet verified).</summary>
+    public static bool StartsBatch(ReadOnlySpan<byte> firstBlock, Guid storeId, ulong sequence) =>
+        BatchLayout.Magic.Of(firstBlock).SequenceEqual(Magic) && new Guid(BatchLayout.StoreId.Of(firstBlock)) == storeId &&
+        BatchLayout.Sequence.Read(firstBlock) == sequence;
 
     /// <summary>Whether a whole batch (header included) matches its checksum: false for a torn write.</summary>
     public static bool IsIntact(ReadOnlySpan<byte> batch, BatchHeader header) =>

@@ -74,7 +74,7 @@ public sealed record Superblock
     /// </summary>
     public static Superblock Decode(ReadOnlySpan<byte> block, string where, long deviceBlocks)
     {
-        if (!L.Magic.Of(block).SequenceEqual(Magic))
+        if (!HasMagic(block))
         {
             throw new StoreFormatException($"{where}: no store here (magic is not BOVSTORE)");
         }
@@ -132,6 +132,9 @@ public sealed record Superblock
         sb.CheckGeometry(where);
         return sb;
     }
+
+    /// <summary>Whether a block starts with the superblock's magic: a store's superblock copy, valid or not.</summary>
+    public static bool HasMagic(ReadOnlySpan<byte> block) => L.Magic.Of(block).SequenceEqual(Magic);
 
     /// <summary>Unknown read-only-compatible features: the store may be read, never written.</summary>
     public bool RequiresReadOnly => (ReadOnlyCompatibleFeatures & ~KnownReadOnlyCompatible) != 0;

@@ -164,9 +164,29 @@ internal sealed class MetadataJournal : IDisposable
 
     /// <summary>
     /// Reads the log from the replay position. Returns the commits in order and the position
-    /// and sequence where the next batch goes.
+    /// and sequence where the next batch goes. A log damaged in the middle refuses (see
+    /// <see cref="FindIntactBatchPastAsync"/>).
     /// </summary>
     public static async Task<(List<JournalCommit> Commits, long Position, ulong Sequence)> ReplayAsync(
+        IBlockDevice device, Superblock superblock)
+    {
+        var replayed = await ReadValidPrefixAsync(device, superblock);
+        // After a clean close nothing lies past the replay point; only a crash can leave
+        // (or hide) anything there.
+        if (!superblock.Clean && await FindIntactBatchPastAsync(device, superblock, replayed.Sequence) is { } damage)
+        {
+            throw new StoreFormatException(damage);
+        }
+
+        return replayed;
+    }
+
+    /// <summary>
+    /// The commits of the batches from the replay position on while each is the next sequence
+    /// of this store and intact, and the position and sequence where that prefix ends. A commit
+    /// or record damaged inside an intact batch is a <see cref="StoreFormatException"/>.
+    /// </summary>
+    public static async Task<(List<JournalCommit> Commits, long Position, ulong Sequence)> ReadValidPrefixAsync(
         IBlockDevice device, Superblock superblock)
     {
         var commits = new List<JournalCommit>();
@@ -208,23 +228,29 @@ internal sealed class MetadataJournal : IDisposable
             sequence++;
         }
 
-        // After a clean close nothing lies past the replay point; only a crash can leave
-        // (or hide) anything there.
-        if (!superblock.Clean)
-        {
-            await RefuseLaterBatchesAsync(device, superblock, sequence, buffer);
-        }
-
         return (commits, position, sequence);
     }
 
     /// <summary>
-    /// An intact batch of this store with a sequence at or past where replay stopped means the
-    /// log was damaged in the middle: refuse, naming where, instead of losing what follows.
+    /// Whether the log ends, at <paramref name="position"/>, in a torn batch: the expected sequence
+    /// of this store starts there but fails its checksum (a crash during its write; replay cuts it).
     /// </summary>
-    private static async Task RefuseLaterBatchesAsync(IBlockDevice device, Superblock superblock, ulong stoppedAt, AlignedBuffer buffer)
+    public static async Task<bool> EndsTornAsync(IBlockDevice device, Superblock superblock, long position, ulong sequence)
+    {
+        using var first = new AlignedBuffer(BlockSize);
+        await device.ReadAsync((superblock.JournalStart + position) * BlockSize, first.Memory);
+        return JournalFormat.StartsBatch(first.Span, superblock.StoreId, sequence);
+    }
+
+    /// <summary>
+    /// An intact batch of this store with a sequence past where replay stopped means the log
+    /// was damaged in the middle: returns the message that names where (null when there is
+    /// none), so recovery refuses instead of losing what follows and the checker reports it.
+    /// </summary>
+    public static async Task<string?> FindIntactBatchPastAsync(IBlockDevice device, Superblock superblock, ulong stoppedAt)
     {
         long start = superblock.JournalStart, blocks = superblock.JournalBlocks;
+        using var buffer = new AlignedBuffer(MaxBatchBlocks * BlockSize);
         using var batch = new AlignedBuffer(MaxBatchBlocks * BlockSize);
         // The region is read a buffer (1 MiB) at a time; only candidate headers cost another read.
         for (long chunk = 0; chunk < blocks; chunk += MaxBatchBlocks)
@@ -246,12 +272,13 @@ internal sealed class MetadataJournal : IDisposable
                 await device.ReadAsync((start + p) * BlockSize, whole);
                 if (JournalFormat.IsIntact(whole.Span, header))
                 {
-                    throw new StoreFormatException(
-                        $"journal: the batch with sequence {stoppedAt} (expected at block {start + superblock.ReplayPosition} onwards) " +
-                        $"is missing or corrupt, yet batch {sequence} at block {start + p} is intact: the journal is damaged in the middle");
+                    return $"journal: the batch with sequence {stoppedAt} (expected at block {start + superblock.ReplayPosition} onwards) " +
+                           $"is missing or corrupt, yet batch {sequence} at block {start + p} is intact: the journal is damaged in the middle";
                 }
             }
         }
+
+        return null;
     }
 
     private async Task WriteQueuedAsync()

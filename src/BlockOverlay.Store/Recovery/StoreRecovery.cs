@@ -44,23 +44,7 @@ internal static class StoreRecovery
         if (superblock.CheckpointStart != 0)
         {
             (commitsThrough, var checkpoint) = await ReadCheckpointAsync(device, superblock);
-            foreach (var saved in checkpoint)
-            {
-                var instance = new StoreInstance(saved.Definition);
-                foreach (var e in saved.Extents)
-                {
-                    if (e.Zero)
-                    {
-                        instance.RecoverZero(e.VirtualBlock, e.Length);
-                    }
-                    else
-                    {
-                        instance.RecoverMapping(e.VirtualBlock, e.Length, e.StoreBlock);
-                    }
-                }
-
-                instances[saved.Definition.Id] = instance;
-            }
+            instances = Load(checkpoint);
         }
 
         var (commits, position, sequence) = await MetadataJournal.ReplayAsync(device, superblock);
@@ -68,8 +52,7 @@ internal static class StoreRecovery
         ulong lastCommit = commitsThrough;
         foreach (var commit in commits)
         {
-            // Taken before the checkpoint took the maps: it holds this commit's effect or a newer one.
-            if (commit.Number == 0 || commit.Number > commitsThrough)
+            if (Replays(commit, commitsThrough))
             {
                 Apply(instances, commit);
             }
@@ -93,7 +76,40 @@ internal static class StoreRecovery
         return new RecoveredStore(superblock with { NextInstanceId = nextId }, instances.Values, allocator, position, sequence, lastCommit);
     }
 
-    private static async Task<(ulong CommitsThrough, List<CheckpointInstance> Instances)> ReadCheckpointAsync(IBlockDevice device, Superblock superblock)
+    /// <summary>The instances a checkpoint holds, each with its map (the last of a repeated id counts).</summary>
+    internal static Dictionary<uint, StoreInstance> Load(IEnumerable<CheckpointInstance> checkpoint)
+    {
+        var instances = new Dictionary<uint, StoreInstance>();
+        foreach (var saved in checkpoint)
+        {
+            var instance = new StoreInstance(saved.Definition);
+            foreach (var e in saved.Extents)
+            {
+                if (e.Zero)
+                {
+                    instance.RecoverZero(e.VirtualBlock, e.Length);
+                }
+                else
+                {
+                    instance.RecoverMapping(e.VirtualBlock, e.Length, e.StoreBlock);
+                }
+            }
+
+            instances[saved.Definition.Id] = instance;
+        }
+
+        return instances;
+    }
+
+    /// <summary>
+    /// Whether replay applies a commit over a checkpoint that holds the commits through
+    /// <paramref name="commitsThrough"/>: one taken before the checkpoint took the maps is already
+    /// in them (or something newer is).
+    /// </summary>
+    internal static bool Replays(JournalCommit commit, ulong commitsThrough) => commit.Number == 0 || commit.Number > commitsThrough;
+
+    /// <summary>The checkpoint the superblock names, refused unless its checksum and sequence match the superblock's.</summary>
+    internal static async Task<(ulong CommitsThrough, List<CheckpointInstance> Instances)> ReadCheckpointAsync(IBlockDevice device, Superblock superblock)
     {
         long blocks = Superblock.BlocksFor(superblock.CheckpointBytes);
         using var buffer = new AlignedBuffer((int)(blocks * BlockSize));
@@ -112,7 +128,7 @@ internal static class StoreRecovery
     }
 
     /// <summary>Applies one replayed commit. Records of instances deleted later are skipped.</summary>
-    private static void Apply(Dictionary<uint, StoreInstance> instances, JournalCommit commit)
+    internal static void Apply(Dictionary<uint, StoreInstance> instances, JournalCommit commit)
     {
         foreach (var record in commit.Records)
         {
