@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using BlockOverlay.Io;
+using BlockOverlay.Store.Checking;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Maps;
 
@@ -320,6 +321,21 @@ internal static class CrashTestKit
             }
         }
     }
+
+    /// <summary>Fails, showing the report, unless the store on <paramref name="device"/> checks clean (<see cref="StoreChecker"/>).</summary>
+    public static async Task AssertChecksCleanAsync(IBlockDevice device, string context)
+    {
+        var report = await StoreChecker.CheckAsync(device);
+        if (!report.Clean)
+        {
+            Assert.Fail($"store check {context} found problems:\n{Describe(report)}");
+        }
+    }
+
+    /// <summary>A check's report as a failure message shows it: each class with its count and examples, then the notes.</summary>
+    public static string Describe(CheckReport report) =>
+        string.Join("\n", report.Problems.Select(p => $"{p.Count} x {p.Class.Title}: {string.Join(" | ", p.Examples)}")
+            .Concat(report.Notes.Select(n => $"note: {n}")));
 
     /// <summary>Seeds for a run: BLOCKOVERLAY_CRASH_SEED pins one, else <paramref name="first"/> onwards.</summary>
     public static IEnumerable<int> Seeds(int first)

@@ -8,7 +8,8 @@ namespace BlockOverlay.Store.Tests.Crash;
 /// and every instance reads as its last completed commit (or checkpoint, or clean close) plus,
 /// per block, possibly later writes — never garbage, never another instance's data; completed
 /// creations and deletions hold; no store block is mapped twice and the free count is exact;
-/// and the recovered store keeps working (a write, a commit and a second crash lose nothing).
+/// the store checker finds nothing wrong before recovery; and the recovered store keeps working
+/// (a write, a commit and a second crash lose nothing).
 /// </summary>
 /// <remarks>
 /// The workload runs on a <see cref="PowerLossDevice"/> behind a <see cref="CrashPointDevice"/>,
@@ -199,6 +200,7 @@ public sealed class PowerLossTests
     private static async Task VerifyConcurrentAsync(ConcurrentCrashPoint point, bool thorough)
     {
         string where = $"after a {point.Describe()}";
+        await CrashTestKit.AssertChecksCleanAsync(point.Image, where);
         UpperStore store = null!;
         try
         {
@@ -252,6 +254,7 @@ public sealed class PowerLossTests
 
     private static async Task VerifyAsync(CrashPoint point, bool thorough)
     {
+        await CrashTestKit.AssertChecksCleanAsync(point.Image, $"after a {point.Describe()}");
         UpperStore store = null!;
         try
         {
@@ -331,10 +334,12 @@ public sealed class PowerLossTests
         }
 
         where = $"after a second crash right after recovering and committing, {where}";
+        var second = image.Clone();
+        await CrashTestKit.AssertChecksCleanAsync(second, where);
         UpperStore again = null!;
         try
         {
-            again = await UpperStore.OpenAsync(image.Clone());
+            again = await UpperStore.OpenAsync(second);
         }
         catch (Exception e)
         {

@@ -348,6 +348,8 @@ internal sealed class StoreWorkload
 
     private async Task<UpperStore> OpenOrFailAsync()
     {
+        // What a crash (or a clean close) left checks clean before recovery touches it.
+        await CrashTestKit.AssertChecksCleanAsync(Device, $"before reopening; {Context}");
         try
         {
             return await UpperStore.OpenAsync(Device);
