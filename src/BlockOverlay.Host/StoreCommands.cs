@@ -5,7 +5,7 @@ using BlockOverlay.Store;
 
 namespace BlockOverlay.Host;
 
-/// <summary><c>blockoverlay store …</c>: making a store.</summary>
+/// <summary><c>blockoverlay store …</c>: making a store, showing it, checking it (<see cref="StoreCheckCommand"/>).</summary>
 internal static class StoreCommands
 {
     public static Command Create()
@@ -57,6 +57,6 @@ internal static class StoreCommands
             return 0;
         });
 
-        return new Command("store", "Manage the upper extent store.") { create, info };
+        return new Command("store", "Manage the upper extent store.") { create, info, StoreCheckCommand.Create() };
     }
 }

@@ -55,9 +55,11 @@ internal static class StoreDevices
 
     /// <summary>
     /// Opens an existing store's device, locked for this process. With <paramref name="takeover"/>
-    /// (RBD only) the current owner's lock is broken and the owner fenced off first.
+    /// (RBD only) the current owner's lock is broken and the owner fenced off first. With
+    /// <paramref name="readOnly"/> a store file is opened for reading under a shared lock, which a
+    /// server's exclusive one refuses; an RBD image is opened as always, under its exclusive lock.
     /// </summary>
-    public static async Task<IBlockDevice> OpenAsync(string store, bool takeover = false)
+    public static async Task<IBlockDevice> OpenAsync(string store, bool takeover = false, bool readOnly = false)
     {
         if (IsRbd(store))
         {
@@ -79,7 +81,7 @@ internal static class StoreDevices
             throw new FileNotFoundException($"{store}: no such store (make one with: blockoverlay store create {store} --size SIZE)");
         }
 
-        return FileDevice.Open(store);
+        return FileDevice.Open(store, readOnly);
     }
 
     /// <summary>Creates a new, empty device for a store of <paramref name="bytes"/> bytes, open and locked.</summary>

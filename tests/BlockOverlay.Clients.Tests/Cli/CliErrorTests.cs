@@ -60,6 +60,8 @@ public class CliErrorTests
     [TestCase("instance create", "instance create fresh --size 4M --store {random}")]
     [TestCase("instance delete", "instance delete existing --store {random}")]
     [TestCase("store info", "store info {random}")]
+    [TestCase("store check", "store check {random}")]
+    [TestCase("store check", "store check {random} --repair")]
     public void A_file_that_is_not_a_store_is_refused_by_its_superblock_and_left_alone(string command, string commandLine)
     {
         var hash = StoreWorkspace.Sha256(_ws["random.bin"]);
@@ -75,6 +77,7 @@ public class CliErrorTests
     [TestCase("instance create", "instance create fresh --size 4M --store {dir}/nothing")]
     [TestCase("instance delete", "instance delete existing --store {dir}/nothing")]
     [TestCase("store info", "store info {dir}/nothing")]
+    [TestCase("store check", "store check {dir}/nothing")]
     public void A_missing_store_is_reported_and_not_created(string command, string commandLine)
     {
         var result = StoreWorkspace.Cli(Arguments(commandLine));
@@ -109,6 +112,8 @@ public class CliErrorTests
             var info = StoreWorkspace.Cli("store", "info", _ws.StorePath);
             AssertOneLineError(info, "store info", "in use");
             Assert.That(info.Stderr, Does.Contain("lock"));
+            AssertOneLineError(StoreWorkspace.Cli("store", "check", _ws.StorePath), "store check", "in use");
+            AssertOneLineError(StoreWorkspace.Cli("store", "check", _ws.StorePath, "--repair"), "store check", "in use");
 
             // Instance commands reach the running server through its control socket.
             Assert.That(StoreWorkspace.CliOk("instance", "list", "--store", _ws.StorePath).Stdout, Is.EqualTo(_instancesBefore),
