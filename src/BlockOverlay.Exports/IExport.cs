@@ -62,7 +62,7 @@ public interface IExport : IAsyncDisposable
 
     /// <summary>
     /// A connection that used this export has ended. An export that holds acknowledged data
-    /// in memory writes it back now (invariant 9: a client that leaves orphans nothing).
+    /// in memory writes it back now (DESIGN.md, invariant 9: a client that leaves orphans nothing).
     /// </summary>
     ValueTask ClientDetachedAsync();
 

@@ -12,7 +12,7 @@ namespace BlockOverlay.Store;
 /// <para>
 /// <b>States.</b> Map entries not yet journaled are "uncommitted". <c>_freeAfterCommit</c> holds
 /// store blocks that a durable mapping still names but the current map no longer does: they
-/// become free once the commit that changes the mapping is durable (invariant 4).
+/// become free once the commit that changes the mapping is durable (DESIGN.md, invariant 4).
 /// <c>_retryRecords</c> holds records of a commit (or a checkpoint) that failed, so the next
 /// commit carries them first. <c>_takenBy</c> is the last checkpoint that took this instance's
 /// changes (null while none has, or after one failed and gave them back), and

@@ -10,7 +10,7 @@
 #                                     (a test run that crashes leaves no daemons behind)
 #   tests/ceph/cluster.sh stop DIR    stops the daemons by the PIDs in DIR/pids, removes DIR
 #
-# Settings that matter (../shared notes, measured here): `memstore page set = true` (else
+# Settings that matter (measured here): `memstore page set = true` (else
 # each 4 MiB object is one dense buffer and the OSD grows by GiBs), `osd fast shutdown =
 # false` (else a stopped OSD loses its data). Readiness is probed with `rbd pool init`, not
 # with manager commands (without a mgr `ceph pg stat` hangs). Auth is none: a test cluster.

@@ -14,7 +14,7 @@ namespace BlockOverlay.Engine.Cache;
 /// <remarks>
 /// The design (isolation, background write-back and its order, throttling) is told once, in
 /// docs/ARCHITECTURE.md ("The write-back cache and the flusher") and docs/DESIGN.md
-/// (invariants 2 and 7). Locally: the background writer does one batch at a time and yields
+/// (DESIGN.md, invariants 2 and 7). Locally: the background writer does one batch at a time and yields
 /// to flushes for at most <see cref="FlushYield"/>, so a flush waits behind one batch at most
 /// and back-to-back flushes cannot starve throttled writers. <see cref="_lock"/> guards the
 /// list of instances and the flush/wake signals; it is never held across I/O or while

@@ -8,7 +8,7 @@ namespace BlockOverlay.Engine.Instances;
 
 /// <summary>
 /// A read-only raw image under one or more instances: a file, or a snapshot in Ceph
-/// (<c>rbd:POOL/IMAGE@SNAP</c>). Never opened for writing (invariant 8): a file is read
+/// (<c>rbd:POOL/IMAGE@SNAP</c>). Never opened for writing (DESIGN.md, invariant 8): a file is read
 /// through a read-only <see cref="FileExport"/>, which also gives SEEK_DATA/SEEK_HOLE
 /// allocation for block status; a snapshot through librbd, opened read-only
 /// (<see cref="RbdSnapshot"/>), and shown as data throughout.

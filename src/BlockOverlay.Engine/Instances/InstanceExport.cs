@@ -26,13 +26,13 @@ namespace BlockOverlay.Engine.Instances;
 /// (read-modify-write), under a range lock over its blocks so that no other write to them can
 /// slip in between and be lost. Every write and zero takes the lock, so two changes to a
 /// block are always one after the other. A writer whose instance is past its dirty limit
-/// waits first, before taking any lock, for its own write-back (invariant 7).
+/// waits first, before taking any lock, for its own write-back (DESIGN.md, invariant 7).
 /// </para>
 /// <para>
 /// <b>Flush, by the instance's mode</b> (read at each flush, so it can change while served):
 /// <c>isolated</c> writes back this instance's blocks dirtied before the flush arrived (durable
 /// store writes to new blocks), then commits this instance's map, in that order, so a mapping
-/// is durable only after its data (invariant 3), and nobody else's data moves (invariant 2).
+/// is durable only after its data (DESIGN.md, invariant 3), and nobody else's data moves (DESIGN.md, invariant 2).
 /// <c>global</c> writes back and commits every instance. <c>volatile</c> acknowledges at once.
 /// A FUA write is a write followed by that flush (DESIGN: FUA is a flush of X). All
 /// connections share this export, so one flush covers writes from all of them (multi-conn).
@@ -45,7 +45,7 @@ namespace BlockOverlay.Engine.Instances;
 /// <see cref="ExportError.NotSupported"/>.
 /// </para>
 /// <para>
-/// <b>Nothing orphaned (invariant 9).</b> When a client disconnects, and when the export is
+/// <b>Nothing orphaned (DESIGN.md, invariant 9).</b> When a client disconnects, and when the export is
 /// closed, the instance's dirty data is written back and committed (volatile instances:
 /// written back, made durable by the store's clean close).
 /// </para>

@@ -46,7 +46,7 @@ internal sealed class StoreHost : IAsyncDisposable
     /// <summary>Completes when another server took the store over (RBD) and this one can no longer write to it.</summary>
     public Task Fenced => _session.Fenced;
 
-    /// <summary>Opens the store and serves every instance whose base is intact (invariant 8: the others keep serving).</summary>
+    /// <summary>Opens the store and serves every instance whose base is intact (DESIGN.md, invariant 8: the others keep serving).</summary>
     public static async Task<StoreHost> OpenAsync(string path, CacheOptions cacheOptions, ExportCatalog catalog, ILogger logger, bool takeover = false)
     {
         var session = await StoreSession.OpenAsync(path, takeover);

@@ -8,7 +8,7 @@ namespace BlockOverlay.Host.Serving;
 
 /// <summary>
 /// The store a server serves, if any: opened first (every instance exported in the
-/// catalog), closed last. Closing writes back and commits every instance (invariant 9),
+/// catalog), closed last. Closing writes back and commits every instance (DESIGN.md, invariant 9),
 /// then checkpoints the store and marks it cleanly shut down. With <c>takeover</c> (a store
 /// on RBD) a current owner is fenced off first; if this server is fenced off by another's
 /// takeover, it exits at once with a message: nothing it writes lands any more, so there is

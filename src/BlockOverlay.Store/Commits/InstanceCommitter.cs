@@ -9,7 +9,7 @@ namespace BlockOverlay.Store.Commits;
 /// <para>
 /// <b>States.</b> A commit takes X's uncommitted entries (and the records of X's failed commits)
 /// and marks them committed, journals them, then frees the blocks that X's durable mappings no
-/// longer name (invariant 4).
+/// longer name (DESIGN.md, invariant 4).
 /// </para>
 /// <para>
 /// <b>Invariants.</b> Only X's records, nothing of any other instance (several instances'

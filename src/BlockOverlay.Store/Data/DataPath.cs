@@ -15,11 +15,11 @@ namespace BlockOverlay.Store.Data;
 /// </para>
 /// <para>
 /// <b>Invariants.</b> Data always goes to freshly allocated blocks and is durable (FUA) before
-/// the map names it, so a mapping never names data that is not durable (invariant 3), and a
+/// the map names it, so a mapping never names data that is not durable (DESIGN.md, invariant 3), and a
 /// block's content changes only by switching its mapping, which is atomic: after a crash a block
 /// reads old or new, never a torn mix. Blocks a durable mapping still names are freed only after
 /// the commit that drops that mapping; blocks never durably mapped are freed at once
-/// (invariant 4). Reads hold a ticket (<see cref="ReadQuarantine"/>) while they look up and read.
+/// (DESIGN.md, invariant 4). Reads hold a ticket (<see cref="ReadQuarantine"/>) while they look up and read.
 /// </para>
 /// <para>
 /// <b>Locking.</b> None of its own: the instance's gate around map changes, the space and

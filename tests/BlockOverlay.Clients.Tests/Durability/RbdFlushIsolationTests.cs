@@ -4,7 +4,7 @@ using BlockOverlay.Clients.Tests.Guests;
 namespace BlockOverlay.Clients.Tests.Durability;
 
 /// <summary>
-/// Invariant 2 on Ceph, counted twice: a server serves instances X and Y of a store in an RBD
+/// DESIGN.md, invariant 2 on Ceph, counted twice: a server serves instances X and Y of a store in an RBD
 /// image of the one-node test cluster; Y's client leaves 64 MiB dirty (unflushed, its
 /// connection open, background write-back held off by a long dirty age); X's client writes
 /// 4 MiB and flushes. The bytes the cluster's OSDs received during X's write and flush must be

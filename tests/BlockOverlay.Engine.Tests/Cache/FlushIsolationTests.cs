@@ -8,7 +8,7 @@ using static BlockOverlay.Engine.Tests.Cache.CacheTestKit;
 namespace BlockOverlay.Engine.Tests.Cache;
 
 /// <summary>
-/// Invariant 2, counted without timing: instances A, B and C share a store; B and C hold
+/// DESIGN.md, invariant 2, counted without timing: instances A, B and C share a store; B and C hold
 /// 64 MiB of dirty data each, A 4 MiB. A flush of A must write A's 4 MiB and A's metadata and
 /// not one byte of B's or C's, and the counters and the device's own write log must agree.
 /// In global mode the same flush writes everything (the baseline isolation is measured against).

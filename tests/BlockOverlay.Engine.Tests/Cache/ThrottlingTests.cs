@@ -9,7 +9,7 @@ using static BlockOverlay.Engine.Tests.Cache.CacheTestKit;
 namespace BlockOverlay.Engine.Tests.Cache;
 
 /// <summary>
-/// Invariant 7: a writer past its dirty limit waits for its own write-back, and only it; memory
+/// DESIGN.md, invariant 7: a writer past its dirty limit waits for its own write-back, and only it; memory
 /// stays within the limit; writes are never failed for lack of cache.
 /// </summary>
 [TestFixture]

@@ -8,7 +8,7 @@ using BlockOverlay.Store.Format;
 namespace BlockOverlay.Engine.Tests.Instances;
 
 /// <summary>
-/// Base images (invariant 8): their identity catches a replaced, resized or edited image; an
+/// Base images (DESIGN.md, invariant 8): their identity catches a replaced, resized or edited image; an
 /// instance on a changed base refuses to open with a message naming the file while the others
 /// serve on; reads past the base's end are zeros; the base is only ever opened read-only and
 /// never changes, whatever the instances do.

@@ -81,7 +81,7 @@ internal sealed class GatedDevice(MemoryDevice inner) : IBlockDevice
 }
 
 /// <summary>
-/// Invariant 4 under concurrency: a read of one instance racing that instance's own writes and
+/// DESIGN.md, invariant 4 under concurrency: a read of one instance racing that instance's own writes and
 /// zeroing (which free never-committed upper blocks at once) and another instance's writes
 /// (which reuse them) must never return the other instance's bytes.
 /// </summary>

@@ -16,9 +16,9 @@ namespace BlockOverlay.Engine.Tests.Instances;
 /// <remarks>
 /// A kill opens the store on a copy of the device without closing the old one. Every block
 /// must then read as its content at the instance's last durable point (flush, FUA, clean
-/// close) or a content it had after that (invariant 5); the model then adopts what it reads.
-/// The base file's bytes, size and mtime must never change (invariant 8); one instance's
-/// data never shows in another (invariant 4) — any read of it would differ from the model.
+/// close) or a content it had after that (DESIGN.md, invariant 5); the model then adopts what it reads.
+/// The base file's bytes, size and mtime must never change (DESIGN.md, invariant 8); one instance's
+/// data never shows in another (DESIGN.md, invariant 4) — any read of it would differ from the model.
 /// </remarks>
 [TestFixture]
 public sealed class InstanceModelTests
@@ -132,7 +132,7 @@ public sealed class InstanceModelTests
             string.Join(", ", workload.Counts.OrderBy(c => c.Key, StringComparer.Ordinal).Select(c => $"{c.Key} {c.Value}")));
     }
 
-    /// <summary>Invariant 4 in isolation: everything written to one instance, durably or not, stays out of the others.</summary>
+    /// <summary>DESIGN.md, invariant 4 in isolation: everything written to one instance, durably or not, stays out of the others.</summary>
     [Test]
     public async Task One_instances_writes_never_appear_in_another_before_or_after_a_kill()
     {

@@ -102,7 +102,7 @@ internal sealed class PowerLossMedia : IStoreMedia
 }
 
 /// <summary>
-/// Crash consistency of instances (invariant 5) under power loss: the model workload of
+/// Crash consistency of instances (DESIGN.md, invariant 5) under power loss: the model workload of
 /// <see cref="InstanceModelTests"/> with self-describing data over a <see cref="PowerLossDevice"/>.
 /// Crash images are taken in the middle of operations — before a device write, with that write
 /// lost, whole or torn at sector granularity — and between operations (where the workload goes

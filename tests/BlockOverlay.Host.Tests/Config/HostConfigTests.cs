@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Host.Config;
+using BlockOverlay.Host.Tests.Docs;
 using BlockOverlay.Nbd.Listeners;
 using BlockOverlay.Nbd.Server;
 using Microsoft.Extensions.Logging;
@@ -226,7 +227,7 @@ public class HostConfigTests
     [Test]
     public void The_example_config_in_docs_loads()
     {
-        var config = HostConfig.Load(Path.Combine(RepositoryRoot(), "docs", "config.example.json"));
+        var config = HostConfig.Load(Path.Combine(Repository.Root, "docs", "config.example.json"));
 
         Assert.Multiple(() =>
         {
@@ -239,18 +240,5 @@ public class HostConfigTests
             Assert.That(config.LogLevel, Is.EqualTo(LogLevel.Information));
             Assert.That(config.LogFormat, Is.EqualTo(LogFormat.Text));
         });
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "BlockOverlay.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"no BlockOverlay.sln above {AppContext.BaseDirectory}");
     }
 }

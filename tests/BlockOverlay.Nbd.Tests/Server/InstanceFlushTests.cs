@@ -7,7 +7,7 @@ using BlockOverlay.Store;
 namespace BlockOverlay.Nbd.Tests.Server;
 
 /// <summary>
-/// Invariants 1 and 9 over real NBD connections to an instance: a FLUSH on one connection
+/// DESIGN.md, invariants 1 and 9 over real NBD connections to an instance: a FLUSH on one connection
 /// covers writes acknowledged on another (what NBD_FLAG_CAN_MULTI_CONN promises), and a client
 /// that disconnects with dirty data has it written back and committed. Each is checked on a
 /// copy of the store device taken at that moment: a kill -9 of the server.

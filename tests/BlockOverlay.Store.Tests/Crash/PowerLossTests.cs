@@ -4,7 +4,7 @@ using BlockOverlay.Io;
 namespace BlockOverlay.Store.Tests.Crash;
 
 /// <summary>
-/// Power loss at every device write of seeded random workloads (invariant 5): the store opens,
+/// Power loss at every device write of seeded random workloads (DESIGN.md, invariant 5): the store opens,
 /// and every instance reads as its last completed commit (or checkpoint, or clean close) plus,
 /// per block, possibly later writes — never garbage, never another instance's data; completed
 /// creations and deletions hold; no store block is mapped twice and the free count is exact;
