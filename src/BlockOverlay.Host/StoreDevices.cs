@@ -33,6 +33,9 @@ internal static class StoreDevices
     /// <summary>The cluster rbd: addresses refer to; set once at start from the command line.</summary>
     private static CephClientOptions s_ceph = new();
 
+    /// <summary>The cluster of this command's rbd: stores and bases (from --ceph-conf and --ceph-id).</summary>
+    public static CephClientOptions Ceph => s_ceph;
+
     /// <summary>Puts --ceph-conf and --ceph-id on <paramref name="root"/> and every command under it.</summary>
     public static void AddCephOptions(RootCommand root)
     {
@@ -44,7 +47,6 @@ internal static class StoreDevices
     public static void UseCephOptions(ParseResult parse)
     {
         s_ceph = new CephClientOptions(parse.GetValue(CephConf), parse.GetValue(CephId));
-        BaseImage.Ceph = s_ceph;
     }
 
     /// <summary>True for an rbd:POOL/IMAGE address.</summary>

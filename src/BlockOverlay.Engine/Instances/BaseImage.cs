@@ -42,22 +42,20 @@ public sealed class BaseImage : IAsyncDisposable
         _snapshot = snapshot;
     }
 
-    /// <summary>
-    /// The Ceph cluster <c>rbd:</c> bases are read from: by default the Ceph conventions
-    /// ($CEPH_CONF, client.admin); a host sets it once at start from its command line.
-    /// </summary>
-    public static CephClientOptions Ceph { get; set; } = new();
-
     /// <summary>The file's absolute path, or the snapshot's address as <c>rbd:POOL/IMAGE@SNAP</c>.</summary>
     public string Path { get; }
 
     public long Size => _snapshot?.Size ?? _file!.Size;
 
-    /// <summary>Opens a base image read-only, checking it is the one an instance was made on.</summary>
-    public static async Task<BaseImage> OpenAsync(BaseIdentity expected)
+    /// <summary>
+    /// Opens a base image read-only, checking it is the one an instance was made on. An
+    /// <c>rbd:</c> base is read from the cluster <paramref name="ceph"/> names (by default the
+    /// Ceph conventions: $CEPH_CONF, client.admin).
+    /// </summary>
+    public static async Task<BaseImage> OpenAsync(BaseIdentity expected, CephClientOptions? ceph = null)
     {
         ArgumentNullException.ThrowIfNull(expected);
-        var image = RbdAddress.IsRbd(expected.Path) ? await OpenSnapshotAsync(expected.Path) : Open(expected.Path);
+        var image = RbdAddress.IsRbd(expected.Path) ? await OpenSnapshotAsync(expected.Path, ceph ?? new()) : Open(expected.Path, ceph);
         try
         {
             var actual = await image.IdentifyAsync();
@@ -80,15 +78,15 @@ public sealed class BaseImage : IAsyncDisposable
 
     /// <summary>
     /// Opens an image read-only (for a snapshot in Ceph, this blocks for the round trips to the
-    /// cluster); a missing or unreadable image gets a message naming it.
+    /// cluster <paramref name="ceph"/> names); a missing or unreadable image gets a message naming it.
     /// </summary>
-    public static BaseImage Open(string path)
+    public static BaseImage Open(string path, CephClientOptions? ceph = null)
     {
         if (RbdAddress.IsRbd(path))
         {
             try
             {
-                return new BaseImage(RbdSnapshot.Open(RbdAddress.Parse(path), Ceph));
+                return new BaseImage(RbdSnapshot.Open(RbdAddress.Parse(path), ceph ?? new()));
             }
             catch (Exception e) when (IsOpenFailure(e))
             {
@@ -173,11 +171,11 @@ public sealed class BaseImage : IAsyncDisposable
 
     public ValueTask DisposeAsync() => _snapshot?.DisposeAsync() ?? _file!.DisposeAsync();
 
-    private static async Task<BaseImage> OpenSnapshotAsync(string address)
+    private static async Task<BaseImage> OpenSnapshotAsync(string address, CephClientOptions ceph)
     {
         try
         {
-            return new BaseImage(await RbdSnapshot.OpenAsync(RbdAddress.Parse(address), Ceph));
+            return new BaseImage(await RbdSnapshot.OpenAsync(RbdAddress.Parse(address), ceph));
         }
         catch (Exception e) when (IsOpenFailure(e))
         {

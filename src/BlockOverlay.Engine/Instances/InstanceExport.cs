@@ -3,6 +3,7 @@ using System.Diagnostics;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Exports;
+using BlockOverlay.Io.Rbd;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Maps;
@@ -73,11 +74,14 @@ public sealed class InstanceExport : ILayeredExport
         _layout = new InstanceLayout(_cache, _store, instance, baseImage);
     }
 
-    /// <summary>Opens an instance for serving: its base image is checked to be the one it was made on.</summary>
-    public static async Task<InstanceExport> OpenAsync(WriteBackCache cache, StoreInstance instance)
+    /// <summary>
+    /// Opens an instance for serving: its base image is checked to be the one it was made on
+    /// (an <c>rbd:</c> base is read from the cluster <paramref name="ceph"/> names).
+    /// </summary>
+    public static async Task<InstanceExport> OpenAsync(WriteBackCache cache, StoreInstance instance, CephClientOptions? ceph = null)
     {
         ArgumentNullException.ThrowIfNull(instance);
-        var baseImage = instance.Definition.Base is { } identity ? await BaseImage.OpenAsync(identity) : null;
+        var baseImage = instance.Definition.Base is { } identity ? await BaseImage.OpenAsync(identity, ceph) : null;
         return new InstanceExport(cache, instance, baseImage);
     }
 

@@ -103,7 +103,7 @@ internal static class BaseOperations
         if (RbdAddress.IsRbd(image))
         {
             // A snapshot in Ceph is named by its address; opening it proves it is there and readable now.
-            await using var snapshot = BaseImage.Open(image);
+            await using var snapshot = BaseImage.Open(image, StoreDevices.Ceph);
             (path, size) = (snapshot.Path, snapshot.Size);
         }
         else
@@ -155,7 +155,7 @@ internal static class BaseOperations
         {
             try
             {
-                await using var snapshot = BaseImage.Open(path);
+                await using var snapshot = BaseImage.Open(path, StoreDevices.Ceph);
                 return new ByteSize(snapshot.Size).ToString();
             }
             catch (BaseImageChangedException)

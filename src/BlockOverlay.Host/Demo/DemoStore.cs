@@ -166,7 +166,7 @@ internal static class DemoStore
     {
         await using var session = await StoreSession.OpenAsync(storePath);
         BaseIdentity identity;
-        await using (var image = BaseImage.Open(baseImage))
+        await using (var image = BaseImage.Open(baseImage, StoreDevices.Ceph))
         {
             identity = await image.IdentifyAsync();
         }

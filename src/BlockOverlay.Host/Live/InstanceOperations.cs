@@ -71,7 +71,7 @@ internal static class InstanceOperations
         BaseIdentity? identity = null;
         if (request.Base is not null)
         {
-            await using var image = BaseImage.Open(request.Base);
+            await using var image = BaseImage.Open(request.Base, StoreDevices.Ceph);
             identity = await image.IdentifyAsync();
         }
 
@@ -179,7 +179,7 @@ internal static class InstanceOperations
         var instance = store.Find(name) ?? throw new InstanceException($"no instance named '{name}'");
         await using var view = live?.Served(name) is { } served
             ? InstanceView.OfServed(served.Export)
-            : await InstanceView.OpenAsync(store, instance);
+            : await InstanceView.OpenAsync(store, instance, StoreDevices.Ceph);
         string partial = $"{output}.partial-{Environment.ProcessId}";
         try
         {

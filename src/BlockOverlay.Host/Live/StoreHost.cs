@@ -105,7 +105,7 @@ internal sealed class StoreHost : IAsyncDisposable
     /// <summary>Exports an instance under its name; it is reachable when this returns.</summary>
     public async Task ServeAsync(StoreInstance instance)
     {
-        var export = await InstanceExport.OpenAsync(Cache, instance);
+        var export = await InstanceExport.OpenAsync(Cache, instance, StoreDevices.Ceph);
         try
         {
             _catalog.Add(instance.Name, export);
