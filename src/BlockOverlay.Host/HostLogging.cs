@@ -78,6 +78,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 13, Level = LogLevel.Error, Message = "control: instance {Command} hit a bug (the caller was told so)")]
     public static partial void ControlCommandCrashed(ILogger logger, string command, Exception exception);
 
+    [LoggerMessage(EventId = 14, Level = LogLevel.Error, Message = "metrics: collecting hit a bug (that scrape got a 500)")]
+    public static partial void MetricsCrashed(ILogger logger, Exception exception);
+
     [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "control socket at {Path}")]
     public static partial void ControlListening(ILogger logger, string path);
 

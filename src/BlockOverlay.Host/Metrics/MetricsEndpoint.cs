@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Prometheus;
@@ -46,13 +47,15 @@ internal sealed class MetricsEndpoint : IAsyncDisposable
     /// <param name="address">Where to listen.</param>
     /// <param name="exposition">Writes the exposition (text format 0.0.4) to the stream, as <see cref="ServerMetrics.WriteAsync"/> does.</param>
     /// <param name="requestTimeout">How long a client has to send its request head, and the answer to be sent.</param>
-    public MetricsEndpoint(IPEndPoint address, Func<Stream, CancellationToken, Task> exposition, TimeSpan? requestTimeout = null)
+    /// <param name="logger">Where a bug in the exposition is logged with its stack (the scrape itself gets a 500).</param>
+    public MetricsEndpoint(IPEndPoint address, Func<Stream, CancellationToken, Task> exposition, TimeSpan? requestTimeout = null,
+        ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(address);
         ArgumentNullException.ThrowIfNull(exposition);
         _address = address;
         var timeout = requestTimeout ?? DefaultRequestTimeout;
-        _scrape = new Scrape(exposition, timeout);
+        _scrape = new Scrape(exposition, timeout, logger ?? NullLogger.Instance);
         var options = new KestrelServerOptions { AddServerHeader = false };
         options.Limits.MaxRequestHeadersTotalSize = MaxRequestHeadBytes;
         options.Limits.RequestHeadersTimeout = timeout;
@@ -109,7 +112,7 @@ internal sealed class MetricsEndpoint : IAsyncDisposable
     }
 
     /// <summary>The one resource, as Kestrel's request handler.</summary>
-    private sealed class Scrape(Func<Stream, CancellationToken, Task> exposition, TimeSpan timeout) : IHttpApplication<HttpContext>
+    private sealed class Scrape(Func<Stream, CancellationToken, Task> exposition, TimeSpan timeout, ILogger logger) : IHttpApplication<HttpContext>
     {
         public HttpContext CreateContext(IFeatureCollection contextFeatures) => new DefaultHttpContext(contextFeatures);
 
@@ -164,6 +167,12 @@ internal sealed class MetricsEndpoint : IAsyncDisposable
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 // Whatever the exposition throws becomes this scrape's 500; the server goes on.
+                // A bug is also logged with its stack, not only told to whoever scraped.
+                if (OperatorFailures.MessageFor(e) is null)
+                {
+                    HostLog.MetricsCrashed(logger, e);
+                }
+
                 return ([], $"{e.GetType().Name}: {e.Message}".ReplaceLineEndings(" "));
             }
         }

@@ -25,7 +25,7 @@ internal sealed class MetricsService(IPEndPoint? address, Func<ServerMetrics> co
 
         var metrics = collect();
         _metrics = metrics;
-        var endpoint = new MetricsEndpoint(address, metrics.WriteAsync);
+        var endpoint = new MetricsEndpoint(address, metrics.WriteAsync, logger: logger);
         _endpoint = endpoint;   // stopped even if it fails to start (it then has nothing to close)
         var scrapedAt = await endpoint.StartAsync(cancellationToken);
         HostLog.MetricsServed(logger, scrapedAt);

@@ -44,13 +44,13 @@ public sealed class InstanceBugTests
     public async Task A_bug_in_a_live_command_is_logged_with_its_stack_and_answered_as_a_bug()
     {
         string store = Path.Combine(_directory, "store");
-        var logged = new ConcurrentQueue<(LogLevel Level, Exception? Exception)>();
+        var logger = new CapturingLogger();
         int calls = 0;
         var server = new ControlServer(ControlServer.PathFor(store), (request, _, _) =>
             Interlocked.Increment(ref calls) == 1
                 ? throw new ArgumentOutOfRangeException(nameof(request), "a bug in the command")
                 : Task.FromResult<InstanceResponse>(new InstanceList([])),
-            new CapturingLogger(logged));
+            logger);
         await using (server)
         {
             server.Start();
@@ -61,7 +61,7 @@ public sealed class InstanceBugTests
             Assert.That(answer!.ExitCode, Is.EqualTo(70), answer.ToString);
             Assert.That(printed.Stderr, Does.StartWith("blockoverlay instance list: internal error in the server, a bug")
                 .And.Contain("ArgumentOutOfRangeException").And.Contain("a bug in the command"));
-            var error = logged.Where(e => e.Level == LogLevel.Error).Select(e => e.Exception).SingleOrDefault();
+            var error = logger.Entries.Where(e => e.Level == LogLevel.Error).Select(e => e.Exception).SingleOrDefault();
             Assert.That(error, Is.TypeOf<ArgumentOutOfRangeException>(), "logged at Error with the exception");
             Assert.That(error!.StackTrace, Is.Not.Null.And.Not.Empty, "with its stack");
             Assert.That(await ControlClient.TrySendAsync(store, new ListRequest()), Is.TypeOf<InstanceList>(), "the next command is served");
@@ -74,15 +74,5 @@ public sealed class InstanceBugTests
         await using var device = await FileDevice.CreateAsync(store, 64L << 20);
         await UpperStore.CreateAsync(device);
         return store;
-    }
-
-    private sealed class CapturingLogger(ConcurrentQueue<(LogLevel, Exception?)> entries) : ILogger
-    {
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            entries.Enqueue((logLevel, exception));
     }
 }

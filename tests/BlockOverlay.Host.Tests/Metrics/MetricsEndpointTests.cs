@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using BlockOverlay.Host.Metrics;
+using Microsoft.Extensions.Logging;
 using Prometheus;
 
 namespace BlockOverlay.Host.Tests.Metrics;
@@ -34,9 +35,11 @@ public class MetricsEndpointTests
         }
     }
 
+    private readonly CapturingLogger _logger = new();
+
     private async Task<IPEndPoint> StartAsync(Func<Stream, CancellationToken, Task> exposition, TimeSpan? requestTimeout = null, IPEndPoint? address = null)
     {
-        var endpoint = new MetricsEndpoint(address ?? MetricsEndpoint.ParseAddress("tcp:127.0.0.1:0"), exposition, requestTimeout);
+        var endpoint = new MetricsEndpoint(address ?? MetricsEndpoint.ParseAddress("tcp:127.0.0.1:0"), exposition, requestTimeout, _logger);
         _endpoints.Add(endpoint);
         return await endpoint.StartAsync();
     }
@@ -204,6 +207,9 @@ public class MetricsEndpointTests
             Assert.That(failed.StatusCode, Is.EqualTo(HttpStatusCode.InternalServerError));
             Assert.That(reason, Is.EqualTo("metrics unavailable: InvalidOperationException: store closed mid-scrape\n"));
             Assert.That(recovered, Is.EqualTo(Body));
+            var bug = _logger.Entries.SingleOrDefault(e => e.Level == LogLevel.Error);
+            Assert.That(bug.Exception, Is.TypeOf<InvalidOperationException>(), "a bug is logged, not only told to the scraper");
+            Assert.That(bug.Exception?.StackTrace, Is.Not.Null.And.Not.Empty, "with its stack");
         });
     }
 
