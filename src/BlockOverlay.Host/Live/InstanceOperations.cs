@@ -81,6 +81,12 @@ internal static class InstanceOperations
             throw new FormatException($"size {bytes} is not a positive multiple of {UpperStore.BlockSize} bytes");
         }
 
+        // Checked before the store has it: an instance made but not served would be left behind.
+        if (live?.Serves(name) == true)
+        {
+            throw new InstanceException($"'{name}' is the name of an export this server already serves; choose another name");
+        }
+
         var instance = await store.CreateInstanceAsync(name, bytes, identity, mode, quota);
         if (live is not null)
         {
