@@ -52,6 +52,21 @@ internal sealed class MessageReader(PipeReader reader)
         }
     }
 
+    /// <summary>
+    /// Whether bytes already received wait past the last message read; asks the pipe what it
+    /// holds and never reads the stream (<see cref="PipeReader.TryRead"/> does no I/O).
+    /// </summary>
+    public bool HoldsUnreadBytes()
+    {
+        if (!reader.TryRead(out var result))
+        {
+            return false;
+        }
+
+        reader.AdvanceTo(result.Buffer.Start);
+        return !result.Buffer.IsEmpty;
+    }
+
     /// <summary>Copies exactly <paramref name="destination"/>.Length bytes from the stream (option data: small, bounded).</summary>
     public async ValueTask ReadExactlyAsync(Memory<byte> destination, CancellationToken cancel)
     {

@@ -8,6 +8,10 @@ namespace BlockOverlay.Nbd.Server;
 /// One client connection from greeting to close, over any pair of streams (a socket, or
 /// stdin/stdout). Whatever happens on it stays on it: errors end this connection only.
 /// </summary>
+/// <remarks>
+/// The pipes read and write a <see cref="ConnectionStream"/>, under which STARTTLS puts TLS;
+/// the pipes themselves stay the same from the greeting to the close.
+/// </remarks>
 internal static class NbdConnection
 {
     /// <summary>Socket reads of up to 256 KiB keep large writes to a few system calls.</summary>
@@ -16,12 +20,13 @@ internal static class NbdConnection
     public static async Task RunAsync(Stream input, Stream output, ExportCatalog catalog, NbdServerOptions options,
         ILogger logger, ServerCounters counters, long connectionId, CancellationToken shutdown)
     {
-        var pipeReader = PipeReader.Create(input, ReaderOptions);
-        var pipeWriter = PipeWriter.Create(output);
+        var stream = new ConnectionStream(input, output);
+        var pipeReader = PipeReader.Create(stream, ReaderOptions);
+        var pipeWriter = PipeWriter.Create(stream);
         var reader = new MessageReader(pipeReader);
         string outcome = "closed";
         var logThrottle = LogThrottle.PerConnection(logger, connectionId);
-        var negotiation = new OptionNegotiation(reader, pipeWriter, catalog, options, logger, logThrottle, connectionId);
+        var negotiation = new OptionNegotiation(reader, pipeWriter, stream, new ConnectionPeer(), catalog, options, logger, logThrottle, connectionId);
         using var handshake = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
         handshake.CancelAfter(options.HandshakeTimeout);
         try
@@ -37,6 +42,7 @@ internal static class NbdConnection
             logger.Attached(connectionId, chosen.Name, (ushort)chosen.Flags, chosen.StructuredReplies);
             using var ending = CancellationTokenSource.CreateLinkedTokenSource(shutdown, attachment.Ending);
             await new TransmissionSession(reader, pipeWriter, chosen, options, logger, logThrottle, counters, connectionId).RunAsync(ending.Token);
+            await stream.EndTlsAsync();
         }
         catch (OperationCanceledException) when (handshake.IsCancellationRequested && !shutdown.IsCancellationRequested &&
                                                   negotiation.Attachment is null)

@@ -54,6 +54,9 @@ internal static partial class NbdLog
     [LoggerMessage(EventId = 116, Level = LogLevel.Warning, Message = "{Count} more refused connections not logged (one a second after the first ten)")]
     public static partial void RefusalsNotLogged(this ILogger logger, long count);
 
+    [LoggerMessage(EventId = 117, Level = LogLevel.Information, Message = "connection {Id}: TLS started (client certificate: {Subject})")]
+    public static partial void TlsStarted(this ILogger logger, long id, string subject);
+
     [LoggerMessage(EventId = 113, Level = LogLevel.Error, Message = "connection {Id}: writing back what the client left failed unexpectedly (kept for the next attempt)")]
     public static partial void DetachCrashed(this ILogger logger, long id, Exception exception);
 }

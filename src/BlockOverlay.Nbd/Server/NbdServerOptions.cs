@@ -54,6 +54,9 @@ public sealed record NbdServerOptions
     /// </summary>
     public int RequestOverheadBytes { get; init; } = 4096;
 
+    /// <summary>TLS offered or required through NBD_OPT_STARTTLS; null: none (STARTTLS is answered ERR_UNSUP).</summary>
+    public NbdTls? Tls { get; init; }
+
     /// <summary>Most descriptors in one BLOCK_STATUS reply chunk.</summary>
     public int MaxBlockStatusDescriptors { get; init; } = 1024;
 }

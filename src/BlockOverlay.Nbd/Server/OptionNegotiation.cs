@@ -1,4 +1,5 @@
 using System.IO.Pipelines;
+using System.Security.Authentication;
 using BlockOverlay.Exports;
 using BlockOverlay.Nbd.Protocol;
 using Microsoft.Extensions.Logging;
@@ -17,10 +18,17 @@ namespace BlockOverlay.Nbd.Server;
 /// is skipped unread and answered with ERR_TOO_BIG. The connection attaches to the export it
 /// chooses before the reply that accepts the choice is written (<see cref="Attachment"/>):
 /// an export removed meanwhile is refused like an unknown one, never accepted and then cut.
+/// <para>TLS (<see cref="NbdServerOptions.Tls"/>): STARTTLS is answered ACK and the same
+/// connection goes on inside TLS (<see cref="ConnectionStream"/>), with nothing chosen before
+/// it kept, as the spec says; a second STARTTLS, or one with data, is ERR_INVALID. With
+/// <see cref="TlsMode.Require"/> every other option before it is skipped unread and answered
+/// ERR_TLS_REQD, and EXPORT_NAME, which has no error reply, ends the connection.</para>
 /// </remarks>
 internal sealed class OptionNegotiation(
     MessageReader reader,
     PipeWriter writer,
+    ConnectionStream stream,
+    ConnectionPeer peer,
     ExportCatalog catalog,
     NbdServerOptions options,
     ILogger logger,
@@ -29,6 +37,7 @@ internal sealed class OptionNegotiation(
 {
     private bool _noZeroes;
     private bool _structuredReplies;
+    private bool _tlsStarted;
 
     // The contexts chosen by SET_META_CONTEXT, valid only for the export they were chosen on.
     private string? _metaExport;
@@ -53,6 +62,13 @@ internal sealed class OptionNegotiation(
         }
 
         _noZeroes = clientFlags.HasFlag(ClientFlags.NoZeroes);
+        if (options.Tls?.Mode == TlsMode.Require && !clientFlags.HasFlag(ClientFlags.FixedNewstyle))
+        {
+            // TLS needs fixed newstyle: such a client could never start it.
+            logger.ConnectionEvent(connectionId, "closed: TLS is required and the client did not reply with fixed newstyle");
+            return null;
+        }
+
         while (true)
         {
             var (header, ended) = await reader.ReadAsync<OptionHeader>(NbdParser.TryReadOptionHeader, cancel);
@@ -60,6 +76,14 @@ internal sealed class OptionNegotiation(
             {
                 logger.ConnectionEvent(connectionId, "client closed the connection during negotiation");
                 return null;
+            }
+
+            if (TlsRequiredBefore((NbdOption)header.Option))
+            {
+                await reader.SkipAsync(header.Length, cancel);
+                Reject(header.Option, OptionReplyType.ErrTlsRequired, "this server requires TLS: send NBD_OPT_STARTTLS first");
+                await writer.FlushAsync(cancel);
+                continue;
             }
 
             if (header.Length > options.MaxOptionLength)
@@ -73,6 +97,12 @@ internal sealed class OptionNegotiation(
 
             byte[] data = new byte[header.Length];
             await reader.ReadExactlyAsync(data, cancel);
+            if ((NbdOption)header.Option == NbdOption.StartTls && options.Tls is { } tls)
+            {
+                await StartTlsAsync(header.Option, data, tls, cancel);
+                continue;
+            }
+
             NegotiatedExport? chosen;
             try
             {
@@ -95,6 +125,59 @@ internal sealed class OptionNegotiation(
                 return chosen;
             }
         }
+    }
+
+    /// <summary>Whether <paramref name="option"/> must wait for TLS: with TLS required, all but STARTTLS and ABORT until it is up.</summary>
+    private bool TlsRequiredBefore(NbdOption option)
+    {
+        if (options.Tls?.Mode != TlsMode.Require || _tlsStarted || option is NbdOption.StartTls or NbdOption.Abort)
+        {
+            return false;
+        }
+
+        return option == NbdOption.ExportName
+            ? throw new NbdProtocolException("EXPORT_NAME before STARTTLS, and this server requires TLS")
+            : true;
+    }
+
+    /// <summary>
+    /// Answers STARTTLS and, when it is accepted, runs the TLS handshake and forgets what was
+    /// negotiated in the clear ("the server MUST NOT preserve any negotiation state").
+    /// </summary>
+    private async Task StartTlsAsync(uint option, byte[] data, NbdTls tls, CancellationToken cancel)
+    {
+        string? refusal = _tlsStarted ? "TLS is already started on this connection"
+            : data.Length != 0 ? $"STARTTLS takes no data, {data.Length} bytes were sent"
+            : null;
+        if (refusal is not null)
+        {
+            Reject(option, OptionReplyType.ErrInvalid, refusal);
+            await writer.FlushAsync(cancel);
+            return;
+        }
+
+        NbdEncoder.WriteOptionReply(writer, option, OptionReplyType.Ack);
+        await writer.FlushAsync(cancel);
+        if (reader.HoldsUnreadBytes())
+        {
+            // Bytes sent before our ACK could be read neither as options nor as TLS.
+            throw new NbdProtocolException("the client sent more after STARTTLS without waiting for its reply");
+        }
+
+        try
+        {
+            peer.CertificateSubject = await stream.StartTlsAsync(tls, cancel);
+        }
+        catch (AuthenticationException e)
+        {
+            throw new NbdProtocolException($"the TLS handshake failed: {e.Message}");
+        }
+
+        _tlsStarted = true;
+        _structuredReplies = false;
+        _metaExport = null;
+        _metaContexts = [];
+        logger.TlsStarted(connectionId, peer.CertificateSubject ?? "none asked for");
     }
 
     private NegotiatedExport? HandleOption(uint option, byte[] data, out bool abort)

@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using static BlockOverlay.Nbd.Tests.Protocol.WireBytes;
 
 namespace BlockOverlay.Nbd.Tests.Server;
@@ -7,12 +9,30 @@ namespace BlockOverlay.Nbd.Tests.Server;
 /// <summary>
 /// A client that sends exactly the bytes a test gives it, for the malformed and
 /// borderline input a well-behaved library refuses to send. Every read has a timeout,
-/// so a server that hangs fails the test instead of hanging it.
+/// so a server that hangs fails the test instead of hanging it. After
+/// <see cref="StartTlsAsync"/> the same bytes go through TLS.
 /// </summary>
 internal sealed class RawNbdClient(Socket socket) : IDisposable
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
-    private readonly NetworkStream _stream = new(socket, ownsSocket: true);
+    private Stream _stream = new NetworkStream(socket, ownsSocket: true);
+
+    /// <summary>
+    /// The TLS handshake as a client (after the server acknowledged STARTTLS), trusting only
+    /// <paramref name="server"/>'s certificate, and presenting <paramref name="certificate"/> if given.
+    /// </summary>
+    public async Task StartTlsAsync(X509Certificate2 server, X509Certificate2? certificate = null)
+    {
+        var tls = new SslStream(_stream, leaveInnerStreamOpen: false);
+        _stream = tls;
+        using var timeout = new CancellationTokenSource(Timeout);
+        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            ClientCertificates = certificate is null ? null : [certificate],
+            RemoteCertificateValidationCallback = (_, presented, _, _) => presented?.GetCertHashString() == server.Thumbprint,
+        }, timeout.Token);
+    }
 
     public async Task SendAsync(params byte[][] parts)
     {
