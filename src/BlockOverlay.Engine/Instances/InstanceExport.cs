@@ -3,7 +3,6 @@ using System.Diagnostics;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Exports;
-using BlockOverlay.Io.Rbd;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Maps;
@@ -59,30 +58,53 @@ public sealed class InstanceExport : ILayeredExport
     private readonly UpperStore _store;
     private readonly StoreInstance _instance;
     private readonly BaseImage? _base;
+    private readonly IAsyncDisposable? _baseHold;   // the image itself, or a lease on a shared one
     private readonly BlockRangeLock _writes = new();
     private readonly InstanceLayout _layout;
     private bool _disposed;
 
     /// <summary>Serves an instance through the cache; one export per instance, shared by its connections.</summary>
+    /// <summary>An export of <paramref name="instance"/> that owns <paramref name="baseImage"/> (closes it when it closes).</summary>
     public InstanceExport(WriteBackCache cache, StoreInstance instance, BaseImage? baseImage)
+        : this(cache, instance, baseImage, baseImage)
+    {
+    }
+
+    private InstanceExport(WriteBackCache cache, StoreInstance instance, BaseImage? baseImage, IAsyncDisposable? baseHold)
     {
         _owner = cache ?? throw new ArgumentNullException(nameof(cache));
         _instance = instance ?? throw new ArgumentNullException(nameof(instance));
         _store = cache.Store;
         _base = baseImage;
+        _baseHold = baseHold;
         _cache = cache.Attach(instance);
         _layout = new InstanceLayout(_cache, _store, instance, baseImage);
     }
 
     /// <summary>
-    /// Opens an instance for serving: its base image is checked to be the one it was made on
-    /// (an <c>rbd:</c> base is read from the cluster <paramref name="ceph"/> names).
+    /// Opens an instance for serving, on its base from <paramref name="bases"/> (shared with the
+    /// other instances of that base, and checked to be the one it was made on when first opened
+    /// there); without <paramref name="bases"/>, on a base of its own, read from the cluster
+    /// the Ceph conventions name if it is in RBD.
     /// </summary>
-    public static async Task<InstanceExport> OpenAsync(WriteBackCache cache, StoreInstance instance, CephClientOptions? ceph = null)
+    public static async Task<InstanceExport> OpenAsync(WriteBackCache cache, StoreInstance instance, BaseImages? bases = null)
     {
         ArgumentNullException.ThrowIfNull(instance);
-        var baseImage = instance.Definition.Base is { } identity ? await BaseImage.OpenAsync(identity, ceph) : null;
-        return new InstanceExport(cache, instance, baseImage);
+        if (instance.Definition.Base is not { } identity)
+        {
+            return new InstanceExport(cache, instance, null, null);
+        }
+
+        var lease = await (bases ?? new BaseImages()).OpenAsync(identity);
+        try
+        {
+            return new InstanceExport(cache, instance, lease.Image, lease);
+        }
+        catch
+        {
+            await lease.DisposeAsync();
+            throw;
+        }
     }
 
     /// <summary>What this instance's flushes and write-back cost.</summary>
@@ -264,9 +286,9 @@ public sealed class InstanceExport : ILayeredExport
         await WriteBackAllAsync();
         _disposed = true;
         _owner.Detach(_cache);
-        if (_base is not null)
+        if (_baseHold is not null)
         {
-            await _base.DisposeAsync();
+            await _baseHold.DisposeAsync();
         }
     }
 
@@ -296,9 +318,9 @@ public sealed class InstanceExport : ILayeredExport
 
         _cache.Discard();
         _disposed = true;
-        if (_base is not null)
+        if (_baseHold is not null)
         {
-            await _base.DisposeAsync();
+            await _baseHold.DisposeAsync();
         }
     }
 

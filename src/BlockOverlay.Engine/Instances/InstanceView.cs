@@ -1,5 +1,4 @@
 using BlockOverlay.Engine.Cache;
-using BlockOverlay.Io.Rbd;
 using BlockOverlay.Store;
 
 namespace BlockOverlay.Engine.Instances;
@@ -23,13 +22,13 @@ public sealed class InstanceView : IAsyncDisposable
     /// <summary>The view of a served instance, through its export (which stays open after this).</summary>
     public static InstanceView OfServed(InstanceExport export) => new(export ?? throw new ArgumentNullException(nameof(export)), null);
 
-    /// <summary>The view of an instance nobody serves (an <c>rbd:</c> base read from the cluster <paramref name="ceph"/> names).</summary>
-    public static async Task<InstanceView> OpenAsync(UpperStore store, StoreInstance instance, CephClientOptions? ceph = null)
+    /// <summary>The view of an instance nobody serves (its base opened through <paramref name="bases"/>, as in <see cref="InstanceExport.OpenAsync"/>).</summary>
+    public static async Task<InstanceView> OpenAsync(UpperStore store, StoreInstance instance, BaseImages? bases = null)
     {
         var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
         try
         {
-            return new InstanceView(await InstanceExport.OpenAsync(cache, instance, ceph), cache);
+            return new InstanceView(await InstanceExport.OpenAsync(cache, instance, bases), cache);
         }
         catch
         {

@@ -185,7 +185,7 @@ internal static class InstanceOperations
         var instance = store.Find(name) ?? throw new InstanceException($"no instance named '{name}'");
         await using var view = live?.Served(name) is { } served
             ? InstanceView.OfServed(served.Export)
-            : await InstanceView.OpenAsync(store, instance, StoreDevices.Ceph);
+            : await InstanceView.OpenAsync(store, instance, new BaseImages(StoreDevices.Ceph));
         string partial = $"{output}.partial-{Environment.ProcessId}";
         try
         {

@@ -29,6 +29,7 @@ internal sealed class StoreHost : IAsyncDisposable
     private readonly Dictionary<string, InstanceExport> _exports = new(StringComparer.Ordinal);
     private readonly StoreSession _session;
     private readonly ExportCatalog _catalog;
+    private readonly BaseImages _bases = new(StoreDevices.Ceph);
     private readonly ILogger _logger;
 
     private StoreHost(StoreSession session, WriteBackCache cache, ExportCatalog catalog, ILogger logger)
@@ -108,7 +109,7 @@ internal sealed class StoreHost : IAsyncDisposable
     /// <summary>Exports an instance under its name; it is reachable when this returns.</summary>
     public async Task ServeAsync(StoreInstance instance)
     {
-        var export = await InstanceExport.OpenAsync(Cache, instance, StoreDevices.Ceph);
+        var export = await InstanceExport.OpenAsync(Cache, instance, _bases);
         try
         {
             _catalog.Add(instance.Name, export);
