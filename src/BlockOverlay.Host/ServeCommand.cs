@@ -54,7 +54,21 @@ internal static class ServeCommand
             Description = "text (default): one line per event, for people; json: one JSON object per line, for log shippers.",
         };
 
-        var command = new Command("serve", "Serve disks over NBD.") { config, store, takeover, exports, listens, stdio, metrics, verbose, logLevel, logFormat };
+        var tls = new Option<string>("--tls")
+        {
+            Description = $"NBD STARTTLS: {TlsSettings.Modes} (default off). on serves plain and TLS clients; require refuses every option before STARTTLS.",
+        };
+        var tlsCert = new Option<string>("--tls-cert") { Description = "The server's X.509 certificate (PEM; intermediates may follow it), for --tls on or require." };
+        var tlsKey = new Option<string>("--tls-key") { Description = "The private key of --tls-cert (PEM, unencrypted)." };
+        var tlsCa = new Option<string>("--tls-ca")
+        {
+            Description = "Certificate authorities (PEM): when given, every TLS client must present a certificate that chains to one of them.",
+        };
+
+        var command = new Command("serve", "Serve disks over NBD.")
+        {
+            config, store, takeover, exports, listens, stdio, metrics, tls, tlsCert, tlsKey, tlsCa, verbose, logLevel, logFormat,
+        };
         command.SetAction((parse, _) => RunAsync(new ServeFlags
         {
             Config = parse.GetValue(config),
@@ -66,6 +80,10 @@ internal static class ServeCommand
             Verbose = parse.GetValue(verbose),
             LogLevel = parse.GetValue(logLevel),
             LogFormat = parse.GetValue(logFormat),
+            Tls = parse.GetValue(tls),
+            TlsCert = parse.GetValue(tlsCert),
+            TlsKey = parse.GetValue(tlsKey),
+            TlsCa = parse.GetValue(tlsCa),
         }, parse.GetValue(takeover)));
         return command;
     }

@@ -25,6 +25,8 @@ internal sealed record ConfigFile
 
     public LimitsSection? Limits { get; init; }
 
+    public TlsSection? Tls { get; init; }
+
     public LogSection? Log { get; init; }
 }
 
@@ -54,6 +56,19 @@ internal sealed record LimitsSection
     public int? ConnectionsPerClient { get; init; }
 
     public string? ConnectionMemory { get; init; }
+}
+
+/// <summary>The <c>tls</c> object: the <c>--tls</c> flags' values (paths relative to the config's directory).</summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+internal sealed record TlsSection
+{
+    public string? Mode { get; init; }
+
+    public string? Cert { get; init; }
+
+    public string? Key { get; init; }
+
+    public string? Ca { get; init; }
 }
 
 /// <summary>The <c>log</c> object.</summary>

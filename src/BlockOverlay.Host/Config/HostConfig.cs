@@ -11,7 +11,7 @@ namespace BlockOverlay.Host.Config;
 
 /// <summary>
 /// What a config file says: the store, listeners, metrics address, plain exports, cache
-/// limits and logging of <c>blockoverlay serve</c> (and the store of the <c>instance</c>
+/// limits, connection limits, TLS and logging of <c>blockoverlay serve</c> (and the store of the <c>instance</c>
 /// commands). Command-line flags override it key by key (<see cref="ServeSettings"/>).
 /// </summary>
 /// <remarks>
@@ -55,6 +55,9 @@ internal sealed class HostConfig
 
     /// <summary>The <c>limits</c> section over the NBD server's defaults.</summary>
     public NbdServerOptions Limits { get; init; } = new();
+
+    /// <summary>The <c>tls</c> section: what it gives, paths absolute; its files are read when serving starts.</summary>
+    public TlsSettings Tls { get; init; } = new();
 
     public LogLevel? LogLevel { get; init; }
 
@@ -149,6 +152,7 @@ internal sealed class HostConfig
             Exports = Each("exports", file.Exports, text => ConfigPaths.Export(directory, ExportSpec.Parse(text))),
             Cache = ReadCache(file.Cache),
             Limits = ReadLimits(file.Limits),
+            Tls = ReadTls(file.Tls, directory),
             LogLevel = file.Log?.Level is { } level ? Interpret("log.level", level, LogChoices.ParseLevel) : null,
             LogFormat = file.Log?.Format is { } format ? Interpret("log.format", format, LogChoices.ParseFormat) : null,
         };
@@ -217,6 +221,17 @@ internal sealed class HostConfig
         return options.MaxConnectionsPerClient > options.MaxConnections
             ? throw new FormatException($"limits: connectionsPerClient ({options.MaxConnectionsPerClient}) is above connections ({options.MaxConnections})")
             : options;
+    }
+
+    /// <summary>The <c>tls</c> section with its paths made absolute against <paramref name="directory"/>.</summary>
+    private static TlsSettings ReadTls(TlsSection? tls, string directory)
+    {
+        string? PathOf(string key, string? text) => text is null ? null : Interpret($"tls.{key}", text, t => ConfigPaths.File(directory, t));
+        return new TlsSettings(
+            tls?.Mode is { } mode ? Interpret("tls.mode", mode, TlsSettings.ParseMode) : null,
+            PathOf("cert", tls?.Cert),
+            PathOf("key", tls?.Key),
+            PathOf("ca", tls?.Ca));
     }
 
     private static int Count(string path, int value) =>

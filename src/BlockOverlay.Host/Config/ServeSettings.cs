@@ -28,6 +28,14 @@ internal sealed record ServeFlags
     public string? LogLevel { get; init; }
 
     public string? LogFormat { get; init; }
+
+    public string? Tls { get; init; }
+
+    public string? TlsCert { get; init; }
+
+    public string? TlsKey { get; init; }
+
+    public string? TlsCa { get; init; }
 }
 
 /// <summary>
@@ -74,6 +82,9 @@ internal sealed record ServeSettings
     /// <summary>The NBD server's limits (the config's <c>limits</c>; no flags).</summary>
     public NbdServerOptions Limits { get; init; } = new();
 
+    /// <summary>The <c>--tls</c> flags over the config's <c>tls</c> keys; checked, its files not read yet.</summary>
+    public TlsSettings Tls { get; init; } = new();
+
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
     public LogFormat LogFormat { get; init; } = LogFormat.Text;
@@ -101,6 +112,11 @@ internal sealed record ServeSettings
             Metrics = flags.Metrics is { } metrics ? Flag("--metrics", metrics, MetricsEndpoint.ParseAddress) : config?.Metrics,
             Cache = config?.Cache ?? new CacheOptions(),
             Limits = config?.Limits ?? new NbdServerOptions(),
+            Tls = new TlsSettings(
+                string.IsNullOrEmpty(flags.Tls) ? null : Flag("--tls", flags.Tls, TlsSettings.ParseMode),
+                NullIfEmpty(flags.TlsCert),
+                NullIfEmpty(flags.TlsKey),
+                NullIfEmpty(flags.TlsCa)).Over(config?.Tls ?? new TlsSettings()).Checked(),
             LogLevel = ResolveLevel(flags) ?? config?.LogLevel ?? LogLevel.Information,
             LogFormat = flags.LogFormat is { } format ? Flag("--log-format", format, LogChoices.ParseFormat) : config?.LogFormat ?? LogFormat.Text,
         };
@@ -128,6 +144,8 @@ internal sealed record ServeSettings
             (null, true) => LogLevel.Debug,
             (null, false) => null,
         };
+
+    private static string? NullIfEmpty(string? text) => string.IsNullOrEmpty(text) ? null : text;
 
     /// <summary>Parses a flag's value, naming the flag before what is wrong (as config errors name the key).</summary>
     private static T Flag<T>(string flag, string text, Func<string, T> parse)

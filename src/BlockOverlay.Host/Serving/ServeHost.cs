@@ -37,7 +37,7 @@ internal static class ServeHost
 
         var logger = loggers.CreateLogger("blockoverlay");
         var catalog = new ExportCatalog();
-        var server = new NbdServer(catalog, settings.Limits, loggers);
+        var server = new NbdServer(catalog, settings.Limits with { Tls = settings.Tls.Load() }, loggers);
         var store = new StoreService(settings, catalog, logger, takeover);
         services.AddHostedService(_ => store);
         services.AddHostedService(_ => new ExportsService(settings.Exports, catalog));

@@ -19,11 +19,11 @@ internal sealed class ServerProcess : IDisposable
     private readonly string _directory;
     private bool _disposed;
 
-    private ServerProcess(string directory, IReadOnlyList<string> exports, int? port)
+    private ServerProcess(string directory, IReadOnlyList<string> options, IReadOnlyList<string> exports, int? port)
     {
         _directory = directory;
         Port = port;
-        var startInfo = Redirected.StartInfo(BinaryPath, ["serve"]);
+        var startInfo = Redirected.StartInfo(BinaryPath, ["serve", .. options]);
         foreach (var export in exports)
         {
             startInfo.ArgumentList.Add("--export");
@@ -97,10 +97,14 @@ internal sealed class ServerProcess : IDisposable
     }
 
     /// <summary>A server on a unix socket with the given exports (NAME=memory:SIZE, NAME=file:PATH[:ro]).</summary>
-    public static ServerProcess Start(params string[] exports) => StartListening(exports, tcp: false);
+    public static ServerProcess Start(params string[] exports) => StartListening([], exports, tcp: false);
 
     /// <summary>A server on a unix socket and on 127.0.0.1 at a port that was free a moment ago.</summary>
-    public static ServerProcess StartWithTcp(params string[] exports) => StartListening(exports, tcp: true);
+    public static ServerProcess StartWithTcp(params string[] exports) => StartListening([], exports, tcp: true);
+
+    /// <summary>A server with more options for <c>serve</c> (<c>--tls require</c>, say), on a unix socket and, if asked, on TCP.</summary>
+    public static ServerProcess StartWithOptions(IReadOnlyList<string> options, bool tcp, params string[] exports) =>
+        StartListening(options, exports, tcp);
 
     /// <summary><c>nbd+unix:///NAME?socket=…</c></summary>
     public string UnixUri(string export) => $"nbd+unix:///{export}?socket={SocketPath}";
@@ -135,10 +139,10 @@ internal sealed class ServerProcess : IDisposable
         }
     }
 
-    private static ServerProcess StartListening(IReadOnlyList<string> exports, bool tcp) =>
+    private static ServerProcess StartListening(IReadOnlyList<string> options, IReadOnlyList<string> exports, bool tcp) =>
         ServerLauncher.Start(
             tcp,
-            port => new ServerProcess(Directory.CreateTempSubdirectory("blockoverlay-clients-").FullName, exports, port),
+            port => new ServerProcess(Directory.CreateTempSubdirectory("blockoverlay-clients-").FullName, options, exports, port),
             server => ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString));
 
     private void Stop()

@@ -34,6 +34,7 @@ public class HostConfigTests
               "exports": ["scratch=memory:64M", "iso=file:../images/a.iso:ro", "abs=file:/srv/b.raw"],
               "cache": { "globalDirtyLimit": "8G", "instanceDirtyLimit": "512M", "backgroundRatio": 0.5, "maxDirtyAgeSeconds": 2.5 },
               "limits": { "handshakeSeconds": 2.5, "payloadStallSeconds": 4, "connections": 300, "connectionsPerClient": 20, "connectionMemory": "16M" },
+              "tls": { "mode": "require", "cert": "tls/server.pem", "key": "/etc/keys/server.key", "ca": "../ca.pem" },
               "log": { "level": "warning", "format": "json" }
             }
             """);
@@ -62,6 +63,7 @@ public class HostConfigTests
                 MaxConnectionsPerClient = 20,
                 MaxInFlightBytes = 16L << 20,
             }));
+            Assert.That(config.Tls, Is.EqualTo(new TlsSettings(TlsChoice.Require, "/etc/bo/tls/server.pem", "/etc/keys/server.key", "/etc/ca.pem")));
             Assert.That(config.LogLevel, Is.EqualTo(LogLevel.Warning));
             Assert.That(config.LogFormat, Is.EqualTo(LogFormat.Json));
         });
@@ -80,6 +82,7 @@ public class HostConfigTests
             Assert.That(config.Exports, Is.Empty);
             Assert.That(config.Cache, Is.EqualTo(new CacheOptions()));
             Assert.That(config.Limits, Is.EqualTo(new NbdServerOptions()));
+            Assert.That(config.Tls, Is.EqualTo(new TlsSettings()), "nothing given: the flags or the default (off) decide");
             Assert.That(config.LogLevel, Is.Null);
             Assert.That(config.LogFormat, Is.Null);
         });
@@ -109,11 +112,12 @@ public class HostConfigTests
         Assert.That(address.EndPoint.ToString(), Is.EqualTo("/etc/bo/nbd.sock"));
     }
 
-    [TestCase("""{ "lsten": [] }""", "unknown key 'lsten' (the config takes store, listen, metrics, exports, cache, limits, log)")]
+    [TestCase("""{ "lsten": [] }""", "unknown key 'lsten' (the config takes store, listen, metrics, exports, cache, limits, tls, log)")]
     [TestCase("""{ "Store": "s" }""", "unknown key 'Store'")]
     [TestCase("""{ "cache": { "globalDirtyLimt": "1G" } }""", "unknown key 'cache.globalDirtyLimt' ('cache' takes globalDirtyLimit, instanceDirtyLimit, backgroundRatio, maxDirtyAgeSeconds)")]
     [TestCase("""{ "log": { "levle": "debug" } }""", "unknown key 'log.levle' ('log' takes level, format)")]
     [TestCase("""{ "limits": { "connection": 5 } }""", "unknown key 'limits.connection' ('limits' takes handshakeSeconds, payloadStallSeconds, connections, connectionsPerClient, connectionMemory)")]
+    [TestCase("""{ "tls": { "certificate": "c.pem" } }""", "unknown key 'tls.certificate' ('tls' takes mode, cert, key, ca)")]
     public void An_unknown_key_is_named(string json, string message)
     {
         Assert.That(ProblemWith(json), Does.StartWith(message));
@@ -165,6 +169,8 @@ public class HostConfigTests
         Assert.That(ProblemWith(json), Does.StartWith(message));
     }
 
+    [TestCase("""{ "tls": { "mode": "yes" } }""", "tls.mode: 'yes' is not a TLS mode: use off, on or require")]
+    [TestCase("""{ "tls": { "cert": "" } }""", "tls.cert: an empty path")]
     [TestCase("""{ "limits": { "handshakeSeconds": 0 } }""", "limits.handshakeSeconds: expected a positive number of seconds")]
     [TestCase("""{ "limits": { "connections": 0 } }""", "limits.connections: expected a whole number from 1")]
     [TestCase("""{ "limits": { "connections": 2.5 } }""", "limits.connections: expected an integer")]
@@ -237,6 +243,7 @@ public class HostConfigTests
             Assert.That(config.Exports, Is.Empty);
             Assert.That(config.Cache, Is.EqualTo(new CacheOptions()), "the example's cache values are said to be the defaults");
             Assert.That(config.Limits, Is.EqualTo(new NbdServerOptions()), "the example's limits are said to be the defaults");
+            Assert.That(config.Tls, Is.EqualTo(new TlsSettings(TlsChoice.Off)), "the example's TLS is off, its files commented out");
             Assert.That(config.LogLevel, Is.EqualTo(LogLevel.Information));
             Assert.That(config.LogFormat, Is.EqualTo(LogFormat.Text));
         });

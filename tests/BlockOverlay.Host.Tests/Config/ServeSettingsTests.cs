@@ -115,6 +115,31 @@ public class ServeSettingsTests
     }
 
     [Test]
+    public void Tls_flags_replace_the_configs_tls_keys_one_by_one()
+    {
+        var config = HostConfig.Parse("""{ "tls": { "mode": "require", "cert": "c.pem", "key": "k.pem" } }""", "/cfg/c.json");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(ServeSettings.Resolve(new ServeFlags(), null).Tls, Is.EqualTo(new TlsSettings()), "off unless asked for");
+            Assert.That(ServeSettings.Resolve(new ServeFlags { TlsCa = "ca.pem" }, config).Tls,
+                Is.EqualTo(new TlsSettings(TlsChoice.Require, "/cfg/c.pem", "/cfg/k.pem", "ca.pem")));
+            Assert.That(ServeSettings.Resolve(new ServeFlags { Tls = "on", TlsCert = "mine.pem" }, config).Tls,
+                Is.EqualTo(new TlsSettings(TlsChoice.On, "mine.pem", "/cfg/k.pem")));
+            Assert.That(ServeSettings.Resolve(new ServeFlags { Tls = "off" }, config).Tls.Load(), Is.Null, "--tls off turns the config's TLS off");
+        });
+    }
+
+    [TestCase("maybe", null, "--tls: 'maybe' is not a TLS mode: use off, on or require")]
+    [TestCase("on", null, "TLS on needs a certificate and its key: --tls-cert PATH --tls-key PATH")]
+    [TestCase("require", "c.pem", "TLS require needs a certificate and its key")]
+    public void Tls_on_without_its_files_is_refused_before_serving(string mode, string? certificate, string message)
+    {
+        Assert.That(Assert.Throws<FormatException>(() => ServeSettings.Resolve(new ServeFlags { Tls = mode, TlsCert = certificate }, null))!.Message,
+            Does.StartWith(message));
+    }
+
+    [Test]
     public void Systemd_sockets_replace_the_configs_listeners_but_not_the_command_lines()
     {
         var fromConfig = ServeSettings.Resolve(new ServeFlags(), Config);
