@@ -81,8 +81,9 @@ internal static class InstanceOperations
             throw new FormatException($"size {bytes} is not a positive multiple of {UpperStore.BlockSize} bytes");
         }
 
-        // Checked before the store has it: an instance made but not served would be left behind.
-        if (live?.Serves(name) == true)
+        // A plain export's name, checked before the store makes the instance: one made but not
+        // served would be left behind. (An instance's own name is the store's to refuse.)
+        if (live?.Serves(name) == true && store.Find(name) is null)
         {
             throw new InstanceException($"'{name}' is the name of an export this server already serves; choose another name");
         }
