@@ -148,8 +148,8 @@ public sealed class UpperStore : IAsyncDisposable
 
     /// <summary>Creates an instance; durable when this returns.</summary>
     public Task<StoreInstance> CreateInstanceAsync(string name, long virtualSize, BaseIdentity? baseImage,
-        FlushMode flushMode = FlushMode.Isolated, long quota = 0) =>
-        _namespace.CreateAsync(name, virtualSize, baseImage, flushMode, quota);
+        FlushMode flushMode = FlushMode.Isolated, long quota = 0, InstanceAccess? access = null) =>
+        _namespace.CreateAsync(name, virtualSize, baseImage, flushMode, quota, access ?? InstanceAccess.Open);
 
     /// <summary>
     /// Sets an instance's flush mode, durably, and clears its unclean mark (the operator has
@@ -167,6 +167,13 @@ public sealed class UpperStore : IAsyncDisposable
         InstanceNamespace.CheckQuota(quota);
         return _namespace.RedefineAsync(name, d => d with { Quota = quota }, new SetQuotaRecord(quota));
     }
+
+    /// <summary>
+    /// Sets who may see and open an instance over NBD (<see cref="InstanceAccess.Open"/>: everyone),
+    /// durably. A server applies it to new connections; connections already open stay.
+    /// </summary>
+    public Task SetAccessAsync(string name, InstanceAccess access) =>
+        _namespace.RedefineAsync(name, d => d with { Access = access }, new SetAccessRecord(access));
 
     /// <summary>
     /// Deletes an instance: durable when this returns, and its blocks are free for reuse

@@ -195,6 +195,7 @@ internal sealed class Checkpointer(IBlockDevice device, MetadataJournal journal,
                 ReplayPosition = position,
                 ReplaySequence = sequence,
                 Clean = clean,
+                IncompatibleFeatures = Superblock.FeaturesOf(current.IncompatibleFeatures, saved),
             });
         }
         catch (IOException)

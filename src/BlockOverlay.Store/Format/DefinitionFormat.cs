@@ -6,7 +6,9 @@ namespace BlockOverlay.Store.Format;
 /// An instance's definition as bytes: the body of a CreateInstance record, and the same bytes
 /// for each instance of a checkpoint. The fixed fields (<see cref="DefinitionLayout"/>) are
 /// followed by the name, the base path (u16 length in bytes + UTF-8 each; an empty path means
-/// no base), the mode byte and the quota (u64, bytes). docs/FORMAT.md draws them.
+/// no base), the mode byte and the quota (u64, bytes), then, only when the instance has access
+/// rules, its rule list (<see cref="AccessFormat"/>). An open instance's bytes are those of a
+/// store written before rules existed, and such bytes decode as open. docs/FORMAT.md draws them.
 /// </summary>
 internal static class DefinitionFormat
 {
@@ -14,7 +16,8 @@ internal static class DefinitionFormat
 
     public static int EncodedSize(InstanceDefinition d) =>
         DefinitionLayout.BaseFingerprint.End + LengthBytes + Encoding.UTF8.GetByteCount(d.Name) +
-        LengthBytes + Encoding.UTF8.GetByteCount(d.Base?.Path ?? string.Empty) + ModeBytes + QuotaBytes;
+        LengthBytes + Encoding.UTF8.GetByteCount(d.Base?.Path ?? string.Empty) + ModeBytes + QuotaBytes +
+        (d.Access.IsOpen ? 0 : AccessFormat.EncodedSize(d.Access));
 
     /// <summary>Writes <paramref name="d"/> into <paramref name="body"/> (exactly <see cref="EncodedSize"/> bytes).</summary>
     public static void Encode(Span<byte> body, InstanceDefinition d)
@@ -27,6 +30,10 @@ internal static class DefinitionFormat
         at = WriteString(body, at, d.Base?.Path ?? string.Empty);
         new U8Field(at).Write(body, d.ModeByte);
         new U64Field(at + ModeBytes).Write(body, d.Quota);
+        if (!d.Access.IsOpen)
+        {
+            AccessFormat.Encode(body, at + ModeBytes + QuotaBytes, d.Access);
+        }
     }
 
     /// <summary>Reads a definition; a body too short for its lengths throws <see cref="ArgumentOutOfRangeException"/>.</summary>
@@ -41,7 +48,11 @@ internal static class DefinitionFormat
         var identity = path.Length == 0 ? null : new BaseIdentity(path, baseSize, fingerprint);
         var (mode, unclean) = InstanceDefinition.ReadModeByte(new U8Field(at).Read(body), where);
         long quota = new U64Field(at + ModeBytes).ReadSigned(body);
-        return new InstanceDefinition(id, name, size, identity, mode, unclean, quota);
+        var rules = body[(at + ModeBytes + QuotaBytes)..];
+        return new InstanceDefinition(id, name, size, identity, mode, unclean, quota)
+        {
+            Access = rules.IsEmpty ? InstanceAccess.Open : AccessFormat.Decode(rules, where),
+        };
     }
 
     private static int WriteString(Span<byte> body, int at, string text)

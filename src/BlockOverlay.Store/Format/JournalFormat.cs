@@ -19,6 +19,9 @@ public sealed record InstanceDefinition(uint Id, string Name, long VirtualSize, 
 {
     private const byte UncleanBit = 0x80;
 
+    /// <summary>Who may see and open the instance over NBD (<see cref="InstanceAccess.Open"/>: everyone).</summary>
+    public InstanceAccess Access { get; init; } = InstanceAccess.Open;
+
     /// <summary>The mode and the unclean mark, as one byte on disk.</summary>
     internal byte ModeByte => (byte)((byte)FlushMode | (Unclean ? UncleanBit : 0));
 
@@ -66,6 +69,13 @@ public sealed record SetFlushModeRecord(FlushMode FlushMode) : JournalRecord;
 
 /// <summary>The commit's instance may hold at most this many bytes of upper data from now on (0: no quota).</summary>
 public sealed record SetQuotaRecord(long Quota) : JournalRecord;
+
+/// <summary>
+/// The commit's instance may be seen and opened only by clients these rules name from now on
+/// (none: by everyone). A create with rules writes one after its CreateInstance, so a build that
+/// does not know rules refuses the journal instead of serving the instance to everyone.
+/// </summary>
+public sealed record SetAccessRecord(InstanceAccess Access) : JournalRecord;
 
 /// <summary>Records of one instance that become durable together.</summary>
 public sealed record JournalCommit(uint InstanceId, IReadOnlyList<JournalRecord> Records)
@@ -118,6 +128,7 @@ public static class JournalFormat
         DeleteInstance = 17,
         SetFlushMode = 18,
         SetQuota = 19,
+        SetAccess = 20,
     }
 
     /// <summary>Bytes a commit takes in a batch's payload.</summary>
@@ -253,6 +264,7 @@ public static class JournalFormat
         DeleteInstanceRecord => 0,
         SetFlushModeRecord => SetFlushModeBody.ModeByte.End,
         SetQuotaRecord => SetQuotaBody.Quota.End,
+        SetAccessRecord a => AccessFormat.EncodedSize(a.Access),
         _ => throw new ArgumentException($"unknown record {record}"),
     };
 
@@ -288,6 +300,10 @@ public static class JournalFormat
             case SetQuotaRecord quota:
                 type = RecordType.SetQuota;
                 SetQuotaBody.Quota.Write(body, quota.Quota);
+                break;
+            case SetAccessRecord access:
+                type = RecordType.SetAccess;
+                AccessFormat.Encode(body, 0, access.Access);
                 break;
             default:
                 throw new ArgumentException($"unknown record {record}");
@@ -344,6 +360,8 @@ public static class JournalFormat
                         : throw new StoreFormatException($"{where}: a flush mode record cannot mark an instance unclean"));
                 case RecordType.SetQuota:
                     return new SetQuotaRecord(SetQuotaBody.Quota.ReadSigned(body));
+                case RecordType.SetAccess:
+                    return new SetAccessRecord(AccessFormat.Decode(body, where));
                 default:
                     throw new StoreFormatException($"{where}: unknown record type {(byte)type} (written by a newer blockoverlay?)");
             }

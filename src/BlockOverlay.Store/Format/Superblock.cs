@@ -17,8 +17,14 @@ public sealed record Superblock
     private const uint CleanFlag = 1; // bit 0 of Flags: shut down cleanly
     private static ReadOnlySpan<byte> Magic => "BOVSTORE"u8;
 
-    /// <summary>Feature bits this build understands (none yet, in every class).</summary>
-    public const ulong KnownIncompatible = 0, KnownReadOnlyCompatible = 0;
+    /// <summary>
+    /// Incompatible bit 0: the checkpoint holds access rules. A build that does not know rules
+    /// would read past them and serve a restricted instance to everyone, so it must not open.
+    /// </summary>
+    public const ulong AccessRulesFeature = 1;
+
+    /// <summary>Feature bits this build understands.</summary>
+    public const ulong KnownIncompatible = AccessRulesFeature, KnownReadOnlyCompatible = 0;
 
     public uint Version { get; init; } = CurrentVersion;
     public ulong IncompatibleFeatures { get; init; }
@@ -132,6 +138,10 @@ public sealed record Superblock
         sb.CheckGeometry(where);
         return sb;
     }
+
+    /// <summary>The incompatible features of a superblock naming a checkpoint of <paramref name="saved"/>.</summary>
+    internal static ulong FeaturesOf(ulong incompatible, IEnumerable<CheckpointInstance> saved) =>
+        saved.Any(i => !i.Definition.Access.IsOpen) ? incompatible | AccessRulesFeature : incompatible & ~AccessRulesFeature;
 
     /// <summary>Whether a block starts with the superblock's magic: a store's superblock copy, valid or not.</summary>
     public static bool HasMagic(ReadOnlySpan<byte> block) => L.Magic.Of(block).SequenceEqual(Magic);

@@ -9,7 +9,7 @@ namespace BlockOverlay.Store.Instances;
 /// <summary>Clone: a new instance whose starting view is the source's view in the store.</summary>
 /// <remarks>
 /// <para>
-/// <b>States.</b> The clone is created (durably), its upper data and zeroed ranges are copied from
+/// <b>States.</b> The clone is created (durably, with the source's flush mode, quota and access rules), its upper data and zeroed ranges are copied from
 /// the source, then it is committed; if any step fails or is stopped, it is deleted again.
 /// </para>
 /// <para>
@@ -32,7 +32,7 @@ internal sealed class InstanceCloner(InstanceRegistry instances, InstanceNamespa
     {
         var from = instances.Find(source) ?? throw new InstanceException($"no instance named '{source}'");
         var d = from.Definition;
-        var clone = await names.CreateAsync(target, d.VirtualSize, d.Base, d.FlushMode, d.Quota);
+        var clone = await names.CreateAsync(target, d.VirtualSize, d.Base, d.FlushMode, d.Quota, d.Access);
         try
         {
             long copied = await CopyAsync(from, clone, progress ?? ((_, _) => { }), stop);

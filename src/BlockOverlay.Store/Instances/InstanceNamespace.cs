@@ -25,7 +25,7 @@ namespace BlockOverlay.Store.Instances;
 /// journal writes; it is separate from the checkpoint lock because a commit that finds the
 /// journal full waits for a checkpoint.
 /// </para>
-/// <para><b>Durability.</b> Each operation is one journaled record, durable before it returns.</para>
+/// <para><b>Durability.</b> Each operation is one journaled commit, durable before it returns.</para>
 /// </remarks>
 internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer checkpointer, ReadQuarantine quarantine) : IDisposable
 {
@@ -33,7 +33,8 @@ internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer
     private readonly SemaphoreSlim _lock = new(1, 1);
 
     /// <summary>Creates an instance; durable when this returns.</summary>
-    public async Task<StoreInstance> CreateAsync(string name, long virtualSize, BaseIdentity? baseImage, FlushMode flushMode, long quota)
+    public async Task<StoreInstance> CreateAsync(string name, long virtualSize, BaseIdentity? baseImage, FlushMode flushMode, long quota,
+        InstanceAccess access)
     {
         if (virtualSize <= 0 || virtualSize % BlockSize != 0)
         {
@@ -45,10 +46,10 @@ internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer
         try
         {
             checkpointer.ThrowIfClosed();
-            var instance = instances.Add(name, id => new InstanceDefinition(id, name, virtualSize, baseImage, flushMode, Quota: quota));
+            var instance = instances.Add(name, id => new InstanceDefinition(id, name, virtualSize, baseImage, flushMode, Quota: quota) { Access = access });
             try
             {
-                await checkpointer.JournalAsync(new JournalCommit(instance.Definition.Id, [new CreateInstanceRecord(instance.Definition)]));
+                await checkpointer.JournalAsync(new JournalCommit(instance.Definition.Id, CreateRecords(instance.Definition)));
             }
             catch (IOException)
             {
@@ -132,6 +133,15 @@ internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer
             _lock.Release();
         }
     }
+
+    /// <summary>
+    /// The records of a create: rules go in a SetAccess record of the same commit, never in the
+    /// CreateInstance, so a build that does not know them refuses the journal (unknown record)
+    /// rather than serve a restricted instance to everyone.
+    /// </summary>
+    private static List<JournalRecord> CreateRecords(InstanceDefinition d) => d.Access.IsOpen
+        ? [new CreateInstanceRecord(d)]
+        : [new CreateInstanceRecord(d with { Access = InstanceAccess.Open }), new SetAccessRecord(d.Access)];
 
     /// <exception cref="InstanceException">Not a whole number of blocks, or negative.</exception>
     public static void CheckQuota(long quota)

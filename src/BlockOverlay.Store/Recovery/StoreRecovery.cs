@@ -156,6 +156,9 @@ internal static class StoreRecovery
                 case SetQuotaRecord quota when instances.TryGetValue(commit.InstanceId, out var instance):
                     instance.Redefine(instance.Definition with { Quota = quota.Quota });
                     break;
+                case SetAccessRecord access when instances.TryGetValue(commit.InstanceId, out var instance):
+                    instance.Redefine(instance.Definition with { Access = access.Access });
+                    break;
                 case ZeroRecord zero when instances.TryGetValue(commit.InstanceId, out var instance):
                     instance.RecoverZero(zero.VirtualBlock, zero.Length);
                     break;
