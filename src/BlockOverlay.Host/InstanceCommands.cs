@@ -42,7 +42,8 @@ internal static class InstanceCommands
         var size = new Option<string>("--size") { Description = "Virtual size (default: the base's, rounded up to 4 KiB); past the base it reads as zeros." };
         var mode = FlushModeOption("What a flush makes durable (default: isolated).");
         var quota = QuotaOption();
-        var command = new Command("create", "Create an instance (served at once if a server holds the store).") { name, baseImage, size, mode, quota, store };
+        var allow = AllowOption("Who may see and open it over NBD (repeatable; default: everyone who reaches the socket).");
+        var command = new Command("create", "Create an instance (served at once if a server holds the store).") { name, baseImage, size, mode, quota, allow, store };
         command.SetAction(async (parse, _) =>
         {
             string storePath = StorePath(parse, store);
@@ -52,7 +53,8 @@ internal static class InstanceCommands
                 Base: parse.GetValue(baseImage) is { } image ? await BaseRegistry.ResolveAsync(storePath, image) : null,
                 Size: parse.GetValue(size),
                 FlushMode: parse.GetValue(mode),
-                Quota: parse.GetValue(quota)));
+                Quota: parse.GetValue(quota),
+                Allow: parse.GetValue(allow) ?? []));
         });
         return command;
     }
@@ -89,9 +91,12 @@ internal static class InstanceCommands
         var name = new Argument<string>("NAME") { Description = "The instance to change." };
         var mode = FlushModeOption("The new flush mode (also clears an 'unclean' mark left by a crash in volatile mode).");
         var quota = QuotaOption();
-        var command = new Command("set", "Change an instance's settings (live if served).") { name, mode, quota, store };
+        var allow = AllowOption("Replaces who may see and open it over NBD (repeatable); connections already open stay.");
+        var allowAll = new Option<bool>("--allow-all") { Description = "Drop every access rule: anyone who reaches the socket may see and open it." };
+        var command = new Command("set", "Change an instance's settings (live if served).") { name, mode, quota, allow, allowAll, store };
         command.SetAction((parse, _) => DispatchAsync(parse, store,
-            new SetRequest(parse.GetValue(name)!, FlushMode: parse.GetValue(mode), Quota: parse.GetValue(quota))));
+            new SetRequest(parse.GetValue(name)!, FlushMode: parse.GetValue(mode), Quota: parse.GetValue(quota),
+                Allow: parse.GetValue(allow) ?? [], AllowAll: parse.GetValue(allowAll))));
         return command;
     }
 
@@ -120,6 +125,12 @@ internal static class InstanceCommands
             new CloneRequest(parse.GetValue(source)!, parse.GetValue(target)!)));
         return command;
     }
+
+    private static Option<string[]> AllowOption(string description) => new("--allow")
+    {
+        Description = description + " uid:N or gid:N: a unix-socket client of that user or group (SO_PEERCRED); " +
+                      "cert:SUBJECT: a TLS client whose certificate has that subject. Others are told it does not exist.",
+    };
 
     private static Option<string> QuotaOption() => new("--quota")
     {

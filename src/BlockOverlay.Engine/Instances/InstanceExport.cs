@@ -50,7 +50,7 @@ namespace BlockOverlay.Engine.Instances;
 /// written back, made durable by the store's clean close).
 /// </para>
 /// </remarks>
-public sealed class InstanceExport : ILayeredExport
+public sealed class InstanceExport : ILayeredExport, IRestrictedExport
 {
     private const int Block = UpperStore.BlockSize;
     private readonly WriteBackCache _owner;
@@ -120,6 +120,9 @@ public sealed class InstanceExport : ILayeredExport
         ExportCapabilities.Cache | ExportCapabilities.MultiConn;
 
     public string Description => _base is null ? "instance over zeros" : $"instance of {_base.Path}";
+
+    /// <summary>The instance's stored rules, read at each negotiation: <c>instance set --allow</c> applies to the next connection.</summary>
+    public ExportAccess Access => _instance.Definition.Access.ToExportAccess();
 
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer)
     {

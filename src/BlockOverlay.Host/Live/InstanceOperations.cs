@@ -67,6 +67,7 @@ internal static class InstanceOperations
 
         var mode = ParseFlushMode(request.FlushMode ?? "isolated");
         long quota = ParseQuota(request.Quota);
+        var access = ParseAccess(request.Allow);
         long? size = request.Size is null ? null : ByteSize.Parse(request.Size).Bytes;
         BaseIdentity? identity = null;
         if (request.Base is not null)
@@ -88,13 +89,13 @@ internal static class InstanceOperations
             throw new InstanceException($"'{name}' is the name of an export this server already serves; choose another name");
         }
 
-        var instance = await store.CreateInstanceAsync(name, bytes, identity, mode, quota);
+        var instance = await store.CreateInstanceAsync(name, bytes, identity, mode, quota, access);
         if (live is not null)
         {
             await live.ServeAsync(instance);
         }
 
-        return new InstanceCreated(name, bytes, identity?.Path, Describe(mode), quota);
+        return new InstanceCreated(name, bytes, identity?.Path, Describe(mode), quota, Describe(access));
     }
 
     private static async Task<InstanceDeleted> DeleteAsync(DeleteRequest request, UpperStore store, StoreHost? live)
@@ -124,7 +125,7 @@ internal static class InstanceOperations
         var d = instance.Definition;
         var served = live?.Served(name);
         var counters = served?.Export.Counters;
-        return new InstanceStat(d.Name, d.VirtualSize, d.Base?.Path, Describe(d.FlushMode), d.Unclean, d.Quota,
+        return new InstanceStat(d.Name, d.VirtualSize, d.Base?.Path, Describe(d.FlushMode), d.Unclean, d.Quota, Describe(d.Access),
             instance.FootprintBlocks * UpperStore.BlockSize, instance.UpperBlocks * UpperStore.BlockSize, instance.ExtentCount, served is not null, served?.Connections ?? 0,
             served?.Export.DirtyBytes ?? 0, counters?.Flushes ?? 0, counters?.FlushDataBytes ?? 0, counters?.FlushMetaBytes ?? 0,
             counters?.FlushTime.TotalSeconds ?? 0, counters?.WriteBackBytes ?? 0, counters?.Throttled.TotalSeconds ?? 0);
@@ -133,14 +134,20 @@ internal static class InstanceOperations
     private static async Task<InstanceChanged> SetAsync(SetRequest request, UpperStore store)
     {
         string name = request.Name;
-        if (request.FlushMode is null && request.Quota is null)
+        if (request.FlushMode is null && request.Quota is null && request.Allow.Count == 0 && !request.AllowAll)
         {
-            throw new FormatException("say what to set: --flush-mode MODE and/or --quota SIZE");
+            throw new FormatException("say what to set: --flush-mode MODE, --quota SIZE, --allow RULE or --allow-all");
         }
 
-        // Both are parsed before either changes: a bad value changes nothing.
+        if (request.AllowAll && request.Allow.Count > 0)
+        {
+            throw new FormatException("--allow-all opens the instance to everyone: it goes with no --allow");
+        }
+
+        // All are parsed before any changes: a bad value changes nothing.
         FlushMode? mode = request.FlushMode is null ? null : ParseFlushMode(request.FlushMode);
         long? quota = request.Quota is null ? null : ParseQuota(request.Quota);
+        var access = request.AllowAll || request.Allow.Count > 0 ? ParseAccess(request.Allow) : null;
         if (mode is { } m)
         {
             await store.SetFlushModeAsync(name, m);
@@ -151,8 +158,19 @@ internal static class InstanceOperations
             await store.SetQuotaAsync(name, q);
         }
 
-        return new InstanceChanged(name, mode is { } changed ? Describe(changed) : null, quota);
+        if (access is not null)
+        {
+            await store.SetAccessAsync(name, access);
+        }
+
+        return new InstanceChanged(name, mode is { } changed ? Describe(changed) : null, quota, access is null ? null : Describe(access));
     }
+
+    /// <summary>Access rules as written (uid:N, gid:N, cert:SUBJECT); none is open to everyone.</summary>
+    private static InstanceAccess ParseAccess(IReadOnlyList<string> allow) =>
+        allow.Count == 0 ? InstanceAccess.Open : new InstanceAccess(allow.Select(AccessRule.Parse));
+
+    private static string[] Describe(InstanceAccess access) => [.. access.Rules.Select(r => r.ToString())];
 
     /// <summary>A quota: a size rounded to whole blocks, or "none" (0).</summary>
     private static long ParseQuota(string? text)

@@ -29,7 +29,9 @@ internal abstract record NamedRequest(string Command, string Name) : InstanceReq
     public override IEnumerable<string> InstanceNames() => [Name];
 }
 
-internal sealed record CreateRequest(string Name, string? Base, string? Size, string? FlushMode, string? Quota) : NamedRequest("create", Name);
+/// <param name="Allow">Access rules as written (<c>uid:N</c>, <c>gid:N</c>, <c>cert:SUBJECT</c>); none: open to everyone.</param>
+internal sealed record CreateRequest(string Name, string? Base, string? Size, string? FlushMode, string? Quota, IReadOnlyList<string> Allow)
+    : NamedRequest("create", Name);
 
 internal sealed record DeleteRequest(string Name, bool Force) : NamedRequest("delete", Name);
 
@@ -42,7 +44,10 @@ internal sealed record StatRequest(string Name) : NamedRequest("stat", Name)
     public override IEnumerable<string> InstanceNames() => [];
 }
 
-internal sealed record SetRequest(string Name, string? FlushMode, string? Quota) : NamedRequest("set", Name);
+/// <param name="Allow">New access rules, replacing the old ones; empty leaves them.</param>
+/// <param name="AllowAll">Drop every rule: open to everyone.</param>
+internal sealed record SetRequest(string Name, string? FlushMode, string? Quota, IReadOnlyList<string> Allow, bool AllowAll)
+    : NamedRequest("set", Name);
 
 /// <summary>Writes the instance's view to <paramref name="Target"/>, a new raw image.</summary>
 internal sealed record CommitRequest(string Name, string Target) : NamedRequest("commit", Name);

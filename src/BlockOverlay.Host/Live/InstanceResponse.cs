@@ -38,7 +38,8 @@ internal abstract record InstanceResponse : ControlReply
     };
 }
 
-internal sealed record InstanceCreated(string Name, long Size, string? Base, string FlushMode, long Quota) : InstanceResponse;
+/// <param name="Allow">The access rules (empty: everyone).</param>
+internal sealed record InstanceCreated(string Name, long Size, string? Base, string FlushMode, long Quota, IReadOnlyList<string> Allow) : InstanceResponse;
 
 internal sealed record InstanceDeleted(string Name) : InstanceResponse;
 
@@ -47,8 +48,8 @@ internal sealed record InstanceList(IReadOnlyList<InstanceSummary> Instances) : 
 /// <summary>One instance of a list (bytes).</summary>
 internal sealed record InstanceSummary(string Name, long VirtualSize, long UpperBytes, string FlushMode, bool Unclean, string? Base);
 
-/// <summary>What <c>set</c> changed: the flush mode, the quota (0: none), or both.</summary>
-internal sealed record InstanceChanged(string Name, string? FlushMode, long? Quota) : InstanceResponse;
+/// <summary>What <c>set</c> changed: the flush mode, the quota (0: none), the access rules (empty: everyone); null: unchanged.</summary>
+internal sealed record InstanceChanged(string Name, string? FlushMode, long? Quota, IReadOnlyList<string>? Allow) : InstanceResponse;
 
 internal sealed record InstanceCommitted(string Name, string Output, long Size) : InstanceResponse;
 

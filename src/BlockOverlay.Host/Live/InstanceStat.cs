@@ -11,6 +11,7 @@ internal sealed record InstanceStat(
     string FlushMode,
     bool Unclean,
     long Quota,
+    IReadOnlyList<string> Allow,
     long QuotaUsedBytes,
     long UpperBytes,
     int Extents,

@@ -23,7 +23,7 @@ internal static class InstanceText
         InstanceStat stat => Ok(json ? JsonSerializer.Serialize(stat, ControlJson.Default.InstanceStat) + "\n" : Stat(stat)),
         InstanceList list => Ok(List(list)),
         InstanceCreated c => Ok($"created instance '{c.Name}' ({new ByteSize(c.Size)}{(c.Base is null ? "" : $" over {c.Base}")}, flush mode {c.FlushMode}" +
-                                (c.Quota == 0 ? ")\n" : $", quota {new ByteSize(c.Quota)})\n")),
+                                (c.Quota == 0 ? "" : $", quota {new ByteSize(c.Quota)}") + (c.Allow.Count == 0 ? "" : $", allowed {Allowed(c.Allow)}") + ")\n"),
         InstanceDeleted d => Ok($"deleted instance '{d.Name}'\n"),
         InstanceChanged c => Ok($"instance '{c.Name}': {Changes(c)}\n"),
         InstanceCommitted c => Ok($"committed instance '{c.Name}' to {c.Output} ({new ByteSize(c.Size)}): a raw image, usable as a base\n"),
@@ -59,8 +59,16 @@ internal static class InstanceText
             said.Add(quota == 0 ? "no quota" : $"quota {new ByteSize(quota)}");
         }
 
+        if (changed.Allow is { } allow)
+        {
+            said.Add($"allowed {Allowed(allow)}");
+        }
+
         return string.Join(", ", said);
     }
+
+    /// <summary>Access rules for people: "everyone" when there are none; "; " between rules (a subject may hold commas).</summary>
+    private static string Allowed(IReadOnlyList<string> rules) => rules.Count == 0 ? "everyone" : string.Join("; ", rules);
 
     /// <summary>One "key: value" line per field, for people.</summary>
     private static string Stat(InstanceStat s) => string.Join('\n',
@@ -70,6 +78,7 @@ internal static class InstanceText
         $"flush mode: {s.FlushMode}{(s.Unclean ? " (unclean: crashed while volatile)" : "")}",
         $"quota: {(s.Quota == 0 ? "none" : s.Quota.ToString(CultureInfo.InvariantCulture))}",
         $"quota used: {s.QuotaUsedBytes} (upper bytes and dirty new space)",
+        $"allowed: {Allowed(s.Allow)}",
         $"upper bytes: {s.UpperBytes}",
         $"extents: {s.Extents}",
         $"served: {(s.Served ? $"yes, {s.Connections} connection(s)" : "no")}",

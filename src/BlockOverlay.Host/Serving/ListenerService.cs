@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using BlockOverlay.Exports;
 using BlockOverlay.Host.Config;
 using BlockOverlay.Nbd.Listeners;
 using BlockOverlay.Nbd.Server;
@@ -71,8 +72,8 @@ internal sealed class ListenerService(NbdServer server, ServeSettings settings, 
         {
             if (!signals.Release())
             {
-                var (input, output) = StandardStreams();
-                await server.ServeStreamAsync(input, output, "stdio");
+                var (input, output, peer) = StandardStreams();
+                await server.ServeStreamAsync(input, output, "stdio", peer);
             }
         }
         finally
@@ -85,8 +86,10 @@ internal sealed class ListenerService(NbdServer server, ServeSettings settings, 
     /// Standard input and output; but when standard input is a socket (inetd and its kind start
     /// a server on the accepted connection, with standard output left elsewhere), that socket
     /// both ways. libnbd's connect_command hands one socket as both, which works either way.
+    /// The peer of a unix socket is known (its uid and groups); over a pipe it is anonymous, and
+    /// instances with access rules are not offered.
     /// </summary>
-    private static (Stream Input, Stream Output) StandardStreams()
+    private static (Stream Input, Stream Output, PeerIdentity Peer) StandardStreams()
     {
         Socket socket;
         try
@@ -96,10 +99,10 @@ internal sealed class ListenerService(NbdServer server, ServeSettings settings, 
         catch (SocketException)
         {
             // Not a socket (ENOTSOCK): a pipe, a terminal or a file.
-            return (Console.OpenStandardInput(), Console.OpenStandardOutput());
+            return (Console.OpenStandardInput(), Console.OpenStandardOutput(), PeerIdentity.Anonymous);
         }
 
         var stream = new NetworkStream(socket, ownsSocket: true);
-        return (stream, stream);
+        return (stream, stream, PeerCredentials.Of(socket));
     }
 }

@@ -1,10 +1,13 @@
+using BlockOverlay.Exports;
+
 namespace BlockOverlay.Nbd.Server;
 
 /// <summary>
 /// Who is at the other end of one connection, as far as the server has verified it: what
-/// option negotiation may decide access by. Filled in as it becomes known.
+/// option negotiation decides access by. The socket's identity is known from the start
+/// (<see cref="PeerCredentials"/>); the certificate subject is filled in by STARTTLS.
 /// </summary>
-internal sealed class ConnectionPeer
+internal sealed class ConnectionPeer(PeerIdentity socket)
 {
     /// <summary>
     /// The subject of the client's certificate, as .NET writes a distinguished name
@@ -13,4 +16,7 @@ internal sealed class ConnectionPeer
     /// before TLS and when client certificates are not verified.
     /// </summary>
     public string? CertificateSubject { get; set; }
+
+    /// <summary>The identity access rules are judged against: the socket's, with the verified certificate subject.</summary>
+    public PeerIdentity Identity => CertificateSubject is null ? socket : socket with { CertificateSubject = CertificateSubject };
 }

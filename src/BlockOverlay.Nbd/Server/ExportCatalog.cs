@@ -14,6 +14,8 @@ namespace BlockOverlay.Nbd.Server;
 /// connection attaches before the server accepts its choice of export; one whose export was
 /// removed first fails to attach and is refused, so no connection outlives its export's
 /// removal and a removal that refuses while connections exist sees every accepted one.
+/// Lookups take the peer: an export it may not see is left out, so the protocol layer answers
+/// for it exactly as for a name that does not exist.
 /// </remarks>
 public sealed class ExportCatalog
 {
@@ -104,13 +106,17 @@ public sealed class ExportCatalog
         }
     }
 
+    /// <summary>The exports <paramref name="peer"/> may see (<see cref="ExportVisibility"/>), in the order they were added.</summary>
+    public IReadOnlyList<KeyValuePair<string, IExport>> VisibleTo(PeerIdentity peer) => [.. _exports.Where(e => e.Value.IsVisibleTo(peer))];
+
     /// <summary>
-    /// Finds an export. The empty name is the protocol's "default export": the export
-    /// named "" if there is one, else the first export added.
+    /// Finds an export <paramref name="peer"/> may see; one it may not is not found, as if it did
+    /// not exist. The empty name is the protocol's "default export": the export named "" if
+    /// there is one, else the first export added (of those the peer may see).
     /// </summary>
-    public bool TryFind(string name, out string canonicalName, out IExport export)
+    public bool TryFind(string name, PeerIdentity peer, out string canonicalName, out IExport export)
     {
-        var exports = _exports;
+        var exports = VisibleTo(peer);
         foreach (var entry in exports)
         {
             if (entry.Key == name)

@@ -1,4 +1,5 @@
 using System.IO.Pipelines;
+using BlockOverlay.Exports;
 using BlockOverlay.Nbd.Protocol;
 using Microsoft.Extensions.Logging;
 
@@ -17,7 +18,7 @@ internal static class NbdConnection
     /// <summary>Socket reads of up to 256 KiB keep large writes to a few system calls.</summary>
     private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024);
 
-    public static async Task RunAsync(Stream input, Stream output, ExportCatalog catalog, NbdServerOptions options,
+    public static async Task RunAsync(Stream input, Stream output, PeerIdentity peer, ExportCatalog catalog, NbdServerOptions options,
         ILogger logger, ServerCounters counters, long connectionId, CancellationToken shutdown)
     {
         var stream = new ConnectionStream(input, output);
@@ -26,7 +27,7 @@ internal static class NbdConnection
         var reader = new MessageReader(pipeReader);
         string outcome = "closed";
         var logThrottle = LogThrottle.PerConnection(logger, connectionId);
-        var negotiation = new OptionNegotiation(reader, pipeWriter, stream, new ConnectionPeer(), catalog, options, logger, logThrottle, connectionId);
+        var negotiation = new OptionNegotiation(reader, pipeWriter, stream, new ConnectionPeer(peer), catalog, options, logger, logThrottle, connectionId);
         using var handshake = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
         handshake.CancelAfter(options.HandshakeTimeout);
         try

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using BlockOverlay.Exports;
 using BlockOverlay.Nbd.Listeners;
 using Microsoft.Extensions.Logging;
 
@@ -19,6 +20,9 @@ namespace BlockOverlay.Nbd.Server;
 public sealed class NbdServer : IAsyncDisposable
 {
     private readonly ExportCatalog _catalog;
+    /// <summary>The mode of unix sockets the server creates: rw for the owner and the group (0660).</summary>
+    public const UnixFileMode UnixSocketMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite;
+
     private readonly NbdServerOptions _options;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _shutdown = new();
@@ -59,6 +63,14 @@ public sealed class NbdServer : IAsyncDisposable
             }
 
             socket.Bind(address.EndPoint);
+            if (address.EndPoint is UnixDomainSocketEndPoint bound && !OperatingSystem.IsWindows()) // Windows: no file modes
+            {
+                // Owner and group only, whatever the umask: connecting needs write permission, and
+                // who else may connect is the operator's choice (chmod/chgrp after start). Set before
+                // listen(), so nobody connects while the mode is the umask's.
+                File.SetUnixFileMode(bound.ToString(), UnixSocketMode);
+            }
+
             // The longest queue the kernel allows (net.core.somaxconn): a host starting hundreds
             // of guests at once connects them together.
             socket.Listen();
@@ -85,8 +97,9 @@ public sealed class NbdServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Serves one connection over a pair of streams (stdio mode) until it ends.</summary>
-    public Task ServeStreamAsync(Stream input, Stream output, string peer) => Track(input, output, peer, owner: null, client: null);
+    /// <summary>Serves one connection over a pair of streams (stdio mode) until it ends; <paramref name="identity"/> is who is at the other end.</summary>
+    public Task ServeStreamAsync(Stream input, Stream output, string peer, PeerIdentity identity) =>
+        Track(input, output, peer, identity, owner: null, client: null);
 
     /// <summary>Stops accepting, lets connections finish what they started, and waits for them.</summary>
     public async Task StopAsync()
@@ -130,7 +143,8 @@ public sealed class NbdServer : IAsyncDisposable
             }
 
             string peer = Describe(client.RemoteEndPoint) ?? "unix";
-            string who = ClientOf(client);
+            var identity = PeerCredentials.Of(client);
+            string who = ClientOf(client, identity);
             if (Admit(who) is { } refusal)
             {
                 Counters.RecordConnectionRefused();
@@ -149,7 +163,7 @@ public sealed class NbdServer : IAsyncDisposable
             }
 
             var stream = new NetworkStream(client, ownsSocket: true);
-            _ = Track(stream, stream, peer, owner: stream, client: who);
+            _ = Track(stream, stream, peer, identity, owner: stream, client: who);
         }
     }
 
@@ -188,22 +202,11 @@ public sealed class NbdServer : IAsyncDisposable
     }
 
     /// <summary>Who a connection counts against: a TCP client's address, or a unix-socket peer's user id.</summary>
-    private static string ClientOf(Socket socket)
-    {
-        if (socket.RemoteEndPoint is IPEndPoint ip)
-        {
-            return $"address {ip.Address}";
-        }
+    private static string ClientOf(Socket socket, PeerIdentity identity) => socket.RemoteEndPoint is IPEndPoint ip
+        ? $"address {ip.Address}"
+        : identity.Uid is { } uid ? $"uid {uid}" : "an unidentified unix-socket peer";
 
-        // struct ucred { pid_t pid; uid_t uid; gid_t gid; }, from the kernel at connect time.
-        const int SolSocket = 1, SoPeerCred = 17;
-        Span<byte> credentials = stackalloc byte[12];
-        return socket.GetRawSocketOption(SolSocket, SoPeerCred, credentials) == credentials.Length
-            ? $"uid {BitConverter.ToUInt32(credentials[4..])}"
-            : "an unidentified unix-socket peer";
-    }
-
-    private Task Track(Stream input, Stream output, string peer, NetworkStream? owner, string? client)
+    private Task Track(Stream input, Stream output, string peer, PeerIdentity identity, NetworkStream? owner, string? client)
     {
         long id = Interlocked.Increment(ref _connectionIds);
         _logger.ConnectionOpened(id, peer);
@@ -223,7 +226,7 @@ public sealed class NbdServer : IAsyncDisposable
             var self = await started.Task;
             try
             {
-                await NbdConnection.RunAsync(input, output, _catalog, _options, _logger, Counters, id, _shutdown.Token);
+                await NbdConnection.RunAsync(input, output, identity, _catalog, _options, _logger, Counters, id, _shutdown.Token);
             }
             finally
             {

@@ -23,6 +23,9 @@ namespace BlockOverlay.Nbd.Server;
 /// it kept, as the spec says; a second STARTTLS, or one with data, is ERR_INVALID. With
 /// <see cref="TlsMode.Require"/> every other option before it is skipped unread and answered
 /// ERR_TLS_REQD, and EXPORT_NAME, which has no error reply, ends the connection.</para>
+/// <para>An export the peer may not see (<see cref="IRestrictedExport"/>, judged on
+/// <see cref="ConnectionPeer.Identity"/>) is never listed, described or chosen, and every answer
+/// about it is the answer for a name that does not exist.</para>
 /// </remarks>
 internal sealed class OptionNegotiation(
     MessageReader reader,
@@ -194,7 +197,7 @@ internal sealed class OptionNegotiation(
                 return null;
             case NbdOption.List:
                 RequireNoData(data, "LIST");
-                foreach (var (name, export) in catalog.Snapshot)
+                foreach (var (name, export) in catalog.VisibleTo(peer.Identity))
                 {
                     NbdEncoder.WriteServerReply(writer, option, name, export.Description);
                 }
@@ -233,7 +236,7 @@ internal sealed class OptionNegotiation(
             throw new NbdProtocolException($"EXPORT_NAME: {e.Message}");
         }
 
-        if (!catalog.TryFind(name, out string canonical, out var export) || Choose(canonical, export) is not { } chosen)
+        if (!catalog.TryFind(name, peer.Identity, out string canonical, out var export) || Choose(canonical, export) is not { } chosen)
         {
             throw new NbdProtocolException($"EXPORT_NAME: no export named '{name}'");
         }
@@ -300,12 +303,12 @@ internal sealed class OptionNegotiation(
 
     private IExport FindExport(string name, out string canonical)
     {
-        if (catalog.TryFind(name, out canonical, out var export))
+        if (catalog.TryFind(name, peer.Identity, out canonical, out var export))
         {
             return export;
         }
 
-        var known = catalog.Snapshot.Select(e => $"'{e.Key}'").Take(8);
+        var known = catalog.VisibleTo(peer.Identity).Select(e => $"'{e.Key}'").Take(8);
         throw new NbdOptionException(OptionReplyType.ErrUnknown,
             $"no export named '{name}' (exports: {string.Join(", ", known)})");
     }

@@ -30,7 +30,7 @@ public sealed class InstanceBugTests
         string store = await CreateStoreAsync();
         string output = Path.Combine(_directory, "a.raw");
         await using var session = await StoreSession.OpenAsync(store);
-        Assert.That((await InstanceOperations.RunAsync(new CreateRequest("a", null, "4M", null, null), session.Store, live: null)).ExitCode, Is.Zero);
+        Assert.That((await InstanceOperations.RunAsync(new CreateRequest("a", null, "4M", null, null, []), session.Store, live: null)).ExitCode, Is.Zero);
 
         // The caller's progress callback breaks its contract in the middle of a commit.
         var thrown = Assert.CatchAsync(async () => await InstanceOperations.RunAsync(new CommitRequest("a", output), session.Store, live: null,

@@ -32,7 +32,7 @@ public sealed class StoreHostTests
 
         // Other instances' commands go on.
         await RunOkAsync(host, Create("other", "4M"));
-        await RunOkAsync(host, new SetRequest("other", FlushMode: null, Quota: "1M"));
+        await RunOkAsync(host, new SetRequest("other", FlushMode: null, Quota: "1M", Allow: [], AllowAll: false));
         await RunOkAsync(host, new ListRequest());
         await RunOkAsync(host, new StatRequest("busy"));
         // A delete of the instance being committed waits for the commit.
@@ -142,5 +142,5 @@ public sealed class StoreHostTests
         Assert.That(response.ExitCode, Is.Zero, $"{request}: {response}");
     }
 
-    private static CreateRequest Create(string name, string size) => new(name, Base: null, Size: size, FlushMode: null, Quota: null);
+    private static CreateRequest Create(string name, string size) => new(name, Base: null, Size: size, FlushMode: null, Quota: null, Allow: []);
 }

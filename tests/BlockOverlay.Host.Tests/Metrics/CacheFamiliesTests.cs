@@ -32,8 +32,8 @@ public sealed class CacheFamiliesTests
     {
         await using var host = await OpenServedStoreAsync();
         using var metrics = new ServerMetrics(host.Cache, server: null);
-        await RunOkAsync(host, new CreateRequest("a", Base: null, Size: "4M", FlushMode: null, Quota: null));
-        await RunOkAsync(host, new CreateRequest("b", Base: null, Size: "4M", FlushMode: null, Quota: null));
+        await RunOkAsync(host, new CreateRequest("a", Base: null, Size: "4M", FlushMode: null, Quota: null, Allow: []));
+        await RunOkAsync(host, new CreateRequest("b", Base: null, Size: "4M", FlushMode: null, Quota: null, Allow: []));
         await WriteAndFlushAsync(host, "a", times: 2);
 
         var first = await ParseAsync(metrics);
@@ -50,7 +50,7 @@ public sealed class CacheFamiliesTests
 
         // Deleted and made again between two scrapes: the new "a" flushes once.
         await RunOkAsync(host, new DeleteRequest("a", Force: false));
-        await RunOkAsync(host, new CreateRequest("a", Base: null, Size: "4M", FlushMode: null, Quota: null));
+        await RunOkAsync(host, new CreateRequest("a", Base: null, Size: "4M", FlushMode: null, Quota: null, Allow: []));
         await WriteAndFlushAsync(host, "a", times: 1);
         await RunOkAsync(host, new DeleteRequest("b", Force: false));
 

@@ -1,4 +1,5 @@
 using BlockOverlay.Engine.Exports;
+using BlockOverlay.Exports;
 using BlockOverlay.Nbd.Server;
 
 namespace BlockOverlay.Nbd.Tests.Server;
@@ -18,7 +19,7 @@ public sealed class ExportCatalogTests
 
         var refused = Assert.Throws<ExportInUseException>(() => catalog.Remove("disk", disconnect: false));
         Assert.That(refused!.Connections, Is.EqualTo(1));
-        Assert.That(catalog.TryFind("disk", out _, out _), Is.True, "a refused removal leaves the export served");
+        Assert.That(catalog.TryFind("disk", PeerIdentity.Anonymous, out _, out _), Is.True, "a refused removal leaves the export served");
         Assert.That(attachment!.Ending.IsCancellationRequested, Is.False, "and its connection alone");
 
         attachment.Dispose();

@@ -107,7 +107,7 @@ public class ServerCountersTests
     public async Task A_connection_over_streams_is_counted_like_a_socket()
     {
         // The client hangs up during the greeting: still one connection, opened and closed.
-        await _server.ServeStreamAsync(new MemoryStream(), new MemoryStream(), "stdio");
+        await _server.ServeStreamAsync(new MemoryStream(), new MemoryStream(), "stdio", PeerIdentity.Anonymous);
 
         Assert.That((Counters.ConnectionsOpened, Counters.ConnectionsOpen), Is.EqualTo((1L, 0L)));
     }
