@@ -63,6 +63,26 @@ public class AccessTests
     }
 
     [Test]
+    public void An_instance_allowed_to_a_certificate_subject_is_seen_over_tls_with_that_certificate_only()
+    {
+        using var pki = new TestPki();
+        using var ws = new StoreWorkspace();
+        ws.CreateStore("64M");
+        using var server = StoreServer.Start(ws, tcp: false, pki.ServeOptions("on", verifyClients: true));
+        Create(ws, "signed", "--allow", $"cert:{TestPki.ClientSubject}");
+        Create(ws, "others", "--allow", "cert:CN=tenant-b, O=Example");
+        Create(ws, "open");
+        string tls = $"nbds+unix:///?socket={server.SocketPath}&tls-certificates={pki.Trusted}";
+
+        Assert.That(Listed(server, server.UnixUri("")), Is.EquivalentTo(new[] { "open" }), "without TLS no subject: our uid is not named");
+        Assert.That(Listed(server, tls), Is.EquivalentTo(new[] { "signed", "open" }));
+        var size = ClientTool.Nbdinfo.Run("--size", tls.Replace("///?", "///signed?", StringComparison.Ordinal));
+        Assert.That((size.ExitCode, size.Stdout.Trim()), Is.EqualTo((0, "1048576")), size.ToString);
+        var refused = ClientTool.Nbdinfo.Run("--size", tls.Replace("///?", "///others?", StringComparison.Ordinal));
+        Assert.That((refused.ExitCode, refused.Stderr), Is.EqualTo((1, "/usr/bin/nbdinfo: nbd_connect_uri: handshake: server has no export named 'others': No such file or directory\n")), refused.ToString);
+    }
+
+    [Test]
     public void As_root_a_client_running_as_nobody_sees_and_opens_only_what_nobody_is_allowed()
     {
         if (OwnUid != 0)

@@ -33,7 +33,7 @@ public sealed class LiveCreateTests
         catalog.Add("web", plain);
         await using var host = await StoreHost.OpenAsync(store, new CacheOptions(), catalog, new CapturingLogger());
 
-        var answer = await host.RunAsync(new CreateRequest("web", null, "4M", null, null), _ => { }, CancellationToken.None);
+        var answer = await host.RunAsync(new CreateRequest("web", null, "4M", null, null, []), _ => { }, CancellationToken.None);
         var list = await host.RunAsync(new ListRequest(), _ => { }, CancellationToken.None);
 
         Assert.Multiple(() =>
