@@ -10,11 +10,13 @@ namespace BlockOverlay.Host;
 /// shell: arguments with URI or shell characters are single-quoted, and what the line needs
 /// beyond itself is a trailing <c>#</c> comment. Local tools get the unix socket URI when
 /// there is one (no TCP stack in the way); nbd-client gets the TCP address, the only kind of
-/// address its command line takes as HOST PORT.
+/// address its command line takes as HOST PORT. When TLS is required, plain URIs would only
+/// be refused: the URIs are the TLS ones (nbds) with the client's certificate directory left
+/// as DIR, and nbdinfo is the one command shown (the README's TLS paragraph has qemu's).
 /// </summary>
 internal static class AttachHints
 {
-    public static string Describe(IEnumerable<string> exports, IEnumerable<EndPoint> endPoints)
+    public static string Describe(IEnumerable<string> exports, IEnumerable<EndPoint> endPoints, bool tlsRequired = false)
     {
         var listeners = endPoints.ToList();
         var tcp = listeners.OfType<IPEndPoint>().FirstOrDefault();
@@ -28,6 +30,14 @@ internal static class AttachHints
             }
 
             string local = uris.FirstOrDefault(u => u.StartsWith("nbd+unix:", StringComparison.Ordinal)) ?? uris[0];
+            if (tlsRequired)
+            {
+                text.AppendLine($"export '{export}' (TLS required; DIR: ca-cert.pem, client-cert.pem, client-key.pem):");
+                uris.ForEach(u => text.AppendLine($"  {WithTls(u)}"));
+                text.AppendLine($"  nbdinfo {Quote(WithTls(local))}");
+                continue;
+            }
+
             text.AppendLine($"export '{export}':");
             uris.ForEach(u => text.AppendLine($"  {u}"));
             text.AppendLine($"  nbdinfo --map {Quote(local)}");
@@ -52,6 +62,10 @@ internal static class AttachHints
         IPEndPoint ip => $"nbd://{ip.Address}:{ip.Port}/{Uri.EscapeDataString(export)}",
         _ => null,
     };
+
+    /// <summary>The URI for libnbd's TLS client: nbds, with the certificate directory to fill in.</summary>
+    private static string WithTls(string uri) =>
+        "nbds" + uri["nbd".Length..] + (uri.Contains('?', StringComparison.Ordinal) ? "&" : "?") + "tls-certificates=DIR";
 
     /// <summary>qemu's -drive value; a comma inside a value is written twice in qemu's option syntax.</summary>
     private static string QemuDrive(string uri) =>

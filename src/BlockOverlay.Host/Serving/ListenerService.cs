@@ -49,7 +49,7 @@ internal sealed class ListenerService(NbdServer server, ServeSettings settings, 
         // lines on stderr (the listeners are logged as events either way).
         if (settings.LogFormat == LogFormat.Text)
         {
-            Console.Error.Write(AttachHints.Describe(catalog.Snapshot.Select(e => e.Key), bound));
+            Console.Error.Write(AttachHints.Describe(catalog.Snapshot.Select(e => e.Key), bound, settings.Tls.Mode == TlsChoice.Require));
         }
 
         return Task.CompletedTask;
