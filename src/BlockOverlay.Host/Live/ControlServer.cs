@@ -57,7 +57,7 @@ internal sealed class ControlServer : IAsyncDisposable
         File.Delete(Path);
         _socket.Bind(new UnixDomainSocketEndPoint(Path));
         File.SetUnixFileMode(Path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        _socket.Listen(16);
+        _socket.Listen(); // the kernel's longest queue (somaxconn): a host starting many containers asks at once
         _accepting = AcceptAsync(_stop.Token);
     }
 

@@ -117,6 +117,33 @@ public sealed class ControlProtocolTests
         }
     }
 
+    /// <summary>A host starting hundreds of containers at once asks the control socket together.</summary>
+    [Test]
+    public async Task Two_hundred_clients_connecting_at_once_are_all_answered()
+    {
+        string directory = Directory.CreateTempSubdirectory("blockoverlay-control-").FullName;
+        try
+        {
+            var path = Path.Combine(directory, "store.control");
+            var server = new ControlServer(path, async (_, _, stop) =>
+            {
+                await Task.Delay(50, stop); // a command that takes a while, so connections pile up
+                return new InstanceList([]);
+            }, NullLogger.Instance);
+            await using (server)
+            {
+                server.Start();
+                string list = JsonSerializer.Serialize<InstanceRequest>(new ListRequest(), ControlJson.Default.InstanceRequest);
+                var answers = await Task.WhenAll(Enumerable.Range(0, 200).Select(_ => ExchangeAsync(path, list)));
+                Assert.That(answers, Has.All.TypeOf<InstanceList>());
+            }
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Test]
     public void Stat_as_json_is_the_stat_record_without_the_protocol_s_reply_tag()
     {
