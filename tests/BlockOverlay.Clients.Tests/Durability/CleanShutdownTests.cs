@@ -100,7 +100,7 @@ public class CleanShutdownTests
 
         using (var server = StoreServer.Start(ws))
         {
-            Assert.That(server.Log, Does.Contain("closed cleanly"), server.ToString);
+            Assert.That(() => server.Log, Does.Contain("closed cleanly").After(5000, 20), server.ToString);
             Assert.That(ExportContent.FirstDifference(ExportContent.CopyOut(server, ws, "dirty"), dirty), Is.Null, "instance dirty after SIGTERM and a restart");
             Assert.That(ExportContent.FirstDifference(ExportContent.CopyOut(server, ws, "zeros"), zeros), Is.Null, "instance zeros after SIGTERM and a restart");
             Assert.That(server.Terminate(), Is.Zero, server.ToString);

@@ -133,7 +133,7 @@ public class KillDurabilityTests
             Assert.That(ExportContent.FirstDifference(ExportContent.CopyOut(server, ws, "one"), one), Is.Null, "instance one after a clean restart");
             Assert.That(ExportContent.FirstDifference(ExportContent.CopyOut(server, ws, "two"), two), Is.Null, "instance two after a clean restart");
             Assert.That(server.Terminate(), Is.Zero, server.ToString);
-            Assert.That(server.Log, Does.Contain("closed cleanly"), server.ToString);
+            Assert.That(() => server.Log, Does.Contain("closed cleanly").After(5000, 20), server.ToString);
         }
 
         Assert.That(ws.StoreInfo(), Does.Match(@"last shutdown:\s+clean\b"));

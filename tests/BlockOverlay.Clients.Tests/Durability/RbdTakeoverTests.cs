@@ -59,7 +59,7 @@ public sealed class RbdTakeoverTests
         var flushedOne = Apply(baseImage, payload, FlushedOnOne);
         Assert.Multiple(() =>
         {
-            Assert.That(serverB.Log, Does.Contain("after a crash"), "B recovered the store A left open");
+            Assert.That(() => serverB.Log, Does.Contain("after a crash").After(5000, 20), "B recovered the store A left open");
             Assert.That(ExportContent.FirstDifference(one, flushedOne), Is.Null, "one on B: base + its flushed writes");
             Assert.That(ExportContent.FirstDifference(two, Apply(baseImage, payload, FlushedOnTwo)), Is.Null, "two on B: base + its flushed writes");
         });
@@ -70,7 +70,7 @@ public sealed class RbdTakeoverTests
         Assert.Multiple(() =>
         {
             Assert.That(exitA, Is.Not.Zero, serverA.ToString);
-            Assert.That(serverA.Log, Does.Contain("taken over by another server").And.Contain("fenced"), serverA.ToString);
+            Assert.That(() => serverA.Log, Does.Contain("taken over by another server").And.Contain("fenced").After(5000, 20), serverA.ToString);
             Assert.That(ExportContent.FirstDifference(oneAfter, flushedOne), Is.Null, "A's refused write-back never reached the image");
             Assert.That(StoreWorkspace.Sha256(ws["base.raw"]), Is.EqualTo(baseHash), "the base image was written");
         });

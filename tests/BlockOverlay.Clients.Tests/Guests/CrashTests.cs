@@ -37,7 +37,7 @@ public class CrashTests
         using (var server = StoreServer.Start(ws))
         {
             evidence.Add("restarted server", () => server.Log);
-            Assert.That(server.Log, Does.Contain("after a crash"), () => $"the restarted server should have recovered an unclean store\n{evidence}");
+            Assert.That(() => server.Log, Does.Contain("after a crash").After(5000, 20), () => $"the restarted server should have recovered an unclean store\n{evidence}");
 
             using (var checker = Guest.BootFromExport(server.SocketPath, Instance, evidence, "report-files", Fsynced))
             {
