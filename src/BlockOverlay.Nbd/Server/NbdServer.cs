@@ -32,6 +32,7 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly HashSet<Task> _connections = [];
     private readonly Dictionary<string, int> _perClient = [];
     private readonly LogThrottle _refusalLog;
+    private readonly RequestBuffers _buffers;
     private int _admitted;
     private long _connectionIds;
 
@@ -41,6 +42,7 @@ public sealed class NbdServer : IAsyncDisposable
         _options = options;
         _logger = loggers.CreateLogger("BlockOverlay.Nbd");
         _refusalLog = LogThrottle.ForRefusals(_logger);
+        _buffers = new RequestBuffers(Counters);
     }
 
     /// <summary>What the server's connections have done so far (for <c>/metrics</c>).</summary>
@@ -226,7 +228,7 @@ public sealed class NbdServer : IAsyncDisposable
             var self = await started.Task;
             try
             {
-                await NbdConnection.RunAsync(input, output, identity, _catalog, _options, _logger, Counters, id, _shutdown.Token);
+                await NbdConnection.RunAsync(input, output, identity, _catalog, _options, _logger, Counters, _buffers, id, _shutdown.Token);
             }
             finally
             {

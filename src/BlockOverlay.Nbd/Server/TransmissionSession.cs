@@ -46,7 +46,7 @@ internal sealed class TransmissionSession
         Channel.CreateUnbounded<(OutgoingReply, long)>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
 
     public TransmissionSession(MessageReader reader, PipeWriter writer, NegotiatedExport negotiated,
-        NbdServerOptions options, ILogger logger, LogThrottle logThrottle, ServerCounters counters, long connectionId)
+        NbdServerOptions options, ILogger logger, LogThrottle logThrottle, ServerCounters counters, RequestBuffers buffers, long connectionId)
     {
         _logThrottle = logThrottle;
         _id = connectionId;
@@ -58,7 +58,7 @@ internal sealed class TransmissionSession
         _logger = logger;
         _counters = counters;
         _budget = new InFlightBudget(options.MaxInFlightBytes);
-        _buffers = new RequestBuffers(counters);
+        _buffers = buffers;
     }
 
     public async Task RunAsync(CancellationToken shutdown)
