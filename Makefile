@@ -8,7 +8,7 @@ DOTNET_FLAGS := -c $(CONFIG) --nologo -v quiet -clp:ErrorsOnly
 export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 
-.PHONY: all deps build test check run bench clean
+.PHONY: all deps build test check run bench fuzz clean
 
 all: build
 
@@ -42,6 +42,19 @@ run: build
 ## bench: the benchmarks of perf/ (results go to perf/RESULTS.md)
 bench: build
 	@bash perf/run-all
+
+## fuzz: the NBD protocol fuzzer, long: cases SEED, SEED+1, ... for DURATION seconds, then it stops; prints its counts
+# The same test runs bounded (a few seconds, seeds from 1) in make test. A failure names the
+# seed of its case: `make fuzz SEED=n DURATION=1` replays that case first.
+SEED ?= 1
+DURATION ?= 600
+fuzz:
+	dotnet build tests/BlockOverlay.Nbd.Tests $(DOTNET_FLAGS)
+	@report=$$(mktemp); trap 'rm -f "$$report"' EXIT; \
+	BLOCKOVERLAY_FUZZ_SEED=$(SEED) BLOCKOVERLAY_FUZZ_DURATION=$(DURATION) BLOCKOVERLAY_TEST_REPORT="$$report" \
+		dotnet test tests/BlockOverlay.Nbd.Tests -c $(CONFIG) --no-build --nologo -v quiet \
+		--filter 'FullyQualifiedName~BlockOverlay.Nbd.Tests.Fuzz.' --logger 'console;verbosity=minimal'; \
+	status=$$?; cat "$$report"; exit $$status
 
 clean:
 	rm -rf bin var perf/out
