@@ -95,7 +95,7 @@ internal sealed class FuzzHandshake(Random random, FuzzWire wire, string export,
 
                 break;
             case 9:
-                await ExpectAsync((uint)random.Next(11, 1 << 16), RandomBytes(0, 64), ErrUnsup);
+                await ExpectAsync((uint)random.Next(12, 1 << 16), RandomBytes(0, 64), ErrUnsup); // 11 is EXTENDED_HEADERS
                 break;
             case 10:
                 // Longer than the server's option limit: skipped as it arrives and refused.
