@@ -38,6 +38,9 @@ internal sealed class InstanceModel
     /// <summary>Set while a delete + re-create is in flight: the id it had before.</summary>
     public uint? RecreatingFrom { get; set; }
 
+    /// <summary>While a re-create is in flight, what the new instance reads: null for its base, else a clone's source content.</summary>
+    public byte[]? RecreatingAs { get; set; }
+
     /// <summary>Blocks changed since the last durable point: every content each may show after a crash, oldest first.</summary>
     public Dictionary<long, List<BlockVersion>> Pending { get; } = [];
 

@@ -49,7 +49,7 @@ internal sealed partial class InstanceWorkload
             byte[] actual = new byte[model.Size];
             await export.ReadAsync(0, actual);
             bool recreated = model.RecreatingFrom is { } old && instance.Definition.Id != old;
-            byte[] initial = recreated ? Base.InitialContent(model.Size) : [];
+            byte[] initial = recreated ? model.RecreatingAs ?? Base.InitialContent(model.Size) : [];
             if (model.RecreatingFrom is null && instance.Definition.Id != model.Id)
             {
                 throw new AssertionException($"{context}: instance {model.Name} has id {instance.Definition.Id} after recovery, expected {model.Id}");
@@ -62,7 +62,7 @@ internal sealed partial class InstanceWorkload
                 {
                     if (!block.SequenceEqual(initial.AsSpan((int)(b * Block), Block)))
                     {
-                        throw new AssertionException($"{context}: re-created instance {model.Name} (id {instance.Definition.Id}) block {b} is not the base's: {DescribeBlock(model, b, block)}");
+                        throw new AssertionException($"{context}: re-created instance {model.Name} (id {instance.Definition.Id}) block {b} is neither the base's nor its clone source's: {DescribeBlock(model, b, block)}");
                     }
 
                     continue;
@@ -100,6 +100,7 @@ internal sealed partial class InstanceWorkload
                 }
 
                 model.RecreatingFrom = null;
+                model.RecreatingAs = null;
                 fresh[model.Index - 1] = export;
             }
             else
