@@ -8,7 +8,7 @@ DOTNET_FLAGS := -c $(CONFIG) --nologo -v quiet -clp:ErrorsOnly
 export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 
-.PHONY: all deps build test check run bench fuzz clean
+.PHONY: all deps build test check torture run bench fuzz clean
 
 all: build
 
@@ -29,6 +29,22 @@ test: build
 check:
 	dotnet build BlockOverlay.sln $(DOTNET_FLAGS)
 	@bash tests/run-all $(CONFIG) --check
+
+## torture: simulated power cuts and kill -9 of the server, SEEDS seeds from SEED, DURATION s per half; not in make test
+# Each iteration ends with store check; no new seed starts after DURATION. The tests of category Torture (tests/run-all leaves them out) read these settings from the
+# environment; timeout is the backstop should a seed hang.
+SEEDS ?= 4
+SEED ?= 1
+DURATION ?= 300
+torture: build
+	@report=$$(mktemp); status=0; \
+	for project in tests/BlockOverlay.Engine.Tests tests/BlockOverlay.Clients.Tests; do \
+		BLOCKOVERLAY_TEST_REPORT=$$report BLOCKOVERLAY_TORTURE_SEEDS=$(SEEDS) BLOCKOVERLAY_TORTURE_SEED=$(SEED) \
+		BLOCKOVERLAY_TORTURE_SECONDS=$(DURATION) timeout -k 10 $$(($(DURATION) + 900)) \
+		dotnet test $$project -c $(CONFIG) --no-build --nologo -v quiet --filter TestCategory=Torture \
+			--logger "console;verbosity=minimal" || status=1; \
+	done; \
+	echo "== torture"; cat $$report; rm -f $$report; exit $$status
 
 ## run: serve the demo disks demo1 and demo2 (made in var/ once) on 127.0.0.1:10809 and var/blockoverlay.sock; Ctrl-C stops
 # `serve` with no arguments makes and serves the demo in var/ under its working directory:
