@@ -32,81 +32,90 @@ internal sealed partial class InstanceWorkload
         var expected = Models.Select(m => m.Name).Order(StringComparer.Ordinal).ToArray();
         var fresh = new InstanceExport?[Models.Length];
         var cache = new WriteBackCache(recovered, _cacheOptions);
-        foreach (var model in Models)
+        try
         {
-            var instance = recovered.Find(model.Name);
-            if (instance is null)
+            foreach (var model in Models)
             {
-                if (model.RecreatingFrom is not null)
+                var instance = recovered.Find(model.Name);
+                if (instance is null)
                 {
-                    continue; // deleted, not yet re-created: allowed while the re-create was in flight
-                }
-
-                throw new AssertionException($"{context}: instance {model.Name} is missing after recovery (store has: {string.Join(", ", names)})\n{RecentOps()}");
-            }
-
-            var export = await InstanceExport.OpenAsync(cache, instance);
-            byte[] actual = new byte[model.Size];
-            await export.ReadAsync(0, actual);
-            bool recreated = model.RecreatingFrom is { } old && instance.Definition.Id != old;
-            byte[] initial = recreated ? model.RecreatingAs ?? Base.InitialContent(model.Size) : [];
-            if (model.RecreatingFrom is null && instance.Definition.Id != model.Id)
-            {
-                throw new AssertionException($"{context}: instance {model.Name} has id {instance.Definition.Id} after recovery, expected {model.Id}");
-            }
-
-            for (long b = 0; b < model.Blocks; b++)
-            {
-                var block = actual.AsSpan((int)(b * Block), Block);
-                if (recreated)
-                {
-                    if (!block.SequenceEqual(initial.AsSpan((int)(b * Block), Block)))
+                    if (model.RecreatingFrom is not null)
                     {
-                        throw new AssertionException($"{context}: re-created instance {model.Name} (id {instance.Definition.Id}) block {b} is neither the base's nor its clone source's: {DescribeBlock(model, b, block)}");
+                        continue; // deleted, not yet re-created: allowed while the re-create was in flight
                     }
 
-                    continue;
+                    throw new AssertionException($"{context}: instance {model.Name} is missing after recovery (store has: {string.Join(", ", names)})\n{RecentOps()}");
                 }
 
-                var allowed = model.Allowed(b);
-                bool ok = false;
-                foreach (var version in allowed)
+                var export = await InstanceExport.OpenAsync(cache, instance);
+                byte[] actual = new byte[model.Size];
+                await export.ReadAsync(0, actual);
+                bool recreated = model.RecreatingFrom is { } old && instance.Definition.Id != old;
+                byte[] initial = recreated ? model.RecreatingAs ?? Base.InitialContent(model.Size) : [];
+                if (model.RecreatingFrom is null && instance.Definition.Id != model.Id)
                 {
-                    if (block.SequenceEqual(version.Content))
+                    throw new AssertionException($"{context}: instance {model.Name} has id {instance.Definition.Id} after recovery, expected {model.Id}");
+                }
+
+                for (long b = 0; b < model.Blocks; b++)
+                {
+                    var block = actual.AsSpan((int)(b * Block), Block);
+                    if (recreated)
                     {
-                        ok = true;
-                        break;
+                        if (!block.SequenceEqual(initial.AsSpan((int)(b * Block), Block)))
+                        {
+                            throw new AssertionException($"{context}: re-created instance {model.Name} (id {instance.Definition.Id}) block {b} is neither the base's nor its clone source's: {DescribeBlock(model, b, block)}");
+                        }
+
+                        continue;
+                    }
+
+                    var allowed = model.Allowed(b);
+                    bool ok = false;
+                    foreach (var version in allowed)
+                    {
+                        if (block.SequenceEqual(version.Content))
+                        {
+                            ok = true;
+                            break;
+                        }
+                    }
+
+                    if (!ok)
+                    {
+                        throw new AssertionException(
+                            $"{context}: instance {model.Name} block {b} (bytes {b * Block}..{(b + 1) * Block}) reads content it never had since its last durable point.\n" +
+                            $"  actual: {DescribeBlock(model, b, block)}\n" +
+                            $"  allowed ({allowed.Count}): {string.Join("; ", allowed.Select(v => $"{v.Label} [{DescribeBlock(model, b, v.Content)}]"))}\n{RecentOps()}");
                     }
                 }
 
-                if (!ok)
+                if (adopt)
                 {
-                    throw new AssertionException(
-                        $"{context}: instance {model.Name} block {b} (bytes {b * Block}..{(b + 1) * Block}) reads content it never had since its last durable point.\n" +
-                        $"  actual: {DescribeBlock(model, b, block)}\n" +
-                        $"  allowed ({allowed.Count}): {string.Join("; ", allowed.Select(v => $"{v.Label} [{DescribeBlock(model, b, v.Content)}]"))}\n{RecentOps()}");
-                }
-            }
+                    if (recreated)
+                    {
+                        model.Reset(initial, instance.Definition.Id);
+                    }
+                    else
+                    {
+                        actual.CopyTo(model.Bytes, 0);
+                    }
 
-            if (adopt)
-            {
-                if (recreated)
-                {
-                    model.Reset(initial, instance.Definition.Id);
+                    model.RecreatingFrom = null;
+                    model.RecreatingAs = null;
+                    fresh[model.Index - 1] = export;
                 }
                 else
                 {
-                    actual.CopyTo(model.Bytes, 0);
+                    await export.DisposeAsync();
                 }
-
-                model.RecreatingFrom = null;
-                model.RecreatingAs = null;
-                fresh[model.Index - 1] = export;
             }
-            else
-            {
-                await export.DisposeAsync();
-            }
+        }
+        catch
+        {
+            // A failed check leaves the cache and its exports open: closed here, or they hold the image for good.
+            await cache.DisposeAsync();
+            throw;
         }
 
         if (!adopt)
