@@ -31,16 +31,17 @@ check:
 	@bash tests/run-all $(CONFIG) --check
 
 ## torture: simulated power cuts and kill -9 of the server, SEEDS seeds from SEED, DURATION s per half; not in make test
-# Each iteration ends with store check; no new seed starts after DURATION. The tests of category Torture (tests/run-all leaves them out) read these settings from the
-# environment; timeout is the backstop should a seed hang.
+# Each iteration ends with store check; no new seed starts after DURATION. The tests of
+# category Torture (tests/run-all leaves them out) read these settings from the environment;
+# timeout is the backstop should a seed hang. SEED and DURATION are fuzz's too (its defaults
+# below): torture's DURATION defaults to 300.
 SEEDS ?= 4
-SEED ?= 1
-DURATION ?= 300
+TORTURE_DURATION = $(if $(filter command line environment,$(origin DURATION)),$(DURATION),300)
 torture: build
 	@report=$$(mktemp); status=0; \
 	for project in tests/BlockOverlay.Engine.Tests tests/BlockOverlay.Clients.Tests; do \
 		BLOCKOVERLAY_TEST_REPORT=$$report BLOCKOVERLAY_TORTURE_SEEDS=$(SEEDS) BLOCKOVERLAY_TORTURE_SEED=$(SEED) \
-		BLOCKOVERLAY_TORTURE_SECONDS=$(DURATION) timeout -k 10 $$(($(DURATION) + 900)) \
+		BLOCKOVERLAY_TORTURE_SECONDS=$(TORTURE_DURATION) timeout -k 10 $$(($(TORTURE_DURATION) + 900)) \
 		dotnet test $$project -c $(CONFIG) --no-build --nologo -v quiet --filter TestCategory=Torture \
 			--logger "console;verbosity=minimal" || status=1; \
 	done; \
