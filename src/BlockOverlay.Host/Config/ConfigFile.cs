@@ -56,6 +56,8 @@ internal sealed record LimitsSection
     public int? ConnectionsPerClient { get; init; }
 
     public string? ConnectionMemory { get; init; }
+
+    public string? ClientMemory { get; init; }
 }
 
 /// <summary>The <c>tls</c> object: the <c>--tls</c> flags' values (paths relative to the config's directory).</summary>

@@ -218,6 +218,16 @@ internal sealed class HostConfig
             };
         }
 
+        if (limits?.ClientMemory is { } clientMemory)
+        {
+            options = options with { MaxInFlightBytesPerClient = Interpret("limits.clientMemory", clientMemory, ByteSize.Parse).Bytes };
+        }
+
+        if (options.MaxInFlightBytesPerClient < options.MaxInFlightBytes)
+        {
+            throw new FormatException($"limits: clientMemory ({options.MaxInFlightBytesPerClient} bytes) is below connectionMemory ({options.MaxInFlightBytes} bytes)");
+        }
+
         return options.MaxConnectionsPerClient > options.MaxConnections
             ? throw new FormatException($"limits: connectionsPerClient ({options.MaxConnectionsPerClient}) is above connections ({options.MaxConnections})")
             : options;

@@ -1,12 +1,16 @@
 namespace BlockOverlay.Nbd.Server;
 
 /// <summary>
-/// A byte budget for the requests one connection holds at once. The request reader
-/// waits for room before taking a request; completions give it back. When everything
-/// is given back the connection is idle, which is what a disconnect waits for.
+/// A byte budget for the requests one connection holds at once, optionally inside a budget
+/// shared by all the connections of one client (<paramref name="shared"/>). The request reader
+/// waits for room in both before taking a request; completions give it back to both. When
+/// everything is given back the connection is idle, which is what a disconnect waits for.
 /// </summary>
-/// <remarks>Locking: one lock guards the count and the waiters; completions run outside it.</remarks>
-internal sealed class InFlightBudget(long capacity)
+/// <remarks>
+/// Locking: one lock guards the count and the waiters; completions run outside it. Room is
+/// taken from the shared budget first, then from the connection's, and given back in reverse.
+/// </remarks>
+internal sealed class InFlightBudget(long capacity, InFlightBudget? shared = null)
 {
     private readonly long _capacity = capacity;
     private readonly Lock _lock = new();
@@ -15,7 +19,22 @@ internal sealed class InFlightBudget(long capacity)
     private TaskCompletionSource? _idle;
 
     /// <summary>Takes <paramref name="amount"/>, at most the capacity (the caller caps a request's cost, so any request fits alone).</summary>
-    public ValueTask TakeAsync(long amount)
+    public ValueTask TakeAsync(long amount) => shared is null ? TakeOwnAsync(amount) : TakeBothAsync(amount);
+
+    /// <summary>Gives back what <see cref="TakeAsync"/> took (one amount, or the sum of several).</summary>
+    public void Return(long amount)
+    {
+        ReturnOwn(amount);
+        shared?.Return(amount);
+    }
+
+    private async ValueTask TakeBothAsync(long amount)
+    {
+        await shared!.TakeAsync(amount);
+        await TakeOwnAsync(amount);
+    }
+
+    private ValueTask TakeOwnAsync(long amount)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(amount, _capacity);
         lock (_lock)
@@ -32,8 +51,7 @@ internal sealed class InFlightBudget(long capacity)
         }
     }
 
-    /// <summary>Gives back what <see cref="TakeAsync"/> took (one amount, or the sum of several).</summary>
-    public void Return(long amount)
+    private void ReturnOwn(long amount)
     {
         List<TaskCompletionSource>? ready = null;
         TaskCompletionSource? idle = null;

@@ -19,7 +19,8 @@ internal static class NbdConnection
     private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024);
 
     public static async Task RunAsync(Stream input, Stream output, PeerIdentity peer, ExportCatalog catalog, NbdServerOptions options,
-        ILogger logger, ServerCounters counters, RequestBuffers buffers, long connectionId, CancellationToken shutdown)
+        ILogger logger, ServerCounters counters, RequestBuffers buffers, InFlightBudget? clientBudget, long connectionId,
+        CancellationToken shutdown)
     {
         var stream = new ConnectionStream(input, output);
         var pipeReader = PipeReader.Create(stream, ReaderOptions);
@@ -42,7 +43,7 @@ internal static class NbdConnection
             var attachment = negotiation.Attachment!;
             logger.Attached(connectionId, chosen.Name, (ushort)chosen.Flags, chosen.StructuredReplies);
             using var ending = CancellationTokenSource.CreateLinkedTokenSource(shutdown, attachment.Ending);
-            await new TransmissionSession(reader, pipeWriter, chosen, options, logger, logThrottle, counters, buffers, connectionId).RunAsync(ending.Token);
+            await new TransmissionSession(reader, pipeWriter, chosen, options, logger, logThrottle, counters, buffers, clientBudget, connectionId).RunAsync(ending.Token);
             await stream.EndTlsAsync();
         }
         catch (OperationCanceledException) when (handshake.IsCancellationRequested && !shutdown.IsCancellationRequested &&

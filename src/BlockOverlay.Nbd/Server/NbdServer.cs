@@ -30,7 +30,7 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly List<Task> _acceptLoops = [];
     private readonly Lock _lock = new();
     private readonly HashSet<Task> _connections = [];
-    private readonly Dictionary<string, int> _perClient = [];
+    private readonly Dictionary<string, ClientShare> _perClient = [];
     private readonly LogThrottle _refusalLog;
     private readonly RequestBuffers _buffers;
     private int _admitted;
@@ -101,7 +101,7 @@ public sealed class NbdServer : IAsyncDisposable
 
     /// <summary>Serves one connection over a pair of streams (stdio mode) until it ends; <paramref name="identity"/> is who is at the other end.</summary>
     public Task ServeStreamAsync(Stream input, Stream output, string peer, PeerIdentity identity) =>
-        Track(input, output, peer, identity, owner: null, client: null);
+        Track(input, output, peer, identity, owner: null, client: null, clientBudget: null);
 
     /// <summary>Stops accepting, lets connections finish what they started, and waits for them.</summary>
     public async Task StopAsync()
@@ -147,7 +147,8 @@ public sealed class NbdServer : IAsyncDisposable
             string peer = Describe(client.RemoteEndPoint) ?? "unix";
             var identity = PeerCredentials.Of(client);
             string who = ClientOf(client, identity);
-            if (Admit(who) is { } refusal)
+            var (clientBudget, refusal) = Admit(who);
+            if (refusal is not null)
             {
                 Counters.RecordConnectionRefused();
                 if (_refusalLog.MayLog())
@@ -165,29 +166,38 @@ public sealed class NbdServer : IAsyncDisposable
             }
 
             var stream = new NetworkStream(client, ownsSocket: true);
-            _ = Track(stream, stream, peer, identity, owner: stream, client: who);
+            _ = Track(stream, stream, peer, identity, owner: stream, client: who, clientBudget);
         }
     }
 
-    /// <summary>Counts a new connection of <paramref name="client"/>, or says which limit refuses it.</summary>
-    private string? Admit(string client)
+    /// <summary>
+    /// Counts a new connection of <paramref name="client"/> and returns the budget its connections
+    /// share, or says which limit refuses it.
+    /// </summary>
+    private (InFlightBudget? Budget, string? Refusal) Admit(string client)
     {
         lock (_lock)
         {
             if (_admitted >= _options.MaxConnections)
             {
-                return $"the server's limit of {_options.MaxConnections} connections is reached";
+                return (null, $"the server's limit of {_options.MaxConnections} connections is reached");
             }
 
-            _perClient.TryGetValue(client, out int held);
-            if (held >= _options.MaxConnectionsPerClient)
+            if (!_perClient.TryGetValue(client, out var share))
             {
-                return $"{client} already holds its limit of {_options.MaxConnectionsPerClient} connections";
+                // Never below one connection's budget: any one request must fit.
+                share = new ClientShare(new InFlightBudget(Math.Max(_options.MaxInFlightBytesPerClient, _options.MaxInFlightBytes)));
+                _perClient.Add(client, share);
             }
 
-            _perClient[client] = held + 1;
+            if (share.Connections >= _options.MaxConnectionsPerClient)
+            {
+                return (null, $"{client} already holds its limit of {_options.MaxConnectionsPerClient} connections");
+            }
+
+            share.Connections++;
             _admitted++;
-            return null;
+            return (share.Budget, null);
         }
     }
 
@@ -196,7 +206,7 @@ public sealed class NbdServer : IAsyncDisposable
         lock (_lock)
         {
             _admitted--;
-            if (--_perClient[client] == 0)
+            if (--_perClient[client].Connections == 0)
             {
                 _perClient.Remove(client);
             }
@@ -208,7 +218,8 @@ public sealed class NbdServer : IAsyncDisposable
         ? $"address {ip.Address}"
         : identity.Uid is { } uid ? $"uid {uid}" : "an unidentified unix-socket peer";
 
-    private Task Track(Stream input, Stream output, string peer, PeerIdentity identity, NetworkStream? owner, string? client)
+    private Task Track(Stream input, Stream output, string peer, PeerIdentity identity, NetworkStream? owner, string? client,
+        InFlightBudget? clientBudget)
     {
         long id = Interlocked.Increment(ref _connectionIds);
         _logger.ConnectionOpened(id, peer);
@@ -228,7 +239,7 @@ public sealed class NbdServer : IAsyncDisposable
             var self = await started.Task;
             try
             {
-                await NbdConnection.RunAsync(input, output, identity, _catalog, _options, _logger, Counters, _buffers, id, _shutdown.Token);
+                await NbdConnection.RunAsync(input, output, identity, _catalog, _options, _logger, Counters, _buffers, clientBudget, id, _shutdown.Token);
             }
             finally
             {
@@ -279,4 +290,12 @@ public sealed class NbdServer : IAsyncDisposable
         null => null,
         _ => endPoint.ToString(),
     };
+
+    /// <summary>What one client's connections share: their count and their byte budget.</summary>
+    private sealed class ClientShare(InFlightBudget budget)
+    {
+        public InFlightBudget Budget { get; } = budget;
+
+        public int Connections { get; set; }
+    }
 }

@@ -49,6 +49,12 @@ public sealed record NbdServerOptions
     public long MaxInFlightBytes { get; init; } = 64L * 1024 * 1024;
 
     /// <summary>
+    /// Request bytes all the connections of one client (as <see cref="MaxConnectionsPerClient"/>
+    /// counts clients) may hold together, in bytes: at least <see cref="MaxInFlightBytes"/>.
+    /// </summary>
+    public long MaxInFlightBytesPerClient { get; init; } = 256L * 1024 * 1024;
+
+    /// <summary>
     /// Cost charged per request on top of its data, in bytes, so that many tiny requests
     /// are bounded too (64 MiB / 4 KiB = 16384 requests in flight at most).
     /// </summary>

@@ -21,7 +21,7 @@ internal sealed class RequestBuffers(ServerCounters counters)
     public const int PooledMax = 1 << 20;
 
     /// <summary>A burst at least this large is worth a collection once it is over.</summary>
-    public const long CollectAfterBytes = 256L << 20;
+    public const long CollectAfterBytes = 128L << 20;
 
     public static readonly TimeSpan CollectInterval = TimeSpan.FromSeconds(30);
 

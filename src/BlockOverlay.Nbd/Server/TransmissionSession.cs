@@ -46,7 +46,8 @@ internal sealed class TransmissionSession
         Channel.CreateUnbounded<(OutgoingReply, long)>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
 
     public TransmissionSession(MessageReader reader, PipeWriter writer, NegotiatedExport negotiated,
-        NbdServerOptions options, ILogger logger, LogThrottle logThrottle, ServerCounters counters, RequestBuffers buffers, long connectionId)
+        NbdServerOptions options, ILogger logger, LogThrottle logThrottle, ServerCounters counters, RequestBuffers buffers, InFlightBudget? clientBudget,
+        long connectionId)
     {
         _logThrottle = logThrottle;
         _id = connectionId;
@@ -57,7 +58,7 @@ internal sealed class TransmissionSession
         _options = options;
         _logger = logger;
         _counters = counters;
-        _budget = new InFlightBudget(options.MaxInFlightBytes);
+        _budget = new InFlightBudget(options.MaxInFlightBytes, clientBudget);
         _buffers = buffers;
     }
 

@@ -33,7 +33,7 @@ public class HostConfigTests
               "metrics": "tcp:127.0.0.1:9810",
               "exports": ["scratch=memory:64M", "iso=file:../images/a.iso:ro", "abs=file:/srv/b.raw"],
               "cache": { "globalDirtyLimit": "8G", "instanceDirtyLimit": "512M", "backgroundRatio": 0.5, "maxDirtyAgeSeconds": 2.5 },
-              "limits": { "handshakeSeconds": 2.5, "payloadStallSeconds": 4, "connections": 300, "connectionsPerClient": 20, "connectionMemory": "16M" },
+              "limits": { "handshakeSeconds": 2.5, "payloadStallSeconds": 4, "connections": 300, "connectionsPerClient": 20, "connectionMemory": "16M", "clientMemory": "64M" },
               "tls": { "mode": "require", "cert": "tls/server.pem", "key": "/etc/keys/server.key", "ca": "../ca.pem" },
               "log": { "level": "warning", "format": "json" }
             }
@@ -62,6 +62,7 @@ public class HostConfigTests
                 MaxConnections = 300,
                 MaxConnectionsPerClient = 20,
                 MaxInFlightBytes = 16L << 20,
+                MaxInFlightBytesPerClient = 64L << 20,
             }));
             Assert.That(config.Tls, Is.EqualTo(new TlsSettings(TlsChoice.Require, "/etc/bo/tls/server.pem", "/etc/keys/server.key", "/etc/ca.pem")));
             Assert.That(config.LogLevel, Is.EqualTo(LogLevel.Warning));
@@ -116,7 +117,7 @@ public class HostConfigTests
     [TestCase("""{ "Store": "s" }""", "unknown key 'Store'")]
     [TestCase("""{ "cache": { "globalDirtyLimt": "1G" } }""", "unknown key 'cache.globalDirtyLimt' ('cache' takes globalDirtyLimit, instanceDirtyLimit, backgroundRatio, maxDirtyAgeSeconds)")]
     [TestCase("""{ "log": { "levle": "debug" } }""", "unknown key 'log.levle' ('log' takes level, format)")]
-    [TestCase("""{ "limits": { "connection": 5 } }""", "unknown key 'limits.connection' ('limits' takes handshakeSeconds, payloadStallSeconds, connections, connectionsPerClient, connectionMemory)")]
+    [TestCase("""{ "limits": { "connection": 5 } }""", "unknown key 'limits.connection' ('limits' takes handshakeSeconds, payloadStallSeconds, connections, connectionsPerClient, connectionMemory, clientMemory)")]
     [TestCase("""{ "tls": { "certificate": "c.pem" } }""", "unknown key 'tls.certificate' ('tls' takes mode, cert, key, ca)")]
     public void An_unknown_key_is_named(string json, string message)
     {
@@ -178,6 +179,7 @@ public class HostConfigTests
     [TestCase("""{ "limits": { "connections": 10, "connectionsPerClient": 20 } }""", "limits: connectionsPerClient (20) is above connections (10)")]
     [TestCase("""{ "limits": { "connectionMemory": "512K" } }""", "limits.connectionMemory: expected at least 1 MiB")]
     [TestCase("""{ "limits": { "connectionMemory": "lots" } }""", "limits.connectionMemory: 'lots' is not a size")]
+    [TestCase("""{ "limits": { "connectionMemory": "64M", "clientMemory": "32M" } }""", "limits: clientMemory (33554432 bytes) is below connectionMemory (67108864 bytes)")]
     public void Connection_limits_are_checked_with_their_key(string json, string message)
     {
         Assert.That(ProblemWith(json), Does.StartWith(message));

@@ -42,6 +42,48 @@ public class ResourceLimitTests
     }
 
     [Test]
+    public async Task A_clients_connections_together_hold_no_more_than_the_clients_budget()
+    {
+        // Every connection of this test is one client (the same uid on a unix socket).
+        var options = new NbdServerOptions { MaxInFlightBytes = 4 * MiB, MaxInFlightBytesPerClient = 8 * MiB };
+        await using var server = new TestServer(options, ("disk", new MemoryExport(64 * MiB)));
+        var clients = new List<RawNbdClient>();
+        try
+        {
+            const int requests = 32;
+            for (int c = 0; c < 4; c++)
+            {
+                var client = await server.ConnectRawAsync();
+                clients.Add(client);
+                await client.AttachAsync("disk");
+                await client.SendAsync([.. Enumerable.Range(0, requests).Select(i => Request(0, Read, (ulong)i, (ulong)i * MiB, MiB))]);
+            }
+
+            // Each connection alone could take on 4 (its budget) plus what its socket holds: 16
+            // or more together. The client's budget (8 MiB) holds them to about half of that.
+            long taken = await SettledAsync(() => server.Counters.RequestsOf(NbdCommand.Read));
+            Assert.That(taken, Is.LessThanOrEqualTo(12), "READs the client's four connections took on while no reply was read");
+
+            // Read on all connections at once, as a multi-connection client does: the
+            // connections share the client's budget, so one read alone could wait on the others.
+            await Task.WhenAll(clients.Select(async client =>
+            {
+                for (int i = 0; i < requests; i++)
+                {
+                    Assert.That((await client.ReadSimpleReplyAsync()).Error, Is.Zero);
+                    await client.ReadAsync((int)MiB);
+                }
+            }));
+
+            Assert.That(server.Counters.RequestsOf(NbdCommand.Read), Is.EqualTo(4 * requests), "every request served once replies were read");
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Test]
     public async Task Rejected_requests_are_bounded_too_when_their_replies_are_not_read()
     {
         var options = new NbdServerOptions { MaxInFlightBytes = 64 * 1024, RequestOverheadBytes = 4096 };
