@@ -49,7 +49,13 @@ internal sealed partial record InstanceCounters(long Flushes, long FlushDataByte
 
     private static string Fetch(StoreServer server, Evidence evidence)
     {
+        // The line is logged before the server accepts, but reaches the test's log reader a little later.
         var address = MetricsAddress().Match(server.Log);
+        for (var deadline = DateTime.UtcNow.AddSeconds(5); !address.Success && DateTime.UtcNow < deadline; address = MetricsAddress().Match(server.Log))
+        {
+            Thread.Sleep(20);
+        }
+
         Assert.That(address.Success, Is.True, () => $"the server did not log where it serves metrics\n{evidence}");
         using var client = new HttpClient { Timeout = ScrapeTimeout };
         return client.GetStringAsync(new Uri($"http://{address.Groups[1].Value}/metrics")).GetAwaiter().GetResult();
