@@ -44,9 +44,10 @@ public sealed class StoreInstance
     private Task? _takenBy;
     private ulong _checkpointedThrough;
     private bool _deleted;
+    private bool _pending;
     private readonly QuotaReservations _reservations = new();
 
-    internal StoreInstance(InstanceDefinition definition) => _definition = definition;
+    internal StoreInstance(InstanceDefinition definition, bool pending = false) => (_definition, _pending) = (definition, pending);
 
     /// <summary>The definition; replaced whole (never edited) when the flush mode or quota changes.</summary>
     public InstanceDefinition Definition => Volatile.Read(ref _definition);
@@ -218,13 +219,13 @@ public sealed class StoreInstance
     /// A checkpoint takes the whole map (marked committed; durable with <paramref name="durable"/>)
     /// and the blocks waiting for a commit, standing after commit <paramref name="commitsThrough"/>;
     /// null if the instance is being deleted (its delete record is being written: it must not come
-    /// back from a checkpoint).
+    /// back from a checkpoint) or is still being made (<see cref="IsPending"/>).
     /// </summary>
     internal (CheckpointInstance Saved, List<(long, long)> Frees)? TakeForCheckpoint(Task durable, ulong commitsThrough)
     {
         lock (_gate)
         {
-            if (_deleted)
+            if (_deleted || _pending)
             {
                 return null;
             }
@@ -282,6 +283,31 @@ public sealed class StoreInstance
         catch (IOException)
         {
             return false;
+        }
+    }
+
+    /// <summary>
+    /// Being made (a clone being filled in): nothing of it is durable, checkpoints leave it out,
+    /// and a crash forgets it; it becomes durable whole, when a checkpoint takes it after
+    /// <see cref="Publish"/>.
+    /// </summary>
+    internal bool IsPending
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _pending;
+            }
+        }
+    }
+
+    /// <summary>Made whole: the next checkpoint takes it (with its whole map).</summary>
+    internal void Publish()
+    {
+        lock (_gate)
+        {
+            _pending = false;
         }
     }
 

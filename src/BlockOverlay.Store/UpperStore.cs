@@ -74,7 +74,7 @@ public sealed class UpperStore : IAsyncDisposable
         _namespace = new InstanceNamespace(_instances, _checkpointer, quarantine);
         _committer = new InstanceCommitter(_order, _checkpointer, quarantine);
         _data = new DataPath(device, _space, quarantine, _checkpointer, Counters);
-        _cloner = new InstanceCloner(_instances, _namespace, _data, _committer);
+        _cloner = new InstanceCloner(_instances, _namespace, _data);
     }
 
     /// <summary>Whether the store had been shut down cleanly before this open.</summary>

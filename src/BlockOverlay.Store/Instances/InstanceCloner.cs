@@ -1,5 +1,4 @@
 using BlockOverlay.Io;
-using BlockOverlay.Store.Commits;
 using BlockOverlay.Store.Data;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Maps;
@@ -9,8 +8,11 @@ namespace BlockOverlay.Store.Instances;
 /// <summary>Clone: a new instance whose starting view is the source's view in the store.</summary>
 /// <remarks>
 /// <para>
-/// <b>States.</b> The clone is created (durably, with the source's flush mode, quota and access rules), its upper data and zeroed ranges are copied from
-/// the source, then it is committed; if any step fails or is stopped, it is deleted again.
+/// <b>States.</b> The clone is created pending (not durable; with the source's flush mode, quota
+/// and access rules), its upper data and zeroed ranges are copied from the source, then it is
+/// published: one checkpoint makes its definition and whole map durable together. A crash
+/// before that leaves no clone (its copied blocks are named by nothing, so free); if a step
+/// fails or is stopped, it is deleted again.
 /// </para>
 /// <para>
 /// <b>Invariants.</b> The base is shared (the clone records the same base); upper blocks are
@@ -20,9 +22,9 @@ namespace BlockOverlay.Store.Instances;
 /// first if the clone should hold what it acknowledged).
 /// </para>
 /// <para><b>Locking.</b> None of its own: the data path's and the namespace's.</para>
-/// <para><b>Durability.</b> Durable when this returns (created, then committed).</para>
+/// <para><b>Durability.</b> Durable, whole, when this returns; before, nothing of it is.</para>
 /// </remarks>
-internal sealed class InstanceCloner(InstanceRegistry instances, InstanceNamespace names, DataPath data, InstanceCommitter committer)
+internal sealed class InstanceCloner(InstanceRegistry instances, InstanceNamespace names, DataPath data)
 {
     private const int BlockSize = Superblock.Size;
     private const int CopyChunk = 1 << 20;
@@ -32,11 +34,12 @@ internal sealed class InstanceCloner(InstanceRegistry instances, InstanceNamespa
     {
         var from = instances.Find(source) ?? throw new InstanceException($"no instance named '{source}'");
         var d = from.Definition;
-        var clone = await names.CreateAsync(target, d.VirtualSize, d.Base, d.FlushMode, d.Quota, d.Access);
+        // Pending until whole: a crash while it is being filled in leaves no half clone behind.
+        var clone = await names.CreatePendingAsync(target, d.VirtualSize, d.Base, d.FlushMode, d.Quota, d.Access);
         try
         {
             long copied = await CopyAsync(from, clone, progress ?? ((_, _) => { }), stop);
-            await committer.CommitAsync(clone);
+            await names.PublishAsync(clone);
             return (clone, copied);
         }
         catch

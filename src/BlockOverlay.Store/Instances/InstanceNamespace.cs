@@ -33,6 +33,39 @@ internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer
     private readonly SemaphoreSlim _lock = new(1, 1);
 
     /// <summary>Creates an instance; durable when this returns.</summary>
+    /// <summary>
+    /// Creates an instance that is not durable yet (<see cref="StoreInstance.IsPending"/>): it
+    /// takes its name and id, and is filled in, then <see cref="PublishAsync"/> makes it durable
+    /// whole, or a delete removes it. A crash before that forgets it.
+    /// </summary>
+    public async Task<StoreInstance> CreatePendingAsync(string name, long virtualSize, BaseIdentity? baseImage, FlushMode flushMode, long quota,
+        InstanceAccess access)
+    {
+        CheckQuota(quota);
+        await _lock.WaitAsync();
+        try
+        {
+            checkpointer.ThrowIfClosed();
+            return instances.Add(name, id => new InstanceDefinition(id, name, virtualSize, baseImage, flushMode, Quota: quota) { Access = access },
+                pending: true);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Makes a pending instance durable in one step: a checkpoint that takes its definition and
+    /// whole map together (the superblock that names it is written atomically).
+    /// </summary>
+    public async Task PublishAsync(StoreInstance instance)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        instance.Publish();
+        await checkpointer.CheckpointAsync();
+    }
+
     public async Task<StoreInstance> CreateAsync(string name, long virtualSize, BaseIdentity? baseImage, FlushMode flushMode, long quota,
         InstanceAccess access)
     {

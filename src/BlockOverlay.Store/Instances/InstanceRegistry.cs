@@ -63,13 +63,16 @@ internal sealed class InstanceRegistry
         }
     }
 
-    /// <summary>Adds a new instance under the next id, which <paramref name="define"/> turns into its definition.</summary>
+    /// <summary>
+    /// Adds a new instance under the next id, which <paramref name="define"/> turns into its
+    /// definition; <paramref name="pending"/> makes it pending from the start (see <see cref="StoreInstance.IsPending"/>).
+    /// </summary>
     /// <exception cref="InstanceException">The name is taken.</exception>
-    public StoreInstance Add(string name, Func<uint, InstanceDefinition> define)
+    public StoreInstance Add(string name, Func<uint, InstanceDefinition> define, bool pending = false)
     {
         lock (_lock)
         {
-            var instance = new StoreInstance(define(_nextId));
+            var instance = new StoreInstance(define(_nextId), pending);
             if (!_byName.TryAdd(name, instance))
             {
                 throw new InstanceException($"an instance named '{name}' already exists");
