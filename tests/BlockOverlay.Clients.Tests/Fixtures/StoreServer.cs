@@ -74,7 +74,24 @@ internal sealed class StoreServer : IDisposable
         ServerLauncher.Start(
             tcp,
             port => new StoreServer(workspace.StorePath, workspace[socket], port, extraArgs),
-            server => ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString));
+            server =>
+            {
+                ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString);
+                server.WaitForStartLog();
+            });
+
+    /// <summary>
+    /// The server logs how the store opened and which instances it refused before it listens,
+    /// but its output reaches <see cref="Log"/> through an asynchronous reader: wait (at most
+    /// 5 s, then go on) until the "listening on" line, which comes after those, is in it.
+    /// </summary>
+    private void WaitForStartLog()
+    {
+        for (var deadline = DateTime.UtcNow.AddSeconds(5); !Log.Contains("listening on", StringComparison.Ordinal) && DateTime.UtcNow < deadline;)
+        {
+            Thread.Sleep(10);
+        }
+    }
 
     /// <summary>SIGSTOP: the server is frozen with everything it holds (locks, connections, dirty data).</summary>
     public void Pause()
