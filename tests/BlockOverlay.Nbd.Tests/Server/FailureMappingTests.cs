@@ -106,33 +106,10 @@ public class FailureMappingTests
     }
 
     /// <summary>A memory export whose reads and detaches throw what it is given; writes work.</summary>
-    private sealed class ThrowingExport(Func<Exception> failure) : IExport
+    private sealed class ThrowingExport(Func<Exception> failure) : MemoryExportDouble(1 << 20, "throwing")
     {
-        private readonly MemoryExport _inner = new(1 << 20);
+        public override ValueTask ReadAsync(long offset, Memory<byte> buffer) => ValueTask.FromException(failure());
 
-        public long Size => _inner.Size;
-
-        public ExportCapabilities Capabilities => _inner.Capabilities;
-
-        public string Description => "throwing";
-
-        public ValueTask ReadAsync(long offset, Memory<byte> buffer) => ValueTask.FromException(failure());
-
-        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags) => _inner.WriteAsync(offset, data, flags);
-
-        public ValueTask FlushAsync() => _inner.FlushAsync();
-
-        public ValueTask TrimAsync(long offset, long length, WriteFlags flags) => _inner.TrimAsync(offset, length, flags);
-
-        public ValueTask ZeroAsync(long offset, long length, ZeroFlags flags) => _inner.ZeroAsync(offset, length, flags);
-
-        public ValueTask CacheAsync(long offset, long length) => _inner.CacheAsync(offset, length);
-
-        public ValueTask ClientDetachedAsync() => ValueTask.FromException(failure());
-
-        public ValueTask GetAllocationAsync(long offset, long length, int maxExtents, List<Extent> extents) =>
-            _inner.GetAllocationAsync(offset, length, maxExtents, extents);
-
-        public ValueTask DisposeAsync() => _inner.DisposeAsync();
+        public override ValueTask ClientDetachedAsync() => ValueTask.FromException(failure());
     }
 }
