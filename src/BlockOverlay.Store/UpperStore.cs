@@ -63,7 +63,7 @@ public sealed class UpperStore : IAsyncDisposable
         WasClean = sb.Clean;
         _instances = new InstanceRegistry(recovered.Instances, sb.NextInstanceId);
         _space = new StoreSpace(recovered.Allocator, _instances);
-        var quarantine = new ReadQuarantine(_space);
+        var quarantine = new ReadQuarantine(_space.Free);
         // Replayed batches stay in use until a checkpoint folds them in: the tail stays at the
         // superblock's replay position, not where replay ended.
         _journal = new MetadataJournal(device, sb.StoreId, sb.JournalStart, sb.JournalBlocks, sb.ReplayPosition,
