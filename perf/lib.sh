@@ -27,3 +27,35 @@ stop_server() {
     wait "$pid" 2>/dev/null || true
     return 1
 }
+
+# Prints what the kernel has counted so far for the process $1 and its descendants (nbd-server
+# forks a child per connection): "time NS" (wall clock), then per process "cpu PID TICKS"
+# (utime + stime from /proc/PID/stat, which keeps the time of threads that have ended) and
+# per live thread "task TID RUNQ_NS CTXSW" (run-queue wait from .../task/TID/schedstat,
+# voluntary + nonvoluntary context switches from .../task/TID/status). A thread that ends takes
+# its run-queue wait and switches with it; a reader sums the increases of the threads alive at
+# the later sample. A few grep processes and one awk: cheap enough to run during a measurement.
+proc_sample() {
+    local queue=("$1") pids=() pid
+    while [ ${#queue[@]} -gt 0 ]; do
+        pid=${queue[0]}
+        queue=("${queue[@]:1}")
+        [ -d "/proc/$pid" ] || continue
+        pids+=("$pid")
+        queue+=($(cat /proc/"$pid"/task/*/children 2>/dev/null))
+    done
+    echo "time $(date +%s%N)"
+    [ ${#pids[@]} -gt 0 ] || return 0
+    local stats=() statuses=()
+    for pid in "${pids[@]}"; do
+        stats+=(/proc/"$pid"/stat /proc/"$pid"/task/*/schedstat)
+        statuses+=(/proc/"$pid"/task/*/status)
+    done
+    # A thread that ends between the glob and the read makes grep exit 2: not a failure here.
+    { grep -sH '' "${stats[@]}" || true; grep -sH ctxt_switches "${statuses[@]}" || true; } | awk -F: '
+        $1 ~ /^\/proc\/[0-9]+\/stat$/ { split($1, p, "/"); s = substr($0, length($1) + 2); sub(/^.*\) /, "", s)
+                                        split(s, f, " "); print "cpu", p[3], f[12] + f[13]; next }
+        $1 ~ /schedstat$/ { split($1, p, "/"); split($2, f, " "); runq[p[5]] = f[2]; next }
+        $2 ~ /ctxt_switches/ { split($1, p, "/"); ctx[p[5]] += $3 }
+        END { for (t in runq) print "task", t, runq[t], ctx[t] + 0 }'
+}
