@@ -17,8 +17,12 @@ deps:
 	@bash .ci/deps
 
 ## build: compile everything; the server lands in bin/blockoverlay
+# bin/blockoverlay is one native binary (Native AOT): its first publish compiles it in about
+# two minutes on 2 cores, a publish with no change since in seconds. bin/ is made anew, so no
+# file of an older build lies beside it.
 build: deps
 	dotnet build BlockOverlay.sln $(DOTNET_FLAGS)
+	rm -rf bin
 	dotnet publish src/BlockOverlay.Host $(DOTNET_FLAGS) --no-build -o bin
 
 ## test: every test suite; ends with one line "N passed, N failed, N skipped"
