@@ -79,4 +79,5 @@ fuzz:
 
 clean:
 	rm -rf bin var perf/out
+	$(MAKE) -C native clean
 	dotnet clean BlockOverlay.sln $(DOTNET_FLAGS)

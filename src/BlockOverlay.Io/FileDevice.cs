@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Runtime.InteropServices;
 using BlockOverlay.Io.Interop;
 using Microsoft.Win32.SafeHandles;
@@ -18,33 +17,34 @@ namespace BlockOverlay.Io;
 /// <para><b>Size.</b> lseek(SEEK_END): the length of a regular file and the capacity of a block
 /// device alike (the same answer as fstat + BLKGETSIZE64, without mirroring struct stat per
 /// architecture). A tail shorter than one block is not used.</para>
-/// <para><b>I/O.</b> Reads are pread through <see cref="RandomAccess"/>, looped over short reads.
-/// Non-durable writes are pwrite through <see cref="RandomAccess"/> (which loops over short
-/// writes). Durable writes are pwritev2(RWF_DSYNC), which blocks until the media has the data;
-/// they and fdatasync run on dedicated threads (<see cref="BlockingCalls"/>), never on the
-/// thread pool, whose threads other tenants' requests need. EINTR is retried.
-/// Every failure is an <see cref="IOException"/> naming the call, path and offset, HResult = errno.</para>
+/// <para><b>I/O.</b> Through one of two backends (<see cref="IoBackend"/>, chosen at open):
+/// io_uring (<see cref="UringFileIo"/>) or pread/pwrite on threads (<see cref="ThreadedFileIo"/>).
+/// Both loop over short transfers, write durably with RWF_DSYNC and flush with fdatasync; the
+/// checks of every call and everything about opening are here, once. Every failure is an
+/// <see cref="IOException"/> naming the call, path and offset, HResult = errno.</para>
 /// <para><b>Durability.</b> A durable write is on stable media when its task completes. A
 /// non-durable write is in the device's volatile cache until <see cref="FlushAsync"/>
 /// (fdatasync) completes. A new store file is fully written with zeros before first use:
 /// into unwritten or sparse extents, every RWF_DSYNC write would also commit file system
 /// metadata (a journal commit), which is exactly the cost the store is built to avoid.</para>
-/// <para><b>Locking.</b> None inside: calls are independent preads and pwrites. The descriptor is
-/// reference-counted per call (<see cref="SafeHandle"/>), so disposing during I/O closes it
-/// when the last call returns.</para>
+/// <para><b>Locking.</b> None here: calls are independent. Each backend keeps the descriptor
+/// open until its last call has returned, so disposing during I/O closes it then.</para>
 /// </remarks>
 public sealed class FileDevice : IBlockDevice
 {
     private const int ZeroChunkSize = 1 << 20;
 
     private readonly SafeFileHandle _handle;
+    private readonly IFileIo _io;
 
-    private FileDevice(SafeFileHandle handle, string path, long size, bool isReadOnly)
+    private FileDevice(SafeFileHandle handle, string path, long size, bool isReadOnly, IoBackend backend)
     {
         _handle = handle;
         Path = path;
         Size = size;
         IsReadOnly = isReadOnly;
+        Backend = IoBackends.Resolve(backend).Chosen;
+        _io = Backend == IoBackend.Uring ? UringFileIo.Create(handle, path) : new ThreadedFileIo(handle, path);
     }
 
     /// <summary>The path this device was opened with.</summary>
@@ -56,18 +56,22 @@ public sealed class FileDevice : IBlockDevice
     /// <summary>True when opened read-only (shared lock); writes and flushes are refused.</summary>
     public bool IsReadOnly { get; }
 
+    /// <summary>The backend this device reads and writes through (never <see cref="IoBackend.Auto"/>).</summary>
+    public IoBackend Backend { get; }
+
     /// <summary>
     /// Opens an existing file or block device. Throws <see cref="IOException"/> if it does not
-    /// exist, is in use by another opener, or its file system has no direct I/O.
+    /// exist, is in use by another opener, or its file system has no direct I/O; or if
+    /// <paramref name="backend"/> is <see cref="IoBackend.Uring"/> and the kernel refuses a ring.
     /// </summary>
-    public static FileDevice Open(string path, bool readOnly = false)
+    public static FileDevice Open(string path, bool readOnly = false, IoBackend backend = IoBackend.Auto)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var handle = OpenDescriptor(path, (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_DIRECT | LibC.O_CLOEXEC, mode: 0);
         try
         {
             Lock(handle, path, readOnly);
-            return new FileDevice(handle, path, MeasureSize(handle, path), readOnly);
+            return new FileDevice(handle, path, MeasureSize(handle, path), readOnly, backend);
         }
         catch
         {
@@ -81,7 +85,7 @@ public sealed class FileDevice : IBlockDevice
     /// size), writes zeros over all of it, makes it and its directory entry durable, and returns
     /// it open and locked. Refuses a path that exists; removes the file again if any step fails.
     /// </summary>
-    public static async Task<FileDevice> CreateAsync(string path, long size, CancellationToken cancellationToken = default)
+    public static async Task<FileDevice> CreateAsync(string path, long size, IoBackend backend = IoBackend.Auto, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (size <= 0 || size % IBlockDevice.BlockSize != 0)
@@ -91,6 +95,7 @@ public sealed class FileDevice : IBlockDevice
 
         const uint ownerReadWrite = 0x180; // 0600: the store holds every instance's data.
         var handle = OpenDescriptor(path, LibC.O_RDWR | LibC.O_CREAT | LibC.O_EXCL | LibC.O_DIRECT | LibC.O_CLOEXEC, ownerReadWrite);
+        FileDevice? device = null;
         try
         {
             Lock(handle, path, readOnly: false);
@@ -99,7 +104,7 @@ public sealed class FileDevice : IBlockDevice
                 throw Errno.Exception("ftruncate", path, Marshal.GetLastPInvokeError());
             }
 
-            var device = new FileDevice(handle, path, size, isReadOnly: false);
+            device = new FileDevice(handle, path, size, isReadOnly: false, backend);
             await device.WriteZerosAsync(cancellationToken);
             await device.FlushAsync();
             SyncParentDirectory(path);
@@ -107,6 +112,11 @@ public sealed class FileDevice : IBlockDevice
         }
         catch
         {
+            if (device is not null)
+            {
+                await device.DisposeAsync();
+            }
+
             handle.Dispose();
             File.Delete(path);
             throw;
@@ -117,7 +127,7 @@ public sealed class FileDevice : IBlockDevice
     public ValueTask ReadAsync(long offset, Memory<byte> buffer)
     {
         BlockAlignment.Validate(Size, offset, buffer);
-        return ReadCoreAsync(offset, buffer);
+        return _io.ReadAsync(offset, buffer);
     }
 
     /// <inheritdoc/>
@@ -125,105 +135,31 @@ public sealed class FileDevice : IBlockDevice
     {
         BlockAlignment.Validate(Size, offset, data);
         ThrowIfReadOnly();
-        return durable
-            ? new ValueTask(BlockingCalls.Run(() => WriteDurable(offset, data)))
-            : WriteCachedAsync(offset, data);
+        return _io.WriteAsync(offset, data, durable);
     }
 
     /// <inheritdoc/>
     public ValueTask FlushAsync()
     {
         ThrowIfReadOnly();
-        return new ValueTask(BlockingCalls.Run(SyncData));
+        return _io.FlushAsync();
     }
 
     /// <inheritdoc/>
-    /// <remarks>Closing the descriptor releases the lock.</remarks>
-    public ValueTask DisposeAsync()
+    /// <remarks>Closing the descriptor releases the lock (once the backend has let go of it).</remarks>
+    public async ValueTask DisposeAsync()
     {
+        await _io.DisposeAsync();
         _handle.Dispose();
-        return ValueTask.CompletedTask;
     }
 
-    private async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer)
-    {
-        while (!buffer.IsEmpty)
-        {
-            int count;
-            try
-            {
-                count = await RandomAccess.ReadAsync(_handle, buffer, offset);
-            }
-            catch (IOException e)
-            {
-                throw Errno.Wrap("pread", Path, offset, e);
-            }
+    /// <summary>A read that found the end of the file inside the device: the file shrank underneath us (Size was checked at open).</summary>
+    internal static IOException UnexpectedEnd(string call, string path, long offset) =>
+        new($"{call} on '{path}' at offset {offset} failed: unexpected end of file (was the store truncated?)", Errno.EIO);
 
-            if (count == 0)
-            {
-                // Size was checked at open: the file shrank underneath us.
-                throw new IOException($"pread on '{Path}' at offset {offset} failed: unexpected end of file (was the store truncated?)", Errno.EIO);
-            }
-
-            buffer = buffer[count..];
-            offset += count;
-        }
-    }
-
-    private async ValueTask WriteCachedAsync(long offset, ReadOnlyMemory<byte> data)
-    {
-        try
-        {
-            await RandomAccess.WriteAsync(_handle, data, offset);
-        }
-        catch (IOException e)
-        {
-            throw Errno.Wrap("pwrite", Path, offset, e);
-        }
-    }
-
-    private unsafe void WriteDurable(long offset, ReadOnlyMemory<byte> data)
-    {
-        using var pin = data.Pin();
-        var next = (byte*)pin.Pointer;
-        var remaining = data.Length;
-        while (remaining > 0)
-        {
-            var iov = new LibC.IoVec { Base = next, Length = (nuint)remaining };
-            var written = LibC.pwritev2(_handle, &iov, 1, offset, LibC.RWF_DSYNC);
-            if (written < 0)
-            {
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno == Errno.EINTR)
-                {
-                    continue;
-                }
-
-                throw Errno.Exception("pwritev2(RWF_DSYNC)", Path, offset, errno);
-            }
-
-            if (written == 0)
-            {
-                throw new IOException($"pwritev2(RWF_DSYNC) on '{Path}' at offset {offset} made no progress", Errno.EIO);
-            }
-
-            next += written;
-            offset += written;
-            remaining -= (int)written;
-        }
-    }
-
-    private void SyncData()
-    {
-        while (LibC.fdatasync(_handle) != 0)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno != Errno.EINTR)
-            {
-                throw Errno.Exception("fdatasync", Path, errno);
-            }
-        }
-    }
+    /// <summary>A write that wrote nothing and reported no error.</summary>
+    internal static IOException NoProgress(string call, string path, long offset) =>
+        new($"{call} on '{path}' at offset {offset} made no progress", Errno.EIO);
 
     private async Task WriteZerosAsync(CancellationToken cancellationToken)
     {
@@ -232,7 +168,7 @@ public sealed class FileDevice : IBlockDevice
         {
             cancellationToken.ThrowIfCancellationRequested();
             var length = (int)Math.Min(ZeroChunkSize, Size - offset);
-            await WriteCachedAsync(offset, zeros.Memory[..length]);
+            await _io.WriteAsync(offset, zeros.Memory[..length], durable: false);
         }
     }
 

@@ -6,7 +6,8 @@ namespace BlockOverlay.Io.Tests;
 public enum DeviceKind
 {
     Memory,
-    File,
+    FileOverThreads,
+    FileOverUring,
     FaultInjectingOverMemory,
     PowerLossOverMemory,
     Rbd,
@@ -14,7 +15,8 @@ public enum DeviceKind
 
 /// <summary>The contract of <see cref="IBlockDevice"/>, proved the same way on every device and decorator.</summary>
 [TestFixture(DeviceKind.Memory)]
-[TestFixture(DeviceKind.File)]
+[TestFixture(DeviceKind.FileOverThreads)]
+[TestFixture(DeviceKind.FileOverUring)]
 [TestFixture(DeviceKind.FaultInjectingOverMemory)]
 [TestFixture(DeviceKind.PowerLossOverMemory)]
 [TestFixture(DeviceKind.Rbd, Category = "Ceph")]
@@ -35,9 +37,13 @@ public sealed class BlockDeviceContractTests(DeviceKind kind)
             case DeviceKind.Memory:
                 _device = new MemoryDevice(DeviceSize);
                 break;
-            case DeviceKind.File:
+            case DeviceKind.FileOverThreads:
                 _scratch = new ScratchDirectory();
-                _device = await _scratch.CreateStoreAsync("store", DeviceSize);
+                _device = await _scratch.CreateStoreAsync("store", DeviceSize, IoBackend.Threads);
+                break;
+            case DeviceKind.FileOverUring:
+                _scratch = new ScratchDirectory();
+                _device = await _scratch.CreateStoreAsync("store", DeviceSize, IoBackend.Uring);
                 break;
             case DeviceKind.FaultInjectingOverMemory:
                 _device = new FaultInjectingDevice(new MemoryDevice(DeviceSize));

@@ -62,11 +62,11 @@ internal sealed class ScratchDirectory : IDisposable
     public string File(string name) => System.IO.Path.Combine(Path, name);
 
     /// <summary>Creates a store file, or ignores the test if this file system has no direct I/O.</summary>
-    public async Task<FileDevice> CreateStoreAsync(string name, long size)
+    public async Task<FileDevice> CreateStoreAsync(string name, long size, IoBackend backend = IoBackend.Auto)
     {
         try
         {
-            return await FileDevice.CreateAsync(File(name), size);
+            return await FileDevice.CreateAsync(File(name), size, backend);
         }
         catch (IOException e) when (e.HResult == 22)
         {
