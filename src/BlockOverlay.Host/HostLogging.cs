@@ -84,6 +84,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "control socket at {Path}")]
     public static partial void ControlListening(ILogger logger, string path);
 
+    [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "{Reason}")]
+    public static partial void IoBackendFallback(ILogger logger, string reason);
+
     [LoggerMessage(EventId = 9, Level = LogLevel.Warning, Message = "no control socket at {Path} ({Reason}): instances cannot be changed while this server runs")]
     public static partial void ControlUnavailable(ILogger logger, string path, string reason);
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using BlockOverlay.Host.Config;
 using BlockOverlay.Host.Serving;
+using BlockOverlay.Io;
 using BlockOverlay.Nbd.Listeners;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -65,9 +66,14 @@ internal static class ServeCommand
             Description = "Certificate authorities (PEM): when given, every TLS client must present a certificate that chains to one of them.",
         };
 
+        var ioBackend = new Option<string>("--io-backend")
+        {
+            Description = $"How the store file is read and written: {IoBackends.Names} (default: auto, which is io_uring where the kernel allows it, else threads).",
+        };
+
         var command = new Command("serve", "Serve disks over NBD.")
         {
-            config, store, takeover, exports, listens, stdio, metrics, tls, tlsCert, tlsKey, tlsCa, verbose, logLevel, logFormat,
+            config, store, takeover, exports, listens, stdio, metrics, tls, tlsCert, tlsKey, tlsCa, verbose, logLevel, logFormat, ioBackend,
         };
         command.SetAction((parse, _) => RunAsync(new ServeFlags
         {
@@ -84,6 +90,7 @@ internal static class ServeCommand
             TlsCert = parse.GetValue(tlsCert),
             TlsKey = parse.GetValue(tlsKey),
             TlsCa = parse.GetValue(tlsCa),
+            IoBackend = parse.GetValue(ioBackend),
         }, parse.GetValue(takeover)));
         return command;
     }
@@ -108,6 +115,11 @@ internal static class ServeCommand
         {
             var logger = loggers.CreateLogger("blockoverlay");
             ConfigLog.Loaded(logger, config.FilePath);
+        }
+
+        if (StoreDevices.UseIoBackend(settings.IoBackend) is { } fallback)
+        {
+            HostLog.IoBackendFallback(loggers.CreateLogger("blockoverlay"), fallback);
         }
 
         using var host = ServeHost.Build(settings, loggers, takeover);

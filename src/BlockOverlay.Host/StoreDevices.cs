@@ -30,6 +30,9 @@ internal static class StoreDevices
         Recursive = true,
     };
 
+    /// <summary>How store files are read and written; set once at start by serve (others take auto's choice).</summary>
+    private static IoBackend s_ioBackend = IoBackend.Auto;
+
     /// <summary>The cluster rbd: addresses refer to; set once at start from the command line.</summary>
     private static CephClientOptions s_ceph = new();
 
@@ -47,6 +50,16 @@ internal static class StoreDevices
     public static void UseCephOptions(ParseResult parse)
     {
         s_ceph = new CephClientOptions(parse.GetValue(CephConf), parse.GetValue(CephId));
+    }
+
+    /// <summary>
+    /// Chooses how store files are read and written (serve's <c>--io-backend</c>), before any
+    /// store is opened. Returns why auto fell back to the threads backend, for the log; null when it did not.
+    /// </summary>
+    public static string? UseIoBackend(IoBackend requested)
+    {
+        (s_ioBackend, var fallback) = IoBackends.Resolve(requested);
+        return fallback;
     }
 
     /// <summary>True for an rbd:POOL/IMAGE address.</summary>
@@ -83,14 +96,14 @@ internal static class StoreDevices
             throw new FileNotFoundException($"{store}: no such store (make one with: blockoverlay store create {store} --size SIZE)");
         }
 
-        return FileDevice.Open(store, readOnly);
+        return FileDevice.Open(store, readOnly, s_ioBackend);
     }
 
     /// <summary>Creates a new, empty device for a store of <paramref name="bytes"/> bytes, open and locked.</summary>
     public static async Task<IBlockDevice> CreateAsync(string store, long bytes) =>
         IsRbd(store)
             ? await RbdDevice.CreateAsync(Image(store), bytes, s_ceph)
-            : await FileDevice.CreateAsync(store, bytes);
+            : await FileDevice.CreateAsync(store, bytes, s_ioBackend);
 
     /// <summary>Removes a device <see cref="CreateAsync"/> made, for a creation that failed half-way.</summary>
     public static Task RemoveAsync(string store)

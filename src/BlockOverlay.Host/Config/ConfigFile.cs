@@ -28,6 +28,8 @@ internal sealed record ConfigFile
     public TlsSection? Tls { get; init; }
 
     public LogSection? Log { get; init; }
+
+    public string? IoBackend { get; init; }
 }
 
 /// <summary>The <c>cache</c> object: sizes as strings with binary units, the rest numbers.</summary>

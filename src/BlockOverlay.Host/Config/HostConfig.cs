@@ -3,6 +3,7 @@ using System.Text.Json;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Host.Metrics;
+using BlockOverlay.Io;
 using BlockOverlay.Nbd.Listeners;
 using BlockOverlay.Nbd.Server;
 using Microsoft.Extensions.Logging;
@@ -62,6 +63,9 @@ internal sealed class HostConfig
     public LogLevel? LogLevel { get; init; }
 
     public LogFormat? LogFormat { get; init; }
+
+    /// <summary>How the store file is read and written (<c>ioBackend</c>), or null.</summary>
+    public IoBackend? IoBackend { get; init; }
 
     /// <summary>
     /// The store the <c>instance</c> commands work on: <paramref name="storeFlag"/> when given
@@ -155,6 +159,7 @@ internal sealed class HostConfig
             Tls = ReadTls(file.Tls, directory),
             LogLevel = file.Log?.Level is { } level ? Interpret("log.level", level, LogChoices.ParseLevel) : null,
             LogFormat = file.Log?.Format is { } format ? Interpret("log.format", format, LogChoices.ParseFormat) : null,
+            IoBackend = file.IoBackend is { } backend ? Interpret("ioBackend", backend, IoBackends.Parse) : null,
         };
     }
 

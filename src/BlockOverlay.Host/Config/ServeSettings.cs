@@ -2,6 +2,7 @@ using System.Net;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Host.Metrics;
+using BlockOverlay.Io;
 using BlockOverlay.Nbd.Listeners;
 using BlockOverlay.Nbd.Server;
 using Microsoft.Extensions.Logging;
@@ -36,6 +37,8 @@ internal sealed record ServeFlags
     public string? TlsKey { get; init; }
 
     public string? TlsCa { get; init; }
+
+    public string? IoBackend { get; init; }
 }
 
 /// <summary>
@@ -89,6 +92,9 @@ internal sealed record ServeSettings
 
     public LogFormat LogFormat { get; init; } = LogFormat.Text;
 
+    /// <summary>How a store file is read and written: <c>--io-backend</c>, else the config's <c>ioBackend</c>, else auto.</summary>
+    public IoBackend IoBackend { get; init; } = IoBackend.Auto;
+
     /// <summary>Flags over config over defaults; throws <see cref="FormatException"/> naming the first bad value.</summary>
     public static ServeSettings Resolve(ServeFlags flags, HostConfig? config)
     {
@@ -119,6 +125,7 @@ internal sealed record ServeSettings
                 NullIfEmpty(flags.TlsCa)).Over(config?.Tls ?? new TlsSettings()).Checked(),
             LogLevel = ResolveLevel(flags) ?? config?.LogLevel ?? LogLevel.Information,
             LogFormat = flags.LogFormat is { } format ? Flag("--log-format", format, LogChoices.ParseFormat) : config?.LogFormat ?? LogFormat.Text,
+            IoBackend = string.IsNullOrEmpty(flags.IoBackend) ? config?.IoBackend ?? IoBackend.Auto : Flag("--io-backend", flags.IoBackend, IoBackends.Parse),
         };
     }
 

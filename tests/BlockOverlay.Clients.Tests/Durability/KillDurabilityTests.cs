@@ -7,9 +7,12 @@ namespace BlockOverlay.Clients.Tests.Durability;
 /// <c>kill -9</c> of a server with two instances: what a FLUSH or a FUA write was
 /// acknowledged for survives exactly; what was never flushed comes back, per 4 KiB
 /// block, as either the old or the new bytes and nothing else; instances never see each
-/// other's bytes; the base image is never written.
+/// other's bytes; the base image is never written. Over each way the server reads and
+/// writes its store file (<c>--io-backend</c>): the guarantees must not depend on it.
 /// </summary>
-public class KillDurabilityTests
+[TestFixture("uring")]
+[TestFixture("threads")]
+public class KillDurabilityTests(string ioBackend)
 {
     private const int BaseSize = 4 << 20;
     private const int PayloadSize = 1 << 20;
@@ -44,7 +47,7 @@ public class KillDurabilityTests
         ws.CreateInstance("two", ws["base.raw"]);
 
         int lastRound;
-        using (var server = StoreServer.Start(ws))
+        using (var server = StoreServer.Start(ws, tcp: false, "--io-backend", ioBackend))
         using (var writer = StoreNbdsh.Start(server, $$"""
             A = {{JsonSerializer.Serialize(FlushedOnOne)}}
             B = {{JsonSerializer.Serialize(FuaOnTwo)}}
@@ -79,7 +82,7 @@ public class KillDurabilityTests
 
         byte[] one, two;
         string restartLog;
-        using (var server = StoreServer.Start(ws))
+        using (var server = StoreServer.Start(ws, tcp: false, "--io-backend", ioBackend))
         {
             one = ExportContent.CopyOut(server, ws, "one");
             two = ExportContent.CopyOut(server, ws, "two");
@@ -128,7 +131,7 @@ public class KillDurabilityTests
         Assert.That(bad, Is.Empty, "blocks of instance one that are neither the flushed nor the unflushed content");
 
         // What recovery showed is what stays: a clean stop and another start change nothing.
-        using (var server = StoreServer.Start(ws))
+        using (var server = StoreServer.Start(ws, tcp: false, "--io-backend", ioBackend))
         {
             Assert.That(ExportContent.FirstDifference(ExportContent.CopyOut(server, ws, "one"), one), Is.Null, "instance one after a clean restart");
             Assert.That(ExportContent.FirstDifference(ExportContent.CopyOut(server, ws, "two"), two), Is.Null, "instance two after a clean restart");

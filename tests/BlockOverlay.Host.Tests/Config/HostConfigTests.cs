@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Host.Config;
 using BlockOverlay.Host.Tests.Docs;
+using BlockOverlay.Io;
 using BlockOverlay.Nbd.Listeners;
 using BlockOverlay.Nbd.Server;
 using Microsoft.Extensions.Logging;
@@ -113,7 +114,7 @@ public class HostConfigTests
         Assert.That(address.EndPoint.ToString(), Is.EqualTo("/etc/bo/nbd.sock"));
     }
 
-    [TestCase("""{ "lsten": [] }""", "unknown key 'lsten' (the config takes store, listen, metrics, exports, cache, limits, tls, log)")]
+    [TestCase("""{ "lsten": [] }""", "unknown key 'lsten' (the config takes store, listen, metrics, exports, cache, limits, tls, log, ioBackend)")]
     [TestCase("""{ "Store": "s" }""", "unknown key 'Store'")]
     [TestCase("""{ "cache": { "globalDirtyLimt": "1G" } }""", "unknown key 'cache.globalDirtyLimt' ('cache' takes globalDirtyLimit, instanceDirtyLimit, backgroundRatio, maxDirtyAgeSeconds)")]
     [TestCase("""{ "log": { "levle": "debug" } }""", "unknown key 'log.levle' ('log' takes level, format)")]
@@ -149,6 +150,7 @@ public class HostConfigTests
     [TestCase("""{ "cache": { "backgroundRatio": "0.5" } }""", "cache.backgroundRatio: expected a number, not a string")]
     [TestCase("""{ "log": { "level": "verbose" } }""", "log.level: 'verbose' is not a log level: use debug, information, warning or error")]
     [TestCase("""{ "log": { "format": "xml" } }""", "log.format: 'xml' is not a log format: use text or json")]
+    [TestCase("""{ "ioBackend": "aio" }""", "ioBackend: 'aio' is not an I/O backend: use auto, uring or threads")]
     [TestCase("""{ "store": "a\u0000b" }""", "store: a path cannot contain a NUL character")]
     [TestCase("""{ "listen": ["unix:a\u0000b"] }""", "listen[0]: a path cannot contain a NUL character")]
     public void A_value_of_the_wrong_kind_is_refused_with_its_key(string json, string message)
@@ -248,6 +250,7 @@ public class HostConfigTests
             Assert.That(config.Tls, Is.EqualTo(new TlsSettings(TlsChoice.Off)), "the example's TLS is off, its files commented out");
             Assert.That(config.LogLevel, Is.EqualTo(LogLevel.Information));
             Assert.That(config.LogFormat, Is.EqualTo(LogFormat.Text));
+            Assert.That(config.IoBackend, Is.EqualTo(IoBackend.Auto), "the example's backend is said to be the default");
         });
     }
 }

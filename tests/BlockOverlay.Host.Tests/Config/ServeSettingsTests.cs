@@ -1,6 +1,7 @@
 using System.Net;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Host.Config;
+using BlockOverlay.Io;
 using Microsoft.Extensions.Logging;
 
 namespace BlockOverlay.Host.Tests.Config;
@@ -18,7 +19,8 @@ public class ServeSettingsTests
           "metrics": "tcp:127.0.0.1:9001",
           "exports": ["fromconfig=memory:1M"],
           "cache": { "instanceDirtyLimit": "64M" },
-          "log": { "level": "warning", "format": "json" }
+          "log": { "level": "warning", "format": "json" },
+          "ioBackend": "threads"
         }
         """, "/cfg/config.json");
 
@@ -39,6 +41,7 @@ public class ServeSettingsTests
             Assert.That(settings.Cache.InstanceDirtyLimit, Is.EqualTo(64L << 20));
             Assert.That(settings.LogLevel, Is.EqualTo(LogLevel.Warning));
             Assert.That(settings.LogFormat, Is.EqualTo(LogFormat.Json));
+            Assert.That(settings.IoBackend, Is.EqualTo(IoBackend.Threads));
         });
     }
 
@@ -53,6 +56,7 @@ public class ServeSettingsTests
             Metrics = "tcp:127.0.0.1:9002",
             LogLevel = "error",
             LogFormat = "text",
+            IoBackend = "uring",
         }, Config);
 
         Assert.Multiple(() =>
@@ -63,6 +67,7 @@ public class ServeSettingsTests
             Assert.That(settings.Metrics, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 9002)));
             Assert.That(settings.LogLevel, Is.EqualTo(LogLevel.Error));
             Assert.That(settings.LogFormat, Is.EqualTo(LogFormat.Text));
+            Assert.That(settings.IoBackend, Is.EqualTo(IoBackend.Uring));
             Assert.That(settings.Cache.InstanceDirtyLimit, Is.EqualTo(64L << 20), "no flag touches the cache");
         });
     }
@@ -100,6 +105,7 @@ public class ServeSettingsTests
             Assert.That(settings.Cache, Is.EqualTo(new CacheOptions()));
             Assert.That(settings.LogLevel, Is.EqualTo(LogLevel.Information));
             Assert.That(settings.LogFormat, Is.EqualTo(LogFormat.Text));
+            Assert.That(settings.IoBackend, Is.EqualTo(IoBackend.Auto));
             Assert.That(stdio.Demo, Is.False, "one client on stdio gets the memory demo disk, not a store made in the working directory");
             Assert.That(stdio.Exports.Select(e => e.ToString()), Is.EqualTo(new[] { ServeSettings.DemoExport }));
         });
