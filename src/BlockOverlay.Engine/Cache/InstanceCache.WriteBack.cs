@@ -43,7 +43,7 @@ internal sealed partial class InstanceCache
             Task? wait;
             lock (_gate)
             {
-                wait = _blocks.Values.Any(b => b.WritingBack && b.DirtySince <= upTo) ? _progress.Task : null;
+                wait = _writingBack > 0 && AgedUpTo(upTo).Any(b => _blocks[b].WritingBack) ? _progress.Task : null;
             }
 
             if (wait is not null)
@@ -59,14 +59,24 @@ internal sealed partial class InstanceCache
     /// </summary>
     public async Task<long> WriteBackSomeAsync(int batchBlocks)
     {
-        List<long> picked;
+        var picked = new List<long>(batchBlocks);
         lock (_gate)
         {
-            picked = [.. _blocks.Where(p => !p.Value.WritingBack)
-                .OrderBy(p => p.Value.DirtySince).ThenBy(p => p.Key)
-                .Take(batchBlocks).Select(p => p.Key).Order()];
+            foreach (var (_, b) in _byAge)
+            {
+                if (picked.Count == batchBlocks)
+                {
+                    break;
+                }
+
+                if (!_blocks[b].WritingBack)
+                {
+                    picked.Add(b);
+                }
+            }
         }
 
+        picked.Sort();
         if (picked.Count == 0)
         {
             return 0;
@@ -135,7 +145,7 @@ internal sealed partial class InstanceCache
             Task wait;
             lock (_gate)
             {
-                if (!_blocks.Values.Any(b => b.WritingBack))
+                if (_writingBack == 0)
                 {
                     return;
                 }
@@ -147,16 +157,22 @@ internal sealed partial class InstanceCache
         }
     }
 
-    /// <summary>Blocks dirty since <paramref name="upTo"/> or earlier, ascending.</summary>
+    /// <summary>Blocks dirty since <paramref name="upTo"/> or earlier, ascending (sorted outside the gate).</summary>
     private List<long> DirtyUpTo(long upTo)
     {
+        List<long> list;
         lock (_gate)
         {
-            var list = _blocks.Where(p => p.Value.DirtySince <= upTo).Select(p => p.Key).ToList();
-            list.Sort();
-            return list;
+            list = [.. AgedUpTo(upTo)];
         }
+
+        list.Sort();
+        return list;
     }
+
+    /// <summary>Blocks dirty since <paramref name="upTo"/> or earlier, oldest first; the caller holds the gate.</summary>
+    private IEnumerable<long> AgedUpTo(long upTo) =>
+        _byAge.GetViewBetween((long.MinValue, long.MinValue), (upTo, long.MaxValue)).Select(entry => entry.Block);
 
     /// <summary>
     /// Marks up to <paramref name="max"/> of the candidates (from <paramref name="next"/> on)
@@ -173,6 +189,7 @@ internal sealed partial class InstanceCache
                 if (_blocks.TryGetValue(b, out var block) && !block.WritingBack && block.DirtySince <= upTo)
                 {
                     block.WritingBack = true;
+                    _writingBack++;
                     block.Data.CopyTo(staging.Span.Slice(batch.Blocks.Count * Block, Block));
                     batch.Add(b, block.Version);
                 }
@@ -206,6 +223,7 @@ internal sealed partial class InstanceCache
         lock (_gate)
         {
             long removed = 0;
+            _writingBack -= batch.Blocks.Count;
             foreach (var (b, version) in batch.Blocks)
             {
                 if (!_blocks.TryGetValue(b, out var block))
@@ -225,7 +243,9 @@ internal sealed partial class InstanceCache
                     // failed, still since its first one).
                     if (failure is null)
                     {
+                        _byAge.Remove((block.DirtySince, b));
                         block.DirtySince = block.RedirtiedSince;
+                        _byAge.Add((block.DirtySince, b));
                     }
 
                     block.RedirtiedSince = 0;
