@@ -148,8 +148,8 @@ public sealed class UpperStore : IAsyncDisposable
 
     /// <summary>Creates an instance; durable when this returns.</summary>
     public Task<StoreInstance> CreateInstanceAsync(string name, long virtualSize, BaseIdentity? baseImage,
-        FlushMode flushMode = FlushMode.Isolated, long quota = 0, InstanceAccess? access = null) =>
-        _namespace.CreateAsync(name, virtualSize, baseImage, flushMode, quota, access ?? InstanceAccess.Open);
+        FlushMode flushMode = FlushMode.Isolated, long quota = 0, InstanceAccess? access = null, InstanceQos? qos = null) =>
+        _namespace.CreateAsync(name, virtualSize, baseImage, flushMode, quota, access ?? InstanceAccess.Open, qos ?? InstanceQos.Default);
 
     /// <summary>
     /// Sets an instance's flush mode, durably, and clears its unclean mark (the operator has
@@ -174,6 +174,13 @@ public sealed class UpperStore : IAsyncDisposable
     /// </summary>
     public Task SetAccessAsync(string name, InstanceAccess access) =>
         _namespace.RedefineAsync(name, d => d with { Access = access }, new SetAccessRecord(access));
+
+    /// <summary>
+    /// Sets an instance's limits and weight, durably. A server applies them to its open
+    /// connections too (the export reads them at each admission).
+    /// </summary>
+    public Task SetQosAsync(string name, InstanceQos qos) =>
+        _namespace.RedefineAsync(name, d => d with { Qos = qos }, new SetQosRecord(qos));
 
     /// <summary>
     /// Deletes an instance: durable when this returns, and its blocks are free for reuse

@@ -49,7 +49,7 @@ public class AccessRuleTests
         Assert.That(() => DefinitionFormat.Decode(Convert.FromHexString(Start + "0100" + "09" + "0100" + "00"), "here"),
             Throws.InstanceOf<StoreFormatException>().With.Message.Contains("kind 9"));
         Assert.That(() => DefinitionFormat.Decode(Convert.FromHexString(Start + "0000" + "FF"), "here"),
-            Throws.InstanceOf<StoreFormatException>().With.Message.Contains("1 bytes follow"));
+            Throws.InstanceOf<StoreFormatException>().With.Message.Contains("QoS settings of 1 bytes"), "what follows the rules can only be QoS settings");
     }
 
     [TestCase("uid:1000", AccessKind.Uid, 1000u, "")]

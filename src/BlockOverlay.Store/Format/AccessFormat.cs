@@ -46,6 +46,15 @@ internal static class AccessFormat
     /// <summary>Reads a rule list that fills <paramref name="bytes"/> exactly; anything else is a format error.</summary>
     public static InstanceAccess Decode(ReadOnlySpan<byte> bytes, string where)
     {
+        var access = DecodeStart(bytes, where, out int end);
+        return end == bytes.Length
+            ? access
+            : throw new StoreFormatException($"{where}: {bytes.Length - end} bytes follow the access rules");
+    }
+
+    /// <summary>Reads the rule list at the start of <paramref name="bytes"/>; <paramref name="end"/> is where it ends.</summary>
+    public static InstanceAccess DecodeStart(ReadOnlySpan<byte> bytes, string where, out int end)
+    {
         int count = new U16Field(0).Read(bytes);
         var rules = new List<AccessRule>(count);
         int at = CountBytes;
@@ -64,9 +73,8 @@ internal static class AccessFormat
             at += KindBytes + LengthBytes + length;
         }
 
-        return at == bytes.Length
-            ? new InstanceAccess(rules)
-            : throw new StoreFormatException($"{where}: {bytes.Length - at} bytes follow the access rules");
+        end = at;
+        return new InstanceAccess(rules);
     }
 
     private static int ValueBytes(AccessRule rule) =>

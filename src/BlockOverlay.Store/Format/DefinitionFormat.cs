@@ -7,8 +7,10 @@ namespace BlockOverlay.Store.Format;
 /// for each instance of a checkpoint. The fixed fields (<see cref="DefinitionLayout"/>) are
 /// followed by the name, the base path (u16 length in bytes + UTF-8 each; an empty path means
 /// no base), the mode byte and the quota (u64, bytes), then, only when the instance has access
-/// rules, its rule list (<see cref="AccessFormat"/>). An open instance's bytes are those of a
-/// store written before rules existed, and such bytes decode as open. docs/FORMAT.md draws them.
+/// rules or QoS settings, its rule list (<see cref="AccessFormat"/>; no rules: a count of 0), and
+/// only with QoS settings other than the defaults, those (<see cref="QosFormat"/>). An open
+/// instance with default settings has the bytes of a store written before rules and QoS existed,
+/// and such bytes decode as open, unlimited and of the default weight. docs/FORMAT.md draws them.
 /// </summary>
 internal static class DefinitionFormat
 {
@@ -17,7 +19,7 @@ internal static class DefinitionFormat
     public static int EncodedSize(InstanceDefinition d) =>
         DefinitionLayout.BaseFingerprint.End + LengthBytes + Encoding.UTF8.GetByteCount(d.Name) +
         LengthBytes + Encoding.UTF8.GetByteCount(d.Base?.Path ?? string.Empty) + ModeBytes + QuotaBytes +
-        (d.Access.IsOpen ? 0 : AccessFormat.EncodedSize(d.Access));
+        (HasTail(d) ? AccessFormat.EncodedSize(d.Access) : 0) + (d.Qos.IsDefault ? 0 : QosFormat.EncodedSize);
 
     /// <summary>Writes <paramref name="d"/> into <paramref name="body"/> (exactly <see cref="EncodedSize"/> bytes).</summary>
     public static void Encode(Span<byte> body, InstanceDefinition d)
@@ -30,9 +32,14 @@ internal static class DefinitionFormat
         at = WriteString(body, at, d.Base?.Path ?? string.Empty);
         new U8Field(at).Write(body, d.ModeByte);
         new U64Field(at + ModeBytes).Write(body, d.Quota);
-        if (!d.Access.IsOpen)
+        if (HasTail(d))
         {
-            AccessFormat.Encode(body, at + ModeBytes + QuotaBytes, d.Access);
+            at = AccessFormat.Encode(body, at + ModeBytes + QuotaBytes, d.Access);
+        }
+
+        if (!d.Qos.IsDefault)
+        {
+            QosFormat.Encode(body[at..], d.Qos);
         }
     }
 
@@ -48,12 +55,22 @@ internal static class DefinitionFormat
         var identity = path.Length == 0 ? null : new BaseIdentity(path, baseSize, fingerprint);
         var (mode, unclean) = InstanceDefinition.ReadModeByte(new U8Field(at).Read(body), where);
         long quota = new U64Field(at + ModeBytes).ReadSigned(body);
-        var rules = body[(at + ModeBytes + QuotaBytes)..];
+        var tail = body[(at + ModeBytes + QuotaBytes)..];
+        if (tail.IsEmpty)
+        {
+            return new InstanceDefinition(id, name, size, identity, mode, unclean, quota);
+        }
+
+        var access = AccessFormat.DecodeStart(tail, where, out int end);
         return new InstanceDefinition(id, name, size, identity, mode, unclean, quota)
         {
-            Access = rules.IsEmpty ? InstanceAccess.Open : AccessFormat.Decode(rules, where),
+            Access = access,
+            Qos = end == tail.Length ? InstanceQos.Default : QosFormat.Decode(tail[end..], where),
         };
     }
+
+    /// <summary>Whether anything follows the quota: the rule list comes first, so QoS settings bring an empty one.</summary>
+    private static bool HasTail(InstanceDefinition d) => !d.Access.IsOpen || !d.Qos.IsDefault;
 
     private static int WriteString(Span<byte> body, int at, string text)
     {

@@ -22,6 +22,9 @@ public sealed record InstanceDefinition(uint Id, string Name, long VirtualSize, 
     /// <summary>Who may see and open the instance over NBD (<see cref="InstanceAccess.Open"/>: everyone).</summary>
     public InstanceAccess Access { get; init; } = InstanceAccess.Open;
 
+    /// <summary>Its limits and weight (<see cref="InstanceQos.Default"/>: none, and the default weight).</summary>
+    public InstanceQos Qos { get; init; } = InstanceQos.Default;
+
     /// <summary>The mode and the unclean mark, as one byte on disk.</summary>
     internal byte ModeByte => (byte)((byte)FlushMode | (Unclean ? UncleanBit : 0));
 
@@ -77,6 +80,12 @@ public sealed record SetQuotaRecord(long Quota) : JournalRecord;
 /// </summary>
 public sealed record SetAccessRecord(InstanceAccess Access) : JournalRecord;
 
+/// <summary>
+/// The commit's instance has these limits and this weight from now on. A create with settings
+/// writes one after its CreateInstance, so the CreateInstance stays readable by builds before QoS.
+/// </summary>
+public sealed record SetQosRecord(InstanceQos Qos) : JournalRecord;
+
 /// <summary>Records of one instance that become durable together.</summary>
 public sealed record JournalCommit(uint InstanceId, IReadOnlyList<JournalRecord> Records)
 {
@@ -129,6 +138,7 @@ public static class JournalFormat
         SetFlushMode = 18,
         SetQuota = 19,
         SetAccess = 20,
+        SetQos = 21,
     }
 
     /// <summary>Bytes a commit takes in a batch's payload.</summary>
@@ -265,6 +275,7 @@ public static class JournalFormat
         SetFlushModeRecord => SetFlushModeBody.ModeByte.End,
         SetQuotaRecord => SetQuotaBody.Quota.End,
         SetAccessRecord a => AccessFormat.EncodedSize(a.Access),
+        SetQosRecord => QosFormat.EncodedSize,
         _ => throw new ArgumentException($"unknown record {record}"),
     };
 
@@ -304,6 +315,10 @@ public static class JournalFormat
             case SetAccessRecord access:
                 type = RecordType.SetAccess;
                 AccessFormat.Encode(body, 0, access.Access);
+                break;
+            case SetQosRecord qos:
+                type = RecordType.SetQos;
+                QosFormat.Encode(body, qos.Qos);
                 break;
             default:
                 throw new ArgumentException($"unknown record {record}");
@@ -362,6 +377,8 @@ public static class JournalFormat
                     return new SetQuotaRecord(SetQuotaBody.Quota.ReadSigned(body));
                 case RecordType.SetAccess:
                     return new SetAccessRecord(AccessFormat.Decode(body, where));
+                case RecordType.SetQos:
+                    return new SetQosRecord(QosFormat.Decode(body, where));
                 default:
                     throw new StoreFormatException($"{where}: unknown record type {(byte)type} (written by a newer blockoverlay?)");
             }

@@ -23,8 +23,15 @@ public sealed record Superblock
     /// </summary>
     public const ulong AccessRulesFeature = 1;
 
+    /// <summary>
+    /// Incompatible bit 1: the checkpoint holds QoS settings. Ignoring them would be safe, but a
+    /// build before QoS cannot skip their bytes (it reads what follows the quota as access
+    /// rules), so it must refuse the store with this bit's clear message instead.
+    /// </summary>
+    public const ulong QosFeature = 2;
+
     /// <summary>Feature bits this build understands.</summary>
-    public const ulong KnownIncompatible = AccessRulesFeature, KnownReadOnlyCompatible = 0;
+    public const ulong KnownIncompatible = AccessRulesFeature | QosFeature, KnownReadOnlyCompatible = 0;
 
     public uint Version { get; init; } = CurrentVersion;
     public ulong IncompatibleFeatures { get; init; }
@@ -140,8 +147,10 @@ public sealed record Superblock
     }
 
     /// <summary>The incompatible features of a superblock naming a checkpoint of <paramref name="saved"/>.</summary>
-    internal static ulong FeaturesOf(ulong incompatible, IEnumerable<CheckpointInstance> saved) =>
-        saved.Any(i => !i.Definition.Access.IsOpen) ? incompatible | AccessRulesFeature : incompatible & ~AccessRulesFeature;
+    internal static ulong FeaturesOf(ulong incompatible, IReadOnlyCollection<CheckpointInstance> saved) =>
+        Bit(Bit(incompatible, AccessRulesFeature, saved.Any(i => !i.Definition.Access.IsOpen)), QosFeature, saved.Any(i => !i.Definition.Qos.IsDefault));
+
+    private static ulong Bit(ulong features, ulong bit, bool set) => set ? features | bit : features & ~bit;
 
     /// <summary>Whether a block starts with the superblock's magic: a store's superblock copy, valid or not.</summary>
     public static bool HasMagic(ReadOnlySpan<byte> block) => L.Magic.Of(block).SequenceEqual(Magic);

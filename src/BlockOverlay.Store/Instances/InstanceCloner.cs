@@ -35,7 +35,7 @@ internal sealed class InstanceCloner(InstanceRegistry instances, InstanceNamespa
         var from = instances.Find(source) ?? throw new InstanceException($"no instance named '{source}'");
         var d = from.Definition;
         // Pending until whole: a crash while it is being filled in leaves no half clone behind.
-        var clone = await names.CreatePendingAsync(target, d.VirtualSize, d.Base, d.FlushMode, d.Quota, d.Access);
+        var clone = await names.CreatePendingAsync(target, d.VirtualSize, d.Base, d.FlushMode, d.Quota, d.Access, d.Qos);
         try
         {
             long copied = await CopyAsync(from, clone, progress ?? ((_, _) => { }), stop);

@@ -39,14 +39,14 @@ internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer
     /// whole, or a delete removes it. A crash before that forgets it.
     /// </summary>
     public async Task<StoreInstance> CreatePendingAsync(string name, long virtualSize, BaseIdentity? baseImage, FlushMode flushMode, long quota,
-        InstanceAccess access)
+        InstanceAccess access, InstanceQos qos)
     {
         CheckQuota(quota);
         await _lock.WaitAsync();
         try
         {
             checkpointer.ThrowIfClosed();
-            return instances.Add(name, id => new InstanceDefinition(id, name, virtualSize, baseImage, flushMode, Quota: quota) { Access = access },
+            return instances.Add(name, id => new InstanceDefinition(id, name, virtualSize, baseImage, flushMode, Quota: quota) { Access = access, Qos = qos },
                 pending: true);
         }
         finally
@@ -67,7 +67,7 @@ internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer
     }
 
     public async Task<StoreInstance> CreateAsync(string name, long virtualSize, BaseIdentity? baseImage, FlushMode flushMode, long quota,
-        InstanceAccess access)
+        InstanceAccess access, InstanceQos qos)
     {
         if (virtualSize <= 0 || virtualSize % BlockSize != 0)
         {
@@ -79,7 +79,7 @@ internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer
         try
         {
             checkpointer.ThrowIfClosed();
-            var instance = instances.Add(name, id => new InstanceDefinition(id, name, virtualSize, baseImage, flushMode, Quota: quota) { Access = access });
+            var instance = instances.Add(name, id => new InstanceDefinition(id, name, virtualSize, baseImage, flushMode, Quota: quota) { Access = access, Qos = qos });
             try
             {
                 await checkpointer.JournalAsync(new JournalCommit(instance.Definition.Id, CreateRecords(instance.Definition)));
@@ -170,11 +170,23 @@ internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer
     /// <summary>
     /// The records of a create: rules go in a SetAccess record of the same commit, never in the
     /// CreateInstance, so a build that does not know them refuses the journal (unknown record)
-    /// rather than serve a restricted instance to everyone.
+    /// rather than serve a restricted instance to everyone; QoS settings likewise in a SetQos.
     /// </summary>
-    private static List<JournalRecord> CreateRecords(InstanceDefinition d) => d.Access.IsOpen
-        ? [new CreateInstanceRecord(d)]
-        : [new CreateInstanceRecord(d with { Access = InstanceAccess.Open }), new SetAccessRecord(d.Access)];
+    private static List<JournalRecord> CreateRecords(InstanceDefinition d)
+    {
+        List<JournalRecord> records = [new CreateInstanceRecord(d with { Access = InstanceAccess.Open, Qos = InstanceQos.Default })];
+        if (!d.Access.IsOpen)
+        {
+            records.Add(new SetAccessRecord(d.Access));
+        }
+
+        if (!d.Qos.IsDefault)
+        {
+            records.Add(new SetQosRecord(d.Qos));
+        }
+
+        return records;
+    }
 
     /// <exception cref="InstanceException">Not a whole number of blocks, or negative.</exception>
     public static void CheckQuota(long quota)

@@ -159,6 +159,9 @@ internal static class StoreRecovery
                 case SetAccessRecord access when instances.TryGetValue(commit.InstanceId, out var instance):
                     instance.Redefine(instance.Definition with { Access = access.Access });
                     break;
+                case SetQosRecord qos when instances.TryGetValue(commit.InstanceId, out var instance):
+                    instance.Redefine(instance.Definition with { Qos = qos.Qos });
+                    break;
                 case ZeroRecord zero when instances.TryGetValue(commit.InstanceId, out var instance):
                     instance.RecoverZero(zero.VirtualBlock, zero.Length);
                     break;
