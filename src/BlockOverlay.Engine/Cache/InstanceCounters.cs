@@ -15,7 +15,7 @@ public sealed class InstanceCounters
 
     private readonly Histogram<double> _flushDuration;
     private readonly KeyValuePair<string, object?>[] _flushTags;
-    private long _flushes, _flushDataBytes, _flushMetaBytes, _writeBackBytes, _throttledTicks, _flushTicks;
+    private long _flushes, _flushDataBytes, _flushMetaBytes, _writeBackBytes, _throttledTicks, _flushTicks, _limitWaitTicks, _limitWaits;
 
     internal InstanceCounters(string instance, Histogram<double> flushDuration)
     {
@@ -45,6 +45,12 @@ public sealed class InstanceCounters
     /// <summary>Time this instance's writers spent throttled, waiting for their own write-back.</summary>
     public TimeSpan Throttled => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _throttledTicks));
 
+    /// <summary>Time this instance's requests waited for admission under its IOPS and byte limits (apart from <see cref="Throttled"/>).</summary>
+    public TimeSpan LimitWait => TimeSpan.FromTicks(Interlocked.Read(ref _limitWaitTicks));
+
+    /// <summary>Requests that waited for admission under the instance's limits.</summary>
+    public long LimitWaits => Interlocked.Read(ref _limitWaits);
+
     /// <summary>How long the flushes took, all together.</summary>
     public TimeSpan FlushTime => TimeSpan.FromTicks(Interlocked.Read(ref _flushTicks));
 
@@ -60,4 +66,10 @@ public sealed class InstanceCounters
     internal void AddWriteBack(long bytes) => Interlocked.Add(ref _writeBackBytes, bytes);
 
     internal void AddThrottled(long stopwatchTicks) => Interlocked.Add(ref _throttledTicks, stopwatchTicks);
+
+    internal void AddLimitWait(TimeSpan waited)
+    {
+        Interlocked.Increment(ref _limitWaits);
+        Interlocked.Add(ref _limitWaitTicks, waited.Ticks);
+    }
 }

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
+using BlockOverlay.Engine.Qos;
 using BlockOverlay.Exports;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
@@ -50,7 +51,7 @@ namespace BlockOverlay.Engine.Instances;
 /// written back, made durable by the store's clean close).
 /// </para>
 /// </remarks>
-public sealed class InstanceExport : ILayeredExport, IRestrictedExport
+public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedExport
 {
     private const int Block = UpperStore.BlockSize;
     private readonly WriteBackCache _owner;
@@ -79,6 +80,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport
         _baseHold = baseHold;
         _cache = cache.Attach(instance);
         _layout = new InstanceLayout(_cache, _store, instance, baseImage);
+        Pacer = new RequestPacer(() => _instance.Definition.Qos, _cache.Counters, TimeProvider.System);
     }
 
     /// <summary>
@@ -110,6 +112,9 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport
     /// <summary>What this instance's flushes and write-back cost.</summary>
     public InstanceCounters Counters => _cache.Counters;
 
+    /// <summary>Holds the instance's clients to its stored limits (read at each admission: <c>instance set</c> reaches open connections).</summary>
+    public RequestPacer Pacer { get; }
+
     /// <summary>Bytes written by clients and not yet in the store.</summary>
     public long DirtyBytes => _cache.DirtyBytes;
 
@@ -123,6 +128,8 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport
 
     /// <summary>The instance's stored rules, read at each negotiation: <c>instance set --allow</c> applies to the next connection.</summary>
     public ExportAccess Access => _instance.Definition.Access.ToExportAccess();
+
+    public ValueTask AdmitAsync(long bytes, CancellationToken cancel) => Pacer.AdmitAsync(bytes, cancel);
 
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer)
     {

@@ -18,7 +18,9 @@ namespace BlockOverlay.Nbd.Server;
 /// batch. Memory is bounded by <see cref="InFlightBudget"/>: every request, refused ones
 /// included, holds its share from before it is read until its reply has been written to
 /// the socket, so past the budget the reader stops reading and the socket pushes back on
-/// the client, whether it pipelines too much or never reads its replies.
+/// the client, whether it pipelines too much or never reads its replies. An export that paces
+/// its clients (<see cref="IPacedExport"/>) is asked to admit each data request before its
+/// payload is read, so its limits push back the same way.
 ///
 /// Ending: on DISC, end of stream, a protocol error or server shutdown the reader stops;
 /// requests already started always run to completion against the export (an
@@ -31,6 +33,7 @@ internal sealed class TransmissionSession
     private readonly PipeWriter _writer;
     private readonly NegotiatedExport _negotiated;
     private readonly IExport _export;
+    private readonly IPacedExport? _paced;
     private readonly NbdServerOptions _options;
     private readonly ILogger _logger;
     private readonly ServerCounters _counters;
@@ -55,6 +58,7 @@ internal sealed class TransmissionSession
         _writer = writer;
         _negotiated = negotiated;
         _export = negotiated.Export;
+        _paced = _export as IPacedExport;
         _options = options;
         _logger = logger;
         _counters = counters;
@@ -137,6 +141,13 @@ internal sealed class TransmissionSession
                 await _budget.TakeAsync(CostOf(0));
                 Reject(request, refused.Error, refused.Reason);
                 continue;
+            }
+
+            if (_paced is not null && request.Command is NbdCommand.Read or NbdCommand.Write or NbdCommand.WriteZeroes or NbdCommand.Trim)
+            {
+                // Before the payload is read: a client held to its export's limits finds the
+                // socket full, and no other connection waits for it (docs/DESIGN.md, "Limits and weights").
+                await _paced.AdmitAsync(request.Command is NbdCommand.Read or NbdCommand.Write ? request.Length : 0, cancel);
             }
 
             long cost = CostOf(request.Command is NbdCommand.Read or NbdCommand.Write ? request.Length : 0);
