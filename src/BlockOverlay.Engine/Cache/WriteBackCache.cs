@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using BlockOverlay.Engine.Qos;
 using BlockOverlay.Exports;
 using BlockOverlay.Store;
 using BlockOverlay.Store.Format;
@@ -27,6 +28,7 @@ public sealed class WriteBackCache : IAsyncDisposable
 
     private readonly Lock _lock = new();
     private readonly List<InstanceCache> _caches = [];
+    private readonly WeightedTurns<InstanceCache> _turns = new(); // background write-back's shares among throttled instances
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _writer;
     private readonly ILogger _logger;
@@ -81,7 +83,7 @@ public sealed class WriteBackCache : IAsyncDisposable
         {
             lock (_lock)
             {
-                return [.. _caches.Select(c => new CachedInstance(c.Instance.Name, c.DirtyBytes, c.Counters))];
+                return [.. _caches.Select(c => new CachedInstance(c.Instance.Name, c.DirtyBytes, c.Counters, c.Instance.Definition.Qos))];
             }
         }
     }
@@ -300,10 +302,13 @@ public sealed class WriteBackCache : IAsyncDisposable
         while (!stop.IsCancellationRequested && PickDue() is { } cache)
         {
             await YieldToFlushesAsync();
-            if (await cache.WriteBackSomeAsync(Options.BackgroundBatchBlocks) == 0)
+            long written = await cache.WriteBackSomeAsync(Options.BackgroundBatchBlocks);
+            if (written == 0)
             {
                 return; // everything it holds is already on its way: look again later
             }
+
+            _turns.Served(cache, written, cache.Instance.Definition.Qos.Weight);
         }
     }
 
@@ -325,7 +330,9 @@ public sealed class WriteBackCache : IAsyncDisposable
             return null;
         }
 
-        return dirty.Where(c => c.HasThrottledWriters).MaxBy(c => c.DirtyBytes)
+        // Throttled writers wait for exactly this loop, so among them it shares by weight (the
+        // biggest first on a tie); the other reasons are memory pressure and age, not shares.
+        return _turns.Next(dirty.Where(c => c.HasThrottledWriters).OrderByDescending(c => c.DirtyBytes))
             ?? dirty.Where(c => c.DirtyBytes >= Options.BackgroundRatio * Options.InstanceDirtyLimit).MaxBy(c => c.DirtyBytes)
             ?? (DirtyBytes >= Options.BackgroundRatio * Options.GlobalDirtyLimit ? dirty.MaxBy(c => c.DirtyBytes) : null)
             ?? dirty.Find(c => c.DirtyOlderThan(Options.MaxDirtyAge));
@@ -383,4 +390,4 @@ public sealed class WriteBackCache : IAsyncDisposable
 }
 
 /// <summary>One open instance as the cache sees it.</summary>
-public sealed record CachedInstance(string Name, long DirtyBytes, InstanceCounters Counters);
+public sealed record CachedInstance(string Name, long DirtyBytes, InstanceCounters Counters, InstanceQos Qos);
