@@ -2,6 +2,7 @@ using System.CommandLine;
 using BlockOverlay.Host.Bases;
 using BlockOverlay.Host.Config;
 using BlockOverlay.Host.Live;
+using BlockOverlay.Store.Format;
 
 namespace BlockOverlay.Host;
 
@@ -43,7 +44,11 @@ internal static class InstanceCommands
         var mode = FlushModeOption("What a flush makes durable (default: isolated).");
         var quota = QuotaOption();
         var allow = AllowOption("Who may see and open it over NBD (repeatable; default: everyone who reaches the socket).");
-        var command = new Command("create", "Create an instance (served at once if a server holds the store).") { name, baseImage, size, mode, quota, allow, store };
+        var (iops, bps, weight) = QosOptions();
+        var command = new Command("create", "Create an instance (served at once if a server holds the store).")
+        {
+            name, baseImage, size, mode, quota, allow, iops, bps, weight, store,
+        };
         command.SetAction(async (parse, _) =>
         {
             string storePath = StorePath(parse, store);
@@ -54,7 +59,10 @@ internal static class InstanceCommands
                 Size: parse.GetValue(size),
                 FlushMode: parse.GetValue(mode),
                 Quota: parse.GetValue(quota),
-                Allow: parse.GetValue(allow) ?? []));
+                Allow: parse.GetValue(allow) ?? [],
+                IopsLimit: parse.GetValue(iops),
+                BpsLimit: parse.GetValue(bps),
+                Weight: parse.GetValue(weight)));
         });
         return command;
     }
@@ -93,10 +101,15 @@ internal static class InstanceCommands
         var quota = QuotaOption();
         var allow = AllowOption("Replaces who may see and open it over NBD (repeatable); connections already open stay.");
         var allowAll = new Option<bool>("--allow-all") { Description = "Drop every access rule: anyone who reaches the socket may see and open it." };
-        var command = new Command("set", "Change an instance's settings (live if served).") { name, mode, quota, allow, allowAll, store };
+        var (iops, bps, weight) = QosOptions();
+        var command = new Command("set", "Change an instance's settings (live if served; new limits reach open connections).")
+        {
+            name, mode, quota, allow, allowAll, iops, bps, weight, store,
+        };
         command.SetAction((parse, _) => DispatchAsync(parse, store,
             new SetRequest(parse.GetValue(name)!, FlushMode: parse.GetValue(mode), Quota: parse.GetValue(quota),
-                Allow: parse.GetValue(allow) ?? [], AllowAll: parse.GetValue(allowAll))));
+                Allow: parse.GetValue(allow) ?? [], AllowAll: parse.GetValue(allowAll),
+                IopsLimit: parse.GetValue(iops), BpsLimit: parse.GetValue(bps), Weight: parse.GetValue(weight))));
         return command;
     }
 
@@ -131,6 +144,20 @@ internal static class InstanceCommands
         Description = description + " uid:N or gid:N: a unix-socket client of that user or group (SO_PEERCRED); " +
                       "cert:SUBJECT: a TLS client whose certificate has that subject. Others are told it does not exist.",
     };
+
+    /// <summary>The QoS flags, kept as written (InstanceOperations parses them, live or offline alike).</summary>
+    private static (Option<string> Iops, Option<string> Bps, Option<string> Weight) QosOptions() => (
+        new("--iops-limit")
+        {
+            Description = "Most data requests (reads, writes, zeroes, trims; not flushes) per second, for all its connections together " +
+                          "('none' or 0: no limit). Past it the server stops reading the client's socket for a while; nothing fails.",
+        },
+        new("--bps-limit") { Description = "Most bytes read or written per second, e.g. 64M ('none' or 0: no limit); held like --iops-limit." },
+        new("--weight")
+        {
+            Description = $"Its share, 1 to {InstanceQos.MaxWeight} (default {InstanceQos.DefaultWeight}), where the server decides between " +
+                          "instances: today, the background write-back among instances whose writers wait for it.",
+        });
 
     private static Option<string> QuotaOption() => new("--quota")
     {

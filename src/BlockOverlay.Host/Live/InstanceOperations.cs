@@ -1,3 +1,4 @@
+using System.Globalization;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Store;
@@ -68,6 +69,7 @@ internal static class InstanceOperations
         var mode = ParseFlushMode(request.FlushMode ?? "isolated");
         long quota = ParseQuota(request.Quota);
         var access = ParseAccess(request.Allow);
+        var qos = ParseQos(InstanceQos.Default, request.IopsLimit, request.BpsLimit, request.Weight);
         long? size = request.Size is null ? null : ByteSize.Parse(request.Size).Bytes;
         BaseIdentity? identity = null;
         if (request.Base is not null)
@@ -89,13 +91,13 @@ internal static class InstanceOperations
             throw new InstanceException($"'{name}' is the name of an export this server already serves; choose another name");
         }
 
-        var instance = await store.CreateInstanceAsync(name, bytes, identity, mode, quota, access);
+        var instance = await store.CreateInstanceAsync(name, bytes, identity, mode, quota, access, qos);
         if (live is not null)
         {
             await live.ServeAsync(instance);
         }
 
-        return new InstanceCreated(name, bytes, identity?.Path, Describe(mode), quota, Describe(access));
+        return new InstanceCreated(name, bytes, identity?.Path, Describe(mode), quota, Describe(access), qos.IopsLimit, qos.BpsLimit, qos.Weight);
     }
 
     private static async Task<InstanceDeleted> DeleteAsync(DeleteRequest request, UpperStore store, StoreHost? live)
@@ -126,17 +128,19 @@ internal static class InstanceOperations
         var served = live?.Served(name);
         var counters = served?.Export.Counters;
         return new InstanceStat(d.Name, d.VirtualSize, d.Base?.Path, Describe(d.FlushMode), d.Unclean, d.Quota, Describe(d.Access),
-            instance.FootprintBlocks * UpperStore.BlockSize, instance.UpperBlocks * UpperStore.BlockSize, instance.ExtentCount, served is not null, served?.Connections ?? 0,
+            d.Qos.IopsLimit, d.Qos.BpsLimit, d.Qos.Weight, instance.FootprintBlocks * UpperStore.BlockSize, instance.UpperBlocks * UpperStore.BlockSize, instance.ExtentCount, served is not null, served?.Connections ?? 0,
             served?.Export.DirtyBytes ?? 0, counters?.Flushes ?? 0, counters?.FlushDataBytes ?? 0, counters?.FlushMetaBytes ?? 0,
-            counters?.FlushTime.TotalSeconds ?? 0, counters?.WriteBackBytes ?? 0, counters?.Throttled.TotalSeconds ?? 0);
+            counters?.FlushTime.TotalSeconds ?? 0, counters?.WriteBackBytes ?? 0, counters?.Throttled.TotalSeconds ?? 0,
+            counters?.LimitWait.TotalSeconds ?? 0, counters?.LimitWaits ?? 0);
     }
 
     private static async Task<InstanceChanged> SetAsync(SetRequest request, UpperStore store)
     {
         string name = request.Name;
-        if (request.FlushMode is null && request.Quota is null && request.Allow.Count == 0 && !request.AllowAll)
+        if (request.FlushMode is null && request.Quota is null && request.Allow.Count == 0 && !request.AllowAll &&
+            request.IopsLimit is null && request.BpsLimit is null && request.Weight is null)
         {
-            throw new FormatException("say what to set: --flush-mode MODE, --quota SIZE, --allow RULE or --allow-all");
+            throw new FormatException("say what to set: --flush-mode MODE, --quota SIZE, --allow RULE, --allow-all, --iops-limit N, --bps-limit SIZE or --weight W");
         }
 
         if (request.AllowAll && request.Allow.Count > 0)
@@ -148,6 +152,10 @@ internal static class InstanceOperations
         FlushMode? mode = request.FlushMode is null ? null : ParseFlushMode(request.FlushMode);
         long? quota = request.Quota is null ? null : ParseQuota(request.Quota);
         var access = request.AllowAll || request.Allow.Count > 0 ? ParseAccess(request.Allow) : null;
+        var before = store.Find(name)?.Definition.Qos ?? throw new InstanceException($"no instance named '{name}'");
+        var qos = request.IopsLimit is null && request.BpsLimit is null && request.Weight is null
+            ? null
+            : ParseQos(before, request.IopsLimit, request.BpsLimit, request.Weight);
         if (mode is { } m)
         {
             await store.SetFlushModeAsync(name, m);
@@ -163,7 +171,13 @@ internal static class InstanceOperations
             await store.SetAccessAsync(name, access);
         }
 
-        return new InstanceChanged(name, mode is { } changed ? Describe(changed) : null, quota, access is null ? null : Describe(access));
+        if (qos is not null)
+        {
+            await store.SetQosAsync(name, qos);
+        }
+
+        return new InstanceChanged(name, mode is { } changed ? Describe(changed) : null, quota, access is null ? null : Describe(access),
+            request.IopsLimit is null ? null : qos!.IopsLimit, request.BpsLimit is null ? null : qos!.BpsLimit, request.Weight is null ? null : qos!.Weight);
     }
 
     /// <summary>Access rules as written (uid:N, gid:N, cert:SUBJECT); none is open to everyone.</summary>
@@ -171,6 +185,28 @@ internal static class InstanceOperations
         allow.Count == 0 ? InstanceAccess.Open : new InstanceAccess(allow.Select(AccessRule.Parse));
 
     private static string[] Describe(InstanceAccess access) => [.. access.Rules.Select(r => r.ToString())];
+
+    /// <summary>
+    /// QoS settings: <paramref name="current"/> with what was written replacing its parts. A
+    /// request rate is a count per second, a byte rate a size per second (64M, 1G); "none" or 0
+    /// lifts a limit; a weight is 1 to 10000.
+    /// </summary>
+    private static InstanceQos ParseQos(InstanceQos current, string? iops, string? bps, string? weight)
+    {
+        long iopsLimit = iops is null ? current.IopsLimit : ParseRate(iops, "--iops-limit", text =>
+            long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long n) ? n : throw new FormatException($"--iops-limit '{text}' is not a whole number of requests per second (or 'none')"));
+        long bpsLimit = bps is null ? current.BpsLimit : ParseRate(bps, "--bps-limit", text => ByteSize.Parse(text).Bytes);
+        int share = weight is null ? current.Weight
+            : int.TryParse(weight, NumberStyles.None, CultureInfo.InvariantCulture, out int w) ? w
+            : throw new FormatException($"--weight '{weight}' is not a whole number from 1 to {InstanceQos.MaxWeight}");
+        return new InstanceQos(iopsLimit, bpsLimit, share);
+    }
+
+    private static long ParseRate(string text, string flag, Func<string, long> parse)
+    {
+        long rate = text is "none" or "0" ? 0 : parse(text);
+        return rate >= 0 ? rate : throw new FormatException($"{flag} '{text}' must be positive (or 'none')");
+    }
 
     /// <summary>A quota: a size rounded to whole blocks, or "none" (0).</summary>
     private static long ParseQuota(string? text)

@@ -30,7 +30,11 @@ internal abstract record NamedRequest(string Command, string Name) : InstanceReq
 }
 
 /// <param name="Allow">Access rules as written (<c>uid:N</c>, <c>gid:N</c>, <c>cert:SUBJECT</c>); none: open to everyone.</param>
-internal sealed record CreateRequest(string Name, string? Base, string? Size, string? FlushMode, string? Quota, IReadOnlyList<string> Allow)
+/// <param name="IopsLimit">Requests per second as written (a count, or none); null: no limit.</param>
+/// <param name="BpsLimit">Bytes per second as written (a size such as 64M, or none); null: no limit.</param>
+/// <param name="Weight">The instance's share as written (1 to 10000); null: the default, 100.</param>
+internal sealed record CreateRequest(string Name, string? Base, string? Size, string? FlushMode, string? Quota, IReadOnlyList<string> Allow,
+    string? IopsLimit = null, string? BpsLimit = null, string? Weight = null)
     : NamedRequest("create", Name);
 
 internal sealed record DeleteRequest(string Name, bool Force) : NamedRequest("delete", Name);
@@ -46,7 +50,11 @@ internal sealed record StatRequest(string Name) : NamedRequest("stat", Name)
 
 /// <param name="Allow">New access rules, replacing the old ones; empty leaves them.</param>
 /// <param name="AllowAll">Drop every rule: open to everyone.</param>
-internal sealed record SetRequest(string Name, string? FlushMode, string? Quota, IReadOnlyList<string> Allow, bool AllowAll)
+/// <param name="IopsLimit">A new request rate limit as written (none or 0: no limit); null leaves it.</param>
+/// <param name="BpsLimit">A new byte rate limit as written (none or 0: no limit); null leaves it.</param>
+/// <param name="Weight">A new weight as written; null leaves it.</param>
+internal sealed record SetRequest(string Name, string? FlushMode, string? Quota, IReadOnlyList<string> Allow, bool AllowAll,
+    string? IopsLimit = null, string? BpsLimit = null, string? Weight = null)
     : NamedRequest("set", Name);
 
 /// <summary>Writes the instance's view to <paramref name="Target"/>, a new raw image.</summary>

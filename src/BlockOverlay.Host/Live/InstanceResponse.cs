@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using BlockOverlay.Store.Format;
 
 namespace BlockOverlay.Host.Live;
 
@@ -39,7 +40,10 @@ internal abstract record InstanceResponse : ControlReply
 }
 
 /// <param name="Allow">The access rules (empty: everyone).</param>
-internal sealed record InstanceCreated(string Name, long Size, string? Base, string FlushMode, long Quota, IReadOnlyList<string> Allow) : InstanceResponse;
+/// <param name="IopsLimit">Requests per second (0: no limit).</param>
+/// <param name="BpsLimit">Bytes per second (0: no limit).</param>
+internal sealed record InstanceCreated(string Name, long Size, string? Base, string FlushMode, long Quota, IReadOnlyList<string> Allow,
+    long IopsLimit = 0, long BpsLimit = 0, int Weight = InstanceQos.DefaultWeight) : InstanceResponse;
 
 internal sealed record InstanceDeleted(string Name) : InstanceResponse;
 
@@ -48,8 +52,12 @@ internal sealed record InstanceList(IReadOnlyList<InstanceSummary> Instances) : 
 /// <summary>One instance of a list (bytes).</summary>
 internal sealed record InstanceSummary(string Name, long VirtualSize, long UpperBytes, string FlushMode, bool Unclean, string? Base);
 
-/// <summary>What <c>set</c> changed: the flush mode, the quota (0: none), the access rules (empty: everyone); null: unchanged.</summary>
-internal sealed record InstanceChanged(string Name, string? FlushMode, long? Quota, IReadOnlyList<string>? Allow) : InstanceResponse;
+/// <summary>
+/// What <c>set</c> changed: the flush mode, the quota (0: none), the access rules (empty: everyone),
+/// the limits (requests and bytes per second, 0: none) and the weight; null: unchanged.
+/// </summary>
+internal sealed record InstanceChanged(string Name, string? FlushMode, long? Quota, IReadOnlyList<string>? Allow,
+    long? IopsLimit = null, long? BpsLimit = null, int? Weight = null) : InstanceResponse;
 
 internal sealed record InstanceCommitted(string Name, string Output, long Size) : InstanceResponse;
 

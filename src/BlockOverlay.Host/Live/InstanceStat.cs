@@ -2,7 +2,9 @@ namespace BlockOverlay.Host.Live;
 
 /// <summary>
 /// What <c>instance stat</c> shows (bytes unless said otherwise): the control socket's answer
-/// and, as it is, the object <c>instance stat --json</c> prints.
+/// and, as it is, the object <c>instance stat --json</c> prints. Limits are per second (0: none);
+/// <c>LimitWaitSeconds</c> is time requests waited under them, apart from <c>ThrottledSeconds</c>
+/// (writers waiting for write-back past the dirty limit).
 /// </summary>
 internal sealed record InstanceStat(
     string Name,
@@ -12,6 +14,9 @@ internal sealed record InstanceStat(
     bool Unclean,
     long Quota,
     IReadOnlyList<string> Allow,
+    long IopsLimit,
+    long BpsLimit,
+    int Weight,
     long QuotaUsedBytes,
     long UpperBytes,
     int Extents,
@@ -23,4 +28,6 @@ internal sealed record InstanceStat(
     long FlushMetaBytes,
     double FlushSeconds,
     long WriteBackBytes,
-    double ThrottledSeconds) : InstanceResponse;
+    double ThrottledSeconds,
+    double LimitWaitSeconds,
+    long LimitWaits) : InstanceResponse;

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using BlockOverlay.Engine.Exports;
+using BlockOverlay.Store.Format;
 
 namespace BlockOverlay.Host.Live;
 
@@ -23,7 +24,9 @@ internal static class InstanceText
         InstanceStat stat => Ok(json ? JsonSerializer.Serialize(stat, ControlJson.Default.InstanceStat) + "\n" : Stat(stat)),
         InstanceList list => Ok(List(list)),
         InstanceCreated c => Ok($"created instance '{c.Name}' ({new ByteSize(c.Size)}{(c.Base is null ? "" : $" over {c.Base}")}, flush mode {c.FlushMode}" +
-                                (c.Quota == 0 ? "" : $", quota {new ByteSize(c.Quota)}") + (c.Allow.Count == 0 ? "" : $", allowed {Allowed(c.Allow)}") + ")\n"),
+                                (c.Quota == 0 ? "" : $", quota {new ByteSize(c.Quota)}") + (c.Allow.Count == 0 ? "" : $", allowed {Allowed(c.Allow)}") +
+                                (c.IopsLimit == 0 ? "" : $", {c.IopsLimit} I/O per second") + (c.BpsLimit == 0 ? "" : $", {new ByteSize(c.BpsLimit)} per second") +
+                                (c.Weight == InstanceQos.DefaultWeight ? "" : $", weight {c.Weight}") + ")\n"),
         InstanceDeleted d => Ok($"deleted instance '{d.Name}'\n"),
         InstanceChanged c => Ok($"instance '{c.Name}': {Changes(c)}\n"),
         InstanceCommitted c => Ok($"committed instance '{c.Name}' to {c.Output} ({new ByteSize(c.Size)}): a raw image, usable as a base\n"),
@@ -64,6 +67,21 @@ internal static class InstanceText
             said.Add($"allowed {Allowed(allow)}");
         }
 
+        if (changed.IopsLimit is { } iops)
+        {
+            said.Add(iops == 0 ? "no I/O rate limit" : $"{iops} I/O per second");
+        }
+
+        if (changed.BpsLimit is { } bps)
+        {
+            said.Add(bps == 0 ? "no byte rate limit" : $"{new ByteSize(bps)} per second");
+        }
+
+        if (changed.Weight is { } weight)
+        {
+            said.Add($"weight {weight}");
+        }
+
         return string.Join(", ", said);
     }
 
@@ -79,6 +97,9 @@ internal static class InstanceText
         $"quota: {(s.Quota == 0 ? "none" : s.Quota.ToString(CultureInfo.InvariantCulture))}",
         $"quota used: {s.QuotaUsedBytes} (upper bytes and dirty new space)",
         $"allowed: {Allowed(s.Allow)}",
+        $"iops limit: {(s.IopsLimit == 0 ? "none" : $"{s.IopsLimit} per second")}",
+        $"bps limit: {(s.BpsLimit == 0 ? "none" : $"{s.BpsLimit} bytes per second")}",
+        $"weight: {s.Weight}",
         $"upper bytes: {s.UpperBytes}",
         $"extents: {s.Extents}",
         $"served: {(s.Served ? $"yes, {s.Connections} connection(s)" : "no")}",
@@ -87,5 +108,6 @@ internal static class InstanceText
         $"flush bytes: data {s.FlushDataBytes}, meta {s.FlushMetaBytes}",
         $"flush time: {s.FlushSeconds:F6} s",
         $"written back: {s.WriteBackBytes}",
-        $"throttled: {s.ThrottledSeconds:F6} s") + "\n";
+        $"throttled: {s.ThrottledSeconds:F6} s",
+        $"waited on limits: {s.LimitWaitSeconds:F6} s ({s.LimitWaits} requests)") + "\n";
 }

@@ -102,6 +102,11 @@ internal sealed class CacheFamilies : IDisposable
         _instances.FlushSeconds.WithLabels(name).Publish(); // one that never flushed shows its empty histogram
         _instances.WriteBack.WithLabels(name).IncTo(counters.WriteBackBytes);
         _instances.Throttled.WithLabels(name).IncTo(counters.Throttled.TotalSeconds);
+        _instances.LimitWait.WithLabels(name).IncTo(counters.LimitWait.TotalSeconds);
+        _instances.LimitWaits.WithLabels(name).IncTo(counters.LimitWaits);
+        _instances.IopsLimit.WithLabels(name).Set(instance.Qos.IopsLimit);
+        _instances.BpsLimit.WithLabels(name).Set(instance.Qos.BpsLimit);
+        _instances.Weight.WithLabels(name).Set(instance.Qos.Weight);
     }
 
     private void OnFlush(Instrument instrument, double seconds, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)

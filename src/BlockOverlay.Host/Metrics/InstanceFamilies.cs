@@ -25,6 +25,12 @@ internal sealed class InstanceFamilies
         WriteBack = factory.CreateCounter("blockoverlay_instance_writeback_bytes_total", "Bytes of the instance written back in the background.", ["instance"]);
         Throttled = factory.CreateCounter("blockoverlay_instance_throttled_seconds_total",
             "Time the instance's writers waited for its write-back, past its dirty limit.", ["instance"]);
+        LimitWait = factory.CreateCounter("blockoverlay_instance_limit_wait_seconds_total",
+            "Time the instance's requests waited for admission under its IOPS and byte limits (apart from throttling for dirty memory).", ["instance"]);
+        LimitWaits = factory.CreateCounter("blockoverlay_instance_limit_waits_total", "Requests of the instance that waited under its limits.", ["instance"]);
+        IopsLimit = factory.CreateGauge("blockoverlay_instance_iops_limit", "The instance's limit in data requests per second (0: none).", ["instance"]);
+        BpsLimit = factory.CreateGauge("blockoverlay_instance_bps_limit_bytes", "The instance's limit in bytes per second (0: none).", ["instance"]);
+        Weight = factory.CreateGauge("blockoverlay_instance_weight", "The instance's weight (1 to 10000, default 100).", ["instance"]);
     }
 
     public Gauge Dirty { get; }
@@ -39,6 +45,16 @@ internal sealed class InstanceFamilies
 
     public Counter Throttled { get; }
 
+    public Counter LimitWait { get; }
+
+    public Counter LimitWaits { get; }
+
+    public Gauge IopsLimit { get; }
+
+    public Gauge BpsLimit { get; }
+
+    public Gauge Weight { get; }
+
     /// <summary>Drops every series of the instance: it is gone, or its name now belongs to a new one.</summary>
     public void Remove(string instance)
     {
@@ -49,5 +65,10 @@ internal sealed class InstanceFamilies
         FlushSeconds.RemoveLabelled(instance);
         WriteBack.RemoveLabelled(instance);
         Throttled.RemoveLabelled(instance);
+        LimitWait.RemoveLabelled(instance);
+        LimitWaits.RemoveLabelled(instance);
+        IopsLimit.RemoveLabelled(instance);
+        BpsLimit.RemoveLabelled(instance);
+        Weight.RemoveLabelled(instance);
     }
 }

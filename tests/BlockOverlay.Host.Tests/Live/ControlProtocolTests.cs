@@ -24,6 +24,8 @@ public sealed class ControlProtocolTests
         new ListRequest(),
         new StatRequest("a"),
         new SetRequest("a", FlushMode: "volatile", Quota: null, Allow: ["gid:5"], AllowAll: false),
+        new SetRequest("a", FlushMode: null, Quota: null, Allow: [], AllowAll: false, IopsLimit: "200", BpsLimit: "64M", Weight: "300"),
+        new CreateRequest("c", Base: null, Size: "1G", FlushMode: null, Quota: null, Allow: [], IopsLimit: "none", BpsLimit: null, Weight: "50"),
         new CommitRequest("a", "/tmp/a.raw"),
         new CloneRequest("a", "a2"),
     ];
@@ -37,6 +39,8 @@ public sealed class ControlProtocolTests
         Stat("a"),
         new InstanceChanged("a", "global", 0, null),
         new InstanceChanged("a", null, 1L << 20, ["uid:1", "gid:2"]),
+        new InstanceChanged("a", null, null, null, IopsLimit: 200, BpsLimit: 0, Weight: 300),
+        new InstanceCreated("c", 1L << 30, null, "isolated", 0, [], IopsLimit: 200, BpsLimit: 64L << 20, Weight: 50),
         new InstanceCommitted("a", "/tmp/a.raw", 1L << 30),
         new InstanceCloned("a", "a2", 4096),
         new CommandFailed("no instance named 'a'"),
@@ -150,7 +154,7 @@ public sealed class ControlProtocolTests
         var printed = InstanceText.Render(new StatRequest("a"), Stat("a"), json: true);
 
         const string Expected = """
-            {"name":"a","virtualSize":4096,"base":null,"flushMode":"isolated","unclean":false,"quota":0,"allow":[],"quotaUsedBytes":0,"upperBytes":0,"extents":1,"served":true,"connections":2,"dirtyBytes":0,"flushes":3,"flushDataBytes":0,"flushMetaBytes":0,"flushSeconds":0.5,"writeBackBytes":0,"throttledSeconds":0}
+            {"name":"a","virtualSize":4096,"base":null,"flushMode":"isolated","unclean":false,"quota":0,"allow":[],"iopsLimit":200,"bpsLimit":1048576,"weight":300,"quotaUsedBytes":0,"upperBytes":0,"extents":1,"served":true,"connections":2,"dirtyBytes":0,"flushes":3,"flushDataBytes":0,"flushMetaBytes":0,"flushSeconds":0.5,"writeBackBytes":0,"throttledSeconds":0,"limitWaitSeconds":1.5,"limitWaits":7}
             """;
         Assert.That(printed.Stdout, Is.EqualTo(Expected + "\n"));
         Assert.That(JsonSerializer.Serialize<ControlReply>(Stat("a"), ControlJson.Default.ControlReply),
@@ -169,6 +173,10 @@ public sealed class ControlProtocolTests
             Assert.That(Text(new InstanceCreated("a", 1L << 30, null, "isolated", 0, ["uid:1000", "cert:CN=a, O=b"])),
                 Is.EqualTo("created instance 'a' (1G, flush mode isolated, allowed uid:1000; cert:CN=a, O=b)\n"));
             Assert.That(Text(new InstanceChanged("a", null, null, [])), Is.EqualTo("instance 'a': allowed everyone\n"));
+            Assert.That(Text(new InstanceChanged("a", null, null, null, IopsLimit: 200, BpsLimit: 0, Weight: 300)),
+                Is.EqualTo("instance 'a': 200 I/O per second, no byte rate limit, weight 300\n"));
+            Assert.That(Text(new InstanceCreated("a", 1L << 30, null, "isolated", 0, [], IopsLimit: 200, BpsLimit: 64L << 20)),
+                Is.EqualTo("created instance 'a' (1G, flush mode isolated, 200 I/O per second, 64M per second)\n"));
             Assert.That(Text(new InstanceList([new InstanceSummary("a", 4L << 20, 0, "volatile", true, null)])), Is.EqualTo("a\t4M\t0\tvolatile,unclean\t-\n"));
             Assert.That(Text(new InstanceDeleted("a")), Is.EqualTo("deleted instance 'a'\n"));
             var failed = InstanceText.Render(new DeleteRequest("a", Force: false), new CommandFailed("no instance named 'a'"));
@@ -184,7 +192,7 @@ public sealed class ControlProtocolTests
     }
 
     private static InstanceStat Stat(string name) =>
-        new(name, 4096, null, "isolated", false, 0, [], 0, 0, 1, true, 2, 0, 3, 0, 0, 0.5, 0, 0);
+        new(name, 4096, null, "isolated", false, 0, [], 200, 1L << 20, 300, 0, 0, 1, true, 2, 0, 3, 0, 0, 0.5, 0, 0, 1.5, 7);
 
     private static IEnumerable<Type> DerivedTypes<T>() => typeof(T).GetCustomAttributes<JsonDerivedTypeAttribute>().Select(a => a.DerivedType);
 

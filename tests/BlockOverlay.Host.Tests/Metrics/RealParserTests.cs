@@ -41,6 +41,11 @@ public class RealParserTests
         }
 
         families.Throttled.WithLabels("web").IncTo(1.25);
+        families.LimitWait.WithLabels("web").IncTo(0.5);
+        families.LimitWaits.WithLabels("web").IncTo(3);
+        families.IopsLimit.WithLabels("web").Set(200);
+        families.BpsLimit.WithLabels("web").Set(1 << 20);
+        families.Weight.WithLabels("web").Set(300);
         using var text = new MemoryStream();
         await registry.CollectAndExportAsTextAsync(text);
         return (PrometheusConstants.ExportEncoding.GetString(text.ToArray()), families);
@@ -57,6 +62,8 @@ public class RealParserTests
             // The parser names a counter family without its _total suffix (its samples keep it).
             "blockoverlay_instance_dirty_bytes", "blockoverlay_instance_flushes", "blockoverlay_instance_flush_bytes",
             "blockoverlay_instance_flush_seconds", "blockoverlay_instance_writeback_bytes", "blockoverlay_instance_throttled_seconds",
+            "blockoverlay_instance_limit_wait_seconds", "blockoverlay_instance_limit_waits", "blockoverlay_instance_iops_limit",
+            "blockoverlay_instance_bps_limit_bytes", "blockoverlay_instance_weight",
         }), "no stray lines became families of their own");
         Assert.Multiple(() =>
         {
@@ -75,6 +82,9 @@ public class RealParserTests
 
         Assert.That(Value(families["blockoverlay_instance_throttled_seconds"], "blockoverlay_instance_throttled_seconds_total", ("instance", "web")),
             Is.EqualTo(1.25));
+        Assert.That(Value(families["blockoverlay_instance_limit_wait_seconds"], "blockoverlay_instance_limit_wait_seconds_total", ("instance", "web")),
+            Is.EqualTo(0.5), "waiting on limits is its own family, apart from throttling");
+        Assert.That(Value(families["blockoverlay_instance_iops_limit"], "blockoverlay_instance_iops_limit", ("instance", "web")), Is.EqualTo(200));
     }
 
     private static void AssertInstance(Dictionary<string, ParsedFamily> families, string name,
