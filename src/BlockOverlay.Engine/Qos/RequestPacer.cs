@@ -5,16 +5,16 @@ namespace BlockOverlay.Engine.Qos;
 
 /// <summary>
 /// Holds an instance's requests to its IOPS and byte limits (<see cref="InstanceQos"/>), shared
-/// by all its connections: one bucket for requests, one for bytes, and a request waits until
-/// neither is in debt (<see cref="TokenBucket"/>). The connection's reader awaits it before
+/// by all its connections: one bucket for requests, one for bytes; a request takes its cost from
+/// both when it arrives and waits until the debt before it is paid in both (<see cref="TokenBucket"/>). The connection's reader awaits it before
 /// reading the request's payload (docs/DESIGN.md, "Limits and weights").
 /// </summary>
 /// <remarks>
 /// <para>
 /// <b>Settings</b> are read at every admission, so <c>instance set</c> reaches open connections:
 /// a changed limit replaces the buckets (starting empty, so a change never admits a burst), and
-/// a waiter looks again at least every <see cref="LongestSleep"/>, so a raised or removed limit
-/// frees it within that. With no limit an admission costs one read of the settings.
+/// a waiter looks again at least every <see cref="LongestSleep"/> and, if they changed, waits
+/// under the new ones instead, so a raised or removed limit frees it within that. With no limit an admission costs one read of the settings.
 /// </para>
 /// <para>
 /// <b>Burst.</b> A bucket holds <see cref="Burst"/> of its rate (at least one request), as qemu's
@@ -51,19 +51,28 @@ public sealed class RequestPacer
     /// <summary>Completes when a request moving <paramref name="bytes"/> may start (see <see cref="BlockOverlay.Exports.IPacedExport"/>).</summary>
     public ValueTask AdmitAsync(long bytes, CancellationToken cancel)
     {
-        var wait = TryAdmit(bytes);
-        return wait == TimeSpan.Zero ? ValueTask.CompletedTask : WaitAsync(bytes, wait, cancel);
-    }
-
-    /// <summary>Admits the request now (zero), or says how long until it may be admitted.</summary>
-    internal TimeSpan TryAdmit(long bytes)
-    {
         var qos = _settings();
-        if (qos.IopsLimit == 0 && qos.BpsLimit == 0)
+        if (IsUnlimited(qos))
         {
-            return TimeSpan.Zero;
+            return ValueTask.CompletedTask;
         }
 
+        long arrived = _time.GetTimestamp();
+        var wait = Reserve(qos, bytes);
+        return wait == TimeSpan.Zero ? ValueTask.CompletedTask : WaitAsync(bytes, qos, arrived, wait, cancel);
+    }
+
+    /// <summary>Reserves the request's place under the settings now; says how long it waits for it (zero: none).</summary>
+    internal TimeSpan Reserve(long bytes)
+    {
+        var qos = _settings();
+        return IsUnlimited(qos) ? TimeSpan.Zero : Reserve(qos, bytes);
+    }
+
+    private static bool IsUnlimited(InstanceQos qos) => qos.IopsLimit == 0 && qos.BpsLimit == 0;
+
+    private TimeSpan Reserve(InstanceQos qos, long bytes)
+    {
         lock (_lock)
         {
             if (!qos.Equals(_applied))
@@ -73,34 +82,42 @@ public sealed class RequestPacer
                 _bytes = qos.BpsLimit == 0 ? null : new TokenBucket(qos.BpsLimit, qos.BpsLimit * Burst.TotalSeconds, 0, _time);
             }
 
-            var requests = _requests?.UntilClear ?? TimeSpan.Zero;
-            var bytesWait = _bytes?.UntilClear ?? TimeSpan.Zero;
-            var wait = requests > bytesWait ? requests : bytesWait;
-            if (wait == TimeSpan.Zero)
-            {
-                _requests?.Take(1);
-                _bytes?.Take(bytes);
-            }
-
-            return wait;
+            var requests = _requests?.Reserve(1) ?? TimeSpan.Zero;
+            var data = _bytes?.Reserve(bytes) ?? TimeSpan.Zero;
+            return requests > data ? requests : data;
         }
     }
 
-    private async ValueTask WaitAsync(long bytes, TimeSpan wait, CancellationToken cancel)
+    /// <summary>
+    /// Sleeps until the reserved start, in whole milliseconds (a timer rounds shorter sleeps to
+    /// nothing, which would spin), looking at the settings at least every <see cref="LongestSleep"/>:
+    /// changed, the request waits under the new ones instead (none: not at all).
+    /// </summary>
+    private async ValueTask WaitAsync(long bytes, InstanceQos reservedUnder, long arrived, TimeSpan wait, CancellationToken cancel)
     {
-        long start = _time.GetTimestamp();
+        long from = arrived;
         try
         {
-            do
+            for (var left = wait; left > TimeSpan.Zero; left = wait - _time.GetElapsedTime(from))
             {
-                await Task.Delay(wait < LongestSleep ? wait : LongestSleep, _time, cancel);
-                wait = TryAdmit(bytes);
+                var sleep = left < LongestSleep ? left : LongestSleep;
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Ceiling(sleep.TotalMilliseconds)), _time, cancel);
+                var qos = _settings();
+                if (!qos.Equals(reservedUnder))
+                {
+                    if (IsUnlimited(qos))
+                    {
+                        return;
+                    }
+
+                    (reservedUnder, from) = (qos, _time.GetTimestamp());
+                    wait = Reserve(qos, bytes);
+                }
             }
-            while (wait > TimeSpan.Zero);
         }
         finally
         {
-            _counters.AddLimitWait(_time.GetElapsedTime(start));
+            _counters.AddLimitWait(_time.GetElapsedTime(arrived));
         }
     }
 }

@@ -2,8 +2,8 @@ namespace BlockOverlay.Engine.Qos;
 
 /// <summary>
 /// A token bucket that may go into debt: it fills at <see cref="Rate"/> tokens a second up to
-/// <see cref="Capacity"/>, a request is admitted whenever the bucket is not in debt and then
-/// takes its whole cost, so a request larger than the bucket (1 MiB under a 512 KiB/s limit)
+/// <see cref="Capacity"/>; a request takes its whole cost when it arrives and starts once the
+/// debt before it is paid, so a request larger than the bucket (1 MiB under a 512 KiB/s limit)
 /// still passes, and the debt makes the next ones wait until the average is kept.
 /// Not thread-safe: <see cref="RequestPacer"/> holds its lock around it.
 /// </summary>
@@ -27,18 +27,19 @@ internal sealed class TokenBucket
 
     public double Capacity { get; }
 
-    /// <summary>How long until the bucket is out of debt (zero: it is not in debt now).</summary>
-    public TimeSpan UntilClear
+    /// <summary>
+    /// Takes <paramref name="cost"/> tokens now, into debt if it must, and says how long the
+    /// request waits: until the debt left by the requests before it is paid (zero: none is left).
+    /// The wait is fixed when the request arrives, so a waiter woken late does not slow the
+    /// ones after it: the schedule is the bucket's, not the timers'.
+    /// </summary>
+    public TimeSpan Reserve(double cost)
     {
-        get
-        {
-            Refill();
-            return _tokens >= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(Math.Max(-_tokens / Rate, 1e-6));
-        }
+        Refill();
+        var wait = _tokens >= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(-_tokens / Rate);
+        _tokens -= cost;
+        return wait;
     }
-
-    /// <summary>Takes <paramref name="cost"/> tokens, into debt if it must.</summary>
-    public void Take(double cost) => _tokens -= cost;
 
     private void Refill()
     {
