@@ -22,6 +22,8 @@
 #   qemu-system-x86_64 ... -drive "file=$(cat BUNDLE/blockoverlay.uri),format=raw,if=virtio,cache=writeback"
 # (Kata: the same drive); a container without a VM mounts it through the kernel's client
 #   nbd-client -unix SOCKET /dev/nbd0 -N ID -b 4096   (then mount /dev/nbd0 as its rootfs)
+# The test of this script attaches with qemu-io, qemu's NBD client; these two lines are not
+# run by it (no guest boots there, and the test machine has no nbd module).
 # Each command goes through the server's control socket (docs/CONTROL.md) and takes a few
 # milliseconds; the instance is the container's id, so the two hooks need no state of their own.
 set -euo pipefail
