@@ -10,6 +10,9 @@ namespace BlockOverlay.Nbd.Protocol;
 /// </summary>
 public static class NbdEncoder
 {
+    /// <summary>The largest piece of READ data copied into one buffer of the pipe (what the shared pool keeps).</summary>
+    public const int PayloadPiece = 1 << 20;
+
     /// <summary>Greeting of the fixed newstyle handshake.</summary>
     public static void WriteGreeting(IBufferWriter<byte> writer, HandshakeFlags flags)
     {
@@ -131,7 +134,23 @@ public static class NbdEncoder
     {
         WriteChunkHeader(writer, flags, ReplyChunkType.OffsetData, cookie, (uint)(8 + data.Length));
         WriteUInt64(writer, offset);
-        writer.Write(data);
+        WritePayload(writer, data);
+    }
+
+    /// <summary>
+    /// READ data, copied in pieces of up to <see cref="PayloadPiece"/> that each ask for room of
+    /// their own size. <c>IBufferWriter.Write</c> asks for no size and gets the pipe's minimum
+    /// segment (4 KiB), and the pipe sends each segment with its own send(2): 256 per MiB.
+    /// </summary>
+    public static void WritePayload(IBufferWriter<byte> writer, ReadOnlySpan<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            int piece = Math.Min(data.Length, PayloadPiece);
+            data[..piece].CopyTo(writer.GetSpan(piece));
+            writer.Advance(piece);
+            data = data[piece..];
+        }
     }
 
     /// <summary>NBD_REPLY_TYPE_OFFSET_HOLE: <paramref name="length"/> bytes at <paramref name="offset"/> read as zeros.</summary>

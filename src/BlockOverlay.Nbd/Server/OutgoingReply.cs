@@ -56,7 +56,7 @@ internal sealed class ReadReply(RequestBuffers buffers, ulong cookie, ulong offs
         if (!structured)
         {
             NbdEncoder.WriteSimpleReply(writer, Cookie, NbdError.None);
-            writer.Write(data);
+            NbdEncoder.WritePayload(writer, data);
             return;
         }
 

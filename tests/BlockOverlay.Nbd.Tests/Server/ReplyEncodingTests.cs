@@ -124,4 +124,66 @@ public class ReplyEncodingTests
         Assert.That(() => TransmissionSession.ToDescriptors([], 10, 16), Throws.InvalidOperationException);
         Assert.That(() => TransmissionSession.ToDescriptors([(0, 0)], 10, 16), Throws.InvalidOperationException);
     }
+
+    /// <summary>
+    /// A 1 MiB READ reply through the connection's pipe (as NbdConnection makes it) reaches the
+    /// stream in a few writes, each one send(2): not one per 4 KiB segment of the pipe.
+    /// </summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task A_large_read_reply_reaches_the_socket_in_a_few_writes(bool structured)
+    {
+        var content = new byte[1 << 20];
+        new Random(7).NextBytes(content);
+        var socket = new WriteCountingStream();
+        var pipe = System.IO.Pipelines.PipeWriter.Create(socket);
+        var reply = new ReadReply(Buffers, 3, 0, Rented(content), content.Length, structured, dontFragment: false);
+        reply.WriteTo(pipe);
+        reply.Release();
+        await pipe.FlushAsync();
+
+        Assert.That(socket.Bytes, Is.EqualTo(content.Length + (structured ? 28 : 16)));
+        Assert.That(socket.Writes, Is.LessThanOrEqualTo(3));
+    }
+
+    private sealed class WriteCountingStream : Stream
+    {
+        public int Writes { get; private set; }
+
+        public long Bytes { get; private set; }
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Write(byte[] buffer, int offset, int count) => Count(count);
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Count(buffer.Length);
+            return ValueTask.CompletedTask;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        private void Count(int bytes)
+        {
+            Writes++;
+            Bytes += bytes;
+        }
+    }
 }
