@@ -39,7 +39,9 @@ namespace BlockOverlay.Engine.Cache;
 /// <b>Order of age.</b> <see cref="_byAge"/> holds every dirty block by (DirtySince, block), so a
 /// flush finds its blocks as a prefix and the background writer the oldest ones without
 /// sorting the whole map under the gate (the blocks a flush takes are sorted into block order
-/// after the gate is let go). It costs one small node per dirty block, against its 4 KiB.
+/// after the gate is let go). It costs one small node per dirty block, against its 4 KiB, and
+/// that allocation is felt: on 1 MiB writes the GC's fresh memory for those nodes is 13-17 % of
+/// the server's samples (perf/RESULTS.md, matrix notes); links in the pooled blocks would not allocate.
 /// </para>
 /// <para>
 /// <b>Locking.</b> <see cref="_gate"/> guards the map, the order of age and the blocks' bytes, and is held only
