@@ -23,10 +23,19 @@ internal sealed class DirtyBlock
 
     public bool WritingBack { get; set; }
 
-    /// <summary>Makes it a new block, dirty since the write with sequence number <paramref name="dirtySince"/> (its bytes are the caller's to fill).</summary>
-    public DirtyBlock Reset(long dirtySince)
+    /// <summary>Its virtual block number in its instance.</summary>
+    public long Number { get; private set; }
+
+    /// <summary>The next older and younger dirty blocks of its instance (<see cref="AgeOrder"/>).</summary>
+    public DirtyBlock? Older { get; set; }
+
+    /// <inheritdoc cref="Older"/>
+    public DirtyBlock? Younger { get; set; }
+
+    /// <summary>Makes it block <paramref name="number"/>, dirty since the write with sequence number <paramref name="dirtySince"/> (its bytes are the caller's to fill).</summary>
+    public DirtyBlock Reset(long number, long dirtySince)
     {
-        (Version, DirtySince, RedirtiedSince, WritingBack) = (0, dirtySince, 0, false);
+        (Number, Version, DirtySince, RedirtiedSince, WritingBack, Older, Younger) = (number, 0, dirtySince, 0, false, null, null);
         return this;
     }
 }
@@ -68,18 +77,18 @@ internal sealed class DirtyBlockPool(int capacity)
     }
 
     /// <summary>A block for the cache's map: a spare one if there is one.</summary>
-    public DirtyBlock Take(long dirtySince)
+    public DirtyBlock Take(long number, long dirtySince)
     {
         lock (_lock)
         {
             _lastTaken = Stopwatch.GetTimestamp();
             if (_spare.TryPop(out var block))
             {
-                return block.Reset(dirtySince);
+                return block.Reset(number, dirtySince);
             }
         }
 
-        return new DirtyBlock().Reset(dirtySince);
+        return new DirtyBlock().Reset(number, dirtySince);
     }
 
     /// <summary>Takes back a block that left a cache's map (kept if there is room).</summary>

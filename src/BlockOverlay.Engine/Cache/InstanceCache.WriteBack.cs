@@ -43,7 +43,7 @@ internal sealed partial class InstanceCache
             Task? wait;
             lock (_gate)
             {
-                wait = _writingBack > 0 && AgedUpTo(upTo).Any(b => _blocks[b].WritingBack) ? _progress.Task : null;
+                wait = _writingBack > 0 && AgedUpTo(upTo).Any(b => b.WritingBack) ? _progress.Task : null;
             }
 
             if (wait is not null)
@@ -62,16 +62,11 @@ internal sealed partial class InstanceCache
         var picked = new List<long>(batchBlocks);
         lock (_gate)
         {
-            foreach (var (_, b) in _byAge)
+            for (var block = _byAge.Oldest; block is not null && picked.Count < batchBlocks; block = block.Younger)
             {
-                if (picked.Count == batchBlocks)
+                if (!block.WritingBack)
                 {
-                    break;
-                }
-
-                if (!_blocks[b].WritingBack)
-                {
-                    picked.Add(b);
+                    picked.Add(block.Number);
                 }
             }
         }
@@ -163,7 +158,7 @@ internal sealed partial class InstanceCache
         List<long> list;
         lock (_gate)
         {
-            list = [.. AgedUpTo(upTo)];
+            list = [.. AgedUpTo(upTo).Select(b => b.Number)];
         }
 
         list.Sort();
@@ -171,8 +166,13 @@ internal sealed partial class InstanceCache
     }
 
     /// <summary>Blocks dirty since <paramref name="upTo"/> or earlier, oldest first; the caller holds the gate.</summary>
-    private IEnumerable<long> AgedUpTo(long upTo) =>
-        _byAge.GetViewBetween((long.MinValue, long.MinValue), (upTo, long.MaxValue)).Select(entry => entry.Block);
+    private IEnumerable<DirtyBlock> AgedUpTo(long upTo)
+    {
+        for (var block = _byAge.Oldest; block is not null && block.DirtySince <= upTo; block = block.Younger)
+        {
+            yield return block;
+        }
+    }
 
     /// <summary>
     /// Marks up to <paramref name="max"/> of the candidates (from <paramref name="next"/> on)
@@ -243,9 +243,8 @@ internal sealed partial class InstanceCache
                     // failed, still since its first one).
                     if (failure is null)
                     {
-                        _byAge.Remove((block.DirtySince, b));
                         block.DirtySince = block.RedirtiedSince;
-                        _byAge.Add((block.DirtySince, b));
+                        _byAge.Reposition(block);
                     }
 
                     block.RedirtiedSince = 0;

@@ -36,12 +36,12 @@ namespace BlockOverlay.Engine.Cache;
 /// or refuses. It ends a reservation itself when a write-back maps the block or a zero drops it.
 /// </para>
 /// <para>
-/// <b>Order of age.</b> <see cref="_byAge"/> holds every dirty block by (DirtySince, block), so a
-/// flush finds its blocks as a prefix and the background writer the oldest ones without
-/// sorting the whole map under the gate (the blocks a flush takes are sorted into block order
-/// after the gate is let go). It costs one small node per dirty block, against its 4 KiB, and
-/// that allocation is felt: on 1 MiB writes the GC's fresh memory for those nodes is 13-17 % of
-/// the server's samples (perf/RESULTS.md, matrix notes); links in the pooled blocks would not allocate.
+/// <b>Order of age.</b> <see cref="_byAge"/> links every dirty block from the oldest DirtySince to
+/// the youngest, so a flush finds its blocks as a prefix and the background writer the oldest
+/// ones without sorting the whole map under the gate (the blocks a flush takes are sorted into
+/// block order after the gate is let go). The links live in the pooled blocks: a SortedSet
+/// beside the map cost a node per dirty block, and on 1 MiB writes the GC's fresh memory for
+/// those nodes was 13-17 % of the server's samples (perf/RESULTS.md, matrix notes).
 /// </para>
 /// <para>
 /// <b>Locking.</b> <see cref="_gate"/> guards the map, the order of age and the blocks' bytes, and is held only
@@ -55,7 +55,7 @@ internal sealed partial class InstanceCache
     private const int Block = UpperStore.BlockSize;
     private readonly Lock _gate = new();
     private readonly Dictionary<long, DirtyBlock> _blocks = [];
-    private readonly SortedSet<(long Since, long Block)> _byAge = [];
+    private readonly AgeOrder _byAge = new();
     private readonly WriteBackCache _owner;
     private long _sequence;
     private long _dirtyBytes;
@@ -128,10 +128,10 @@ internal sealed partial class InstanceCache
                 }
                 else
                 {
-                    var fresh = _owner.Blocks.Take(sequence);
+                    var fresh = _owner.Blocks.Take(first + i, sequence);
                     bytes.CopyTo(fresh.Data);
                     _blocks.Add(first + i, fresh);
-                    _byAge.Add((sequence, first + i));
+                    _byAge.Append(fresh);
                     added += Block;
                 }
             }
@@ -272,8 +272,8 @@ internal sealed partial class InstanceCache
     private void Forget(long b)
     {
         _blocks.Remove(b, out var block);
-        _byAge.Remove((block!.DirtySince, b));
-        _owner.Blocks.Give(block);
+        _byAge.Remove(block!);
+        _owner.Blocks.Give(block!);
     }
 
     /// <summary>Accounts for blocks that left; the caller holds the gate.</summary>

@@ -17,15 +17,17 @@ public sealed class DirtyBlockPoolTests
     public void A_given_block_is_taken_again_reset_and_the_pool_keeps_no_more_than_its_capacity()
     {
         var pool = new DirtyBlockPool(capacity: 2);
-        var first = pool.Take(dirtySince: 7);
+        var first = pool.Take(number: 5, dirtySince: 7);
         first.Version = 3;
         first.WritingBack = true;
         first.RedirtiedSince = 9;
+        first.Older = new DirtyBlock();
         pool.Give(first);
 
-        var again = pool.Take(dirtySince: 11);
+        var again = pool.Take(number: 6, dirtySince: 11);
         Assert.That(again, Is.SameAs(first));
-        Assert.That((again.Version, again.DirtySince, again.RedirtiedSince, again.WritingBack), Is.EqualTo((0L, 11L, 0L, false)));
+        Assert.That((again.Number, again.Version, again.DirtySince, again.RedirtiedSince, again.WritingBack), Is.EqualTo((6L, 0L, 11L, 0L, false)));
+        Assert.That(again.Older, Is.Null, "a reused block is linked to no other");
 
         pool.Give(again);
         pool.Give(new DirtyBlock());
@@ -48,7 +50,7 @@ public sealed class DirtyBlockPoolTests
         Thread.Sleep(1100);
         pool.TrimIfIdle();
         Assert.That(pool.Count, Is.EqualTo(4));
-        pool.Take(1);
+        pool.Take(0, 1);
         Thread.Sleep(1100);
         pool.TrimIfIdle();
         Assert.That(pool.Count, Is.EqualTo(1), "3 spares left after the take, then half of them (rounded up) go");
