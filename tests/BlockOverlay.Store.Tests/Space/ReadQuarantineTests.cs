@@ -71,7 +71,7 @@ public class ReadQuarantineTests
     /// </summary>
     [TestCase(1)]
     [TestCase(2)]
-    public async Task Concurrent_reads_and_frees_never_release_under_an_earlier_read(int seed)
+    public void Concurrent_reads_and_frees_never_release_under_an_earlier_read(int seed)
     {
         long clock = 0, nextRun = 0, reads = 0;
         var active = new ConcurrentDictionary<long, long>();      // read id -> began at
@@ -94,11 +94,15 @@ public class ReadQuarantineTests
                 released[start] = true;
             }
         });
-        using var stop = new CancellationTokenSource(TimeSpan.FromMilliseconds(600));
+        // Dedicated threads, started together: on the thread pool these busy loops took both
+        // of a 2-core machine's workers and the readers never started (0 reads) in CI.
+        using var stop = new CancellationTokenSource();
+        using var start = new Barrier(6, _ => stop.CancelAfter(TimeSpan.FromMilliseconds(600)));
 
         void Reader(int id)
         {
             var rng = new Random(seed * 100 + id);
+            start.SignalAndWait();
             while (!stop.IsCancellationRequested)
             {
                 long ticket = quarantine.BeginRead();
@@ -117,6 +121,7 @@ public class ReadQuarantineTests
 
         void Freer()
         {
+            start.SignalAndWait();
             while (!stop.IsCancellationRequested)
             {
                 long start = Interlocked.Increment(ref nextRun);
@@ -126,9 +131,10 @@ public class ReadQuarantineTests
             }
         }
 
-        var threads = Enumerable.Range(0, 4).Select(i => Task.Run(() => Reader(i)))
-            .Append(Task.Run(Freer)).Append(Task.Run(Freer)).ToArray();
-        await Task.WhenAll(threads);
+        var threads = Enumerable.Range(0, 4).Select(i => new Thread(() => Reader(i)))
+            .Append(new Thread(Freer)).Append(new Thread(Freer)).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
 
         Assert.That(violation, Is.Null);
         Assert.That(reads, Is.GreaterThan(1000), "the race needs reads");
