@@ -17,7 +17,10 @@ namespace BlockOverlay.Store;
 /// commit carries them first. <c>_takenBy</c> is the last checkpoint that took this instance's
 /// changes (null while none has, or after one failed and gave them back), and
 /// <c>_checkpointedThrough</c> the commit number it took them at (see <see cref="Checkpoints.CommitOrder"/>). Deleted: its delete
-/// record is being written or is durable; checkpoints leave it out and writes fail.
+/// record is being written or is durable; checkpoints leave it out and writes fail. <c>_changed</c>:
+/// something a checkpoint must take happened since the last one took it (a map change, a new
+/// definition, blocks or records waiting for a commit, a failed checkpoint, being left out);
+/// while it is false the current checkpoint's segment and entry hold exactly this state.
 /// </para>
 /// <para>
 /// <b>Invariants.</b> Every change of this state is one of the methods below, each a whole step
@@ -45,6 +48,7 @@ public sealed class StoreInstance
     private ulong _checkpointedThrough;
     private bool _deleted;
     private bool _pending;
+    private bool _changed = true;
     private readonly QuotaReservations _reservations = new();
 
     internal StoreInstance(InstanceDefinition definition, bool pending = false) => (_definition, _pending) = (definition, pending);
@@ -103,15 +107,31 @@ public sealed class StoreInstance
     }
 
     /// <summary>Replaces the definition (the caller serializes changes); returns the one it replaced.</summary>
-    internal InstanceDefinition Redefine(InstanceDefinition next) => Interlocked.Exchange(ref _definition, next);
+    internal InstanceDefinition Redefine(InstanceDefinition next)
+    {
+        lock (_gate)
+        {
+            _changed = true;
+            return Interlocked.Exchange(ref _definition, next);
+        }
+    }
 
     /// <summary>Recovery: a durable mapping of store blocks.</summary>
-    internal void RecoverMapping(long virtualBlock, long length, long storeBlock) =>
+    internal void RecoverMapping(long virtualBlock, long length, long storeBlock)
+    {
         _map.Set(virtualBlock, length, ExtentKind.Upper, storeBlock, committed: true, []);
+        _changed = true;
+    }
 
     /// <summary>Recovery: a durable zeroed range.</summary>
-    internal void RecoverZero(long virtualBlock, long length) =>
+    internal void RecoverZero(long virtualBlock, long length)
+    {
         _map.Set(virtualBlock, length, ExtentKind.Zero, 0, committed: true, []);
+        _changed = true;
+    }
+
+    /// <summary>Recovery: the map and definition are exactly what the current checkpoint holds (its segment and entry).</summary>
+    internal void RecoveredFromCheckpoint() => _changed = false;
 
     /// <summary>Recovery: the store runs this instance maps (read before the store opens).</summary>
     internal IEnumerable<MappedExtent> RecoveredUpperExtents => _map.Extents.Where(e => e.Kind == ExtentKind.Upper);
@@ -148,6 +168,8 @@ public sealed class StoreInstance
                 _reservations.End(virtualBlock, length);
             }
 
+            _changed = true;
+
             SortReplaced(replaced, freeNow);
             return true;
         }
@@ -164,6 +186,7 @@ public sealed class StoreInstance
         {
             _map.Set(virtualBlock, count, ExtentKind.Zero, 0, committed: false, replaced);
             _reservations.End(virtualBlock, count);
+            _changed = true;
             SortReplaced(replaced, freeNow);
         }
     }
@@ -203,6 +226,7 @@ public sealed class StoreInstance
             }
 
             _freeAfterCommit.AddRange(taken.Frees);
+            _changed = true; // the next checkpoint takes what the next commit would
         }
     }
 
@@ -212,24 +236,35 @@ public sealed class StoreInstance
         lock (_gate)
         {
             _freeAfterCommit.AddRange(frees);
+            _changed = true;
         }
     }
 
     /// <summary>
-    /// A checkpoint takes the whole map (marked committed; durable with <paramref name="durable"/>)
-    /// and the blocks waiting for a commit, standing after commit <paramref name="commitsThrough"/>;
-    /// null if the instance is being deleted (its delete record is being written: it must not come
-    /// back from a checkpoint) or is still being made (<see cref="IsPending"/>).
+    /// A checkpoint takes the instance, standing after commit <paramref name="commitsThrough"/>: if
+    /// anything changed since the last checkpoint took it, the whole map (marked committed; durable
+    /// with <paramref name="durable"/>) and the blocks waiting for a commit; otherwise only its
+    /// definition (<see cref="CheckpointTake.Extents"/> null: the checkpoint keeps its segment).
+    /// Null if the instance is being deleted (its delete record is being written: it must not come
+    /// back from a checkpoint) or is still being made (<see cref="IsPending"/>); left out, it
+    /// counts as changed, so if it stays the next checkpoint takes it whole again.
     /// </summary>
-    internal (CheckpointInstance Saved, List<(long, long)> Frees)? TakeForCheckpoint(Task durable, ulong commitsThrough)
+    internal CheckpointTake? TakeForCheckpoint(Task durable, ulong commitsThrough)
     {
         lock (_gate)
         {
             if (_deleted || _pending)
             {
+                _changed = true;
                 return null;
             }
 
+            if (!_changed)
+            {
+                return new CheckpointTake(Definition, null, []);
+            }
+
+            _changed = false;
             _takenBy = durable;
             _checkpointedThrough = commitsThrough;
             var extents = _map.Extents
@@ -238,7 +273,7 @@ public sealed class StoreInstance
             _retryRecords = [];
             var frees = _freeAfterCommit;
             _freeAfterCommit = [];
-            return (new CheckpointInstance(Definition, extents), frees);
+            return new CheckpointTake(Definition, extents, frees);
         }
     }
 
@@ -254,6 +289,7 @@ public sealed class StoreInstance
         {
             _retryRecords = [.. _map.Extents.Select(ToRecord)];
             _freeAfterCommit.AddRange(frees);
+            _changed = true;
             if (ReferenceEquals(_takenBy, failed))
             {
                 _takenBy = null; // commits now carry what it took
@@ -371,6 +407,9 @@ public sealed class StoreInstance
         ? new MapRecord(e.VirtualBlock, e.StoreBlock, e.Length)
         : new ZeroRecord(e.VirtualBlock, e.Length);
 }
+
+/// <summary>What a checkpoint took of an instance: its definition, and its whole map and the blocks to free once durable if it changed (else null and none).</summary>
+internal sealed record CheckpointTake(InstanceDefinition Definition, IReadOnlyList<CheckpointExtent>? Extents, List<(long Start, long Length)> Frees);
 
 /// <summary>What one commit of an instance took: its number, records to journal, blocks to free once they are durable, and the checkpoint it must also wait for.</summary>
 internal sealed record CommitTake(ulong Number, List<JournalRecord> Records, List<(long Start, long Length)> Frees, Task Checkpoint);

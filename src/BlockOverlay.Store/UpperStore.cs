@@ -70,7 +70,7 @@ public sealed class UpperStore : IAsyncDisposable
             recovered.JournalHead, recovered.JournalSequence, Counters);
         _superblock = new SuperblockPublisher(device, sb, _instances, Counters);
         _order = new CommitOrder(recovered.LastCommitNumber);
-        _checkpointer = new Checkpointer(device, _journal, _order, _instances, _space, quarantine, _superblock, Counters);
+        _checkpointer = new Checkpointer(device, _journal, _order, _instances, _space, quarantine, _superblock, Counters, recovered.Checkpoint);
         _namespace = new InstanceNamespace(_instances, _checkpointer, quarantine);
         _committer = new InstanceCommitter(_order, _checkpointer, quarantine);
         _data = new DataPath(device, _space, quarantine, _checkpointer, Counters);
@@ -91,8 +91,19 @@ public sealed class UpperStore : IAsyncDisposable
             var sb = _superblock.Current;
             var instances = Instances;
             return new StoreInfo(sb.StoreId, sb.DeviceBlocks * BlockSize, sb.JournalBlocks * BlockSize, _journal.UsedBlocks * BlockSize,
-                (sb.DeviceBlocks - sb.DataStart) * BlockSize, FreeBlocks * BlockSize, sb.CheckpointBytes, instances.Count,
+                (sb.DeviceBlocks - sb.DataStart) * BlockSize, FreeBlocks * BlockSize, sb.CheckpointBytes + _checkpointer.Index.Bytes, instances.Count,
                 instances.Sum(i => (long)i.ExtentCount));
+        }
+    }
+
+    /// <summary>Every run of blocks the current checkpoint uses (its root and its parts), for tests that count free space.</summary>
+    internal IEnumerable<(long Start, long Length)> CheckpointRuns
+    {
+        get
+        {
+            var sb = _superblock.Current;
+            var runs = _checkpointer.Index.Runs().Select(r => (r.Start, r.Length));
+            return sb.CheckpointStart == 0 ? runs : runs.Append((sb.CheckpointStart, Superblock.BlocksFor(sb.CheckpointBytes)));
         }
     }
 

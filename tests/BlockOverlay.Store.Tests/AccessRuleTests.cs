@@ -92,7 +92,7 @@ public class AccessRuleTests
         Assert.That(afterCrash.Clean, Is.True, CrashTestKit.Describe(afterCrash));
 
         await store.DisposeAsync(); // a checkpoint holds them now
-        Assert.That((await SuperblockPublisher.ReadNewestAsync(device)).IncompatibleFeatures, Is.EqualTo(Superblock.AccessRulesFeature),
+        Assert.That((await SuperblockPublisher.ReadNewestAsync(device)).IncompatibleFeatures, Is.EqualTo(Superblock.AccessRulesFeature | Superblock.IncrementalCheckpointFeature),
             "a build that does not know rules must not open this store");
         var closed = await StoreChecker.CheckAsync(device);
         Assert.That(closed.Clean, Is.True, CrashTestKit.Describe(closed));
@@ -115,7 +115,7 @@ public class AccessRuleTests
             await store.SetAccessAsync("a", InstanceAccess.Open);
         }
 
-        Assert.That((await SuperblockPublisher.ReadNewestAsync(device)).IncompatibleFeatures, Is.Zero);
+        Assert.That((await SuperblockPublisher.ReadNewestAsync(device)).IncompatibleFeatures, Is.EqualTo(Superblock.IncrementalCheckpointFeature));
         await using var reopened = await UpperStore.OpenAsync(device);
         Assert.That(reopened.Find("a")!.Definition.Access.IsOpen, Is.True);
     }

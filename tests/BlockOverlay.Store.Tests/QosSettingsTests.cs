@@ -84,7 +84,7 @@ public class QosSettingsTests
         Assert.That(afterCrash.Clean, Is.True, CrashTestKit.Describe(afterCrash));
 
         await store.DisposeAsync(); // a checkpoint holds them now
-        Assert.That((await SuperblockPublisher.ReadNewestAsync(device)).IncompatibleFeatures, Is.EqualTo(Superblock.QosFeature),
+        Assert.That((await SuperblockPublisher.ReadNewestAsync(device)).IncompatibleFeatures, Is.EqualTo(Superblock.QosFeature | Superblock.IncrementalCheckpointFeature),
             "a build that does not know QoS settings cannot skip their bytes: it must refuse the store");
         var closed = await StoreChecker.CheckAsync(device);
         Assert.That(closed.Clean, Is.True, CrashTestKit.Describe(closed));
@@ -109,7 +109,7 @@ public class QosSettingsTests
             await store.SetQosAsync("a", InstanceQos.Default);
         }
 
-        Assert.That((await SuperblockPublisher.ReadNewestAsync(device)).IncompatibleFeatures, Is.Zero);
+        Assert.That((await SuperblockPublisher.ReadNewestAsync(device)).IncompatibleFeatures, Is.EqualTo(Superblock.IncrementalCheckpointFeature));
         await using var reopened = await UpperStore.OpenAsync(device);
         Assert.That(reopened.Find("a")!.Definition.Qos.IsDefault, Is.True);
     }

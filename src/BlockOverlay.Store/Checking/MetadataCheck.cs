@@ -1,4 +1,5 @@
 using BlockOverlay.Io;
+using BlockOverlay.Store.Checkpoints;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Journal;
 using BlockOverlay.Store.Recovery;
@@ -9,7 +10,7 @@ namespace BlockOverlay.Store.Checking;
 internal readonly record struct UnownedRun(uint InstanceId, long StoreBlock, long Length, string Where);
 
 /// <summary>The instances as recovery would rebuild them, and the runs the journal names for nobody.</summary>
-internal sealed record RebuiltMaps(IReadOnlyCollection<StoreInstance> Instances, IReadOnlyList<UnownedRun> Unowned);
+internal sealed record RebuiltMaps(IReadOnlyCollection<StoreInstance> Instances, IReadOnlyList<UnownedRun> Unowned, CheckpointIndex Checkpoint);
 
 /// <summary>
 /// The checkpoint and the journal, read the way recovery reads them (<see cref="StoreRecovery"/>,
@@ -30,12 +31,13 @@ internal static class MetadataCheck
         var instances = new Dictionary<uint, StoreInstance>();
         var known = new HashSet<uint>();
         ulong commitsThrough = 0;
+        var index = CheckpointIndex.Empty();
         if (superblock.CheckpointStart != 0)
         {
             List<CheckpointInstance> saved;
             try
             {
-                (commitsThrough, saved) = await StoreRecovery.ReadCheckpointAsync(device, superblock);
+                (commitsThrough, saved, index) = await StoreRecovery.ReadCheckpointAsync(device, superblock);
             }
             catch (StoreFormatException e)
             {
@@ -45,7 +47,13 @@ internal static class MetadataCheck
             }
 
             DefinitionCheck.CheckCheckpoint(saved, superblock, log);
-            instances = StoreRecovery.Load(saved.Select(i => i with { Extents = [.. i.Extents.Where(e => Applies(e, i.Definition, superblock, log))] }));
+            if (superblock.IncrementalCheckpoint)
+            {
+                CheckSpaceRecord(saved, index, log);
+            }
+
+            instances = StoreRecovery.Load(saved.Select(i => i with { Extents = [.. i.Extents.Where(e => Applies(e, i.Definition, superblock, log))] }),
+                asCheckpointed: false);
             known.UnionWith(instances.Keys);
             log.Note($"checkpoint: {superblock.CheckpointBytes} bytes at block {superblock.CheckpointStart}, {CheckLog.Count(saved.Count, "instance")}, " +
                      $"journal sequence {superblock.ReplaySequence}, data commits through {commitsThrough}");
@@ -109,7 +117,49 @@ internal static class MetadataCheck
         }
 
         // An instance deleted (or replaced) in the replayed journal explains records of its id; only ids never seen are nobody's.
-        return new RebuiltMaps(instances.Values, [.. unowned.Where(u => !known.Contains(u.InstanceId))]);
+        return new RebuiltMaps(instances.Values, [.. unowned.Where(u => !known.Contains(u.InstanceId))], index);
+    }
+
+    /// <summary>The space record must mark exactly the upper blocks the checkpoint's segments name (recovery and checkpoints rely on it).</summary>
+    private static void CheckSpaceRecord(List<CheckpointInstance> saved, CheckpointIndex index, CheckLog log)
+    {
+        var named = new List<(long Start, long Length)>();
+        foreach (var instance in saved)
+        {
+            named.AddRange(instance.Extents.Where(e => !e.Zero).Select(e => (e.StoreBlock, e.Length)));
+        }
+
+        var byMaps = Coalesce(named);
+        var byRecord = Coalesce([.. index.Space.MarkedRuns()]);
+        if (!byMaps.SequenceEqual(byRecord))
+        {
+            log.Problem(StoreProblemKind.SpaceRecordMismatch,
+                $"checkpoint: the space record marks {byRecord.Sum(r => r.Length)} blocks in {byRecord.Count} runs, " +
+                $"the maps name {byMaps.Sum(r => r.Length)} in {byMaps.Count} runs" +
+                (byMaps.Except(byRecord).FirstOrDefault() is { Length: > 0 } m ? $"; e.g. blocks {m.Start}+{m.Length} named but not marked as such" : "") +
+                (byRecord.Except(byMaps).FirstOrDefault() is { Length: > 0 } r ? $"; e.g. blocks {r.Start}+{r.Length} marked but not named as such" : ""));
+        }
+    }
+
+    /// <summary>Runs sorted and merged where they touch (overlaps are the ownership check's business).</summary>
+    private static List<(long Start, long Length)> Coalesce(List<(long Start, long Length)> runs)
+    {
+        runs.Sort((a, b) => a.Start.CompareTo(b.Start));
+        var merged = new List<(long Start, long Length)>();
+        foreach (var (start, length) in runs)
+        {
+            if (merged.Count > 0 && merged[^1].Start + merged[^1].Length >= start)
+            {
+                var last = merged[^1];
+                merged[^1] = (last.Start, Math.Max(last.Length, start + length - last.Start));
+            }
+            else
+            {
+                merged.Add((start, length));
+            }
+        }
+
+        return merged;
     }
 
     /// <summary>Whether a replayed record can be applied; what cannot is reported (or, for an unknown instance, noted as unowned).</summary>

@@ -3,7 +3,7 @@ using BlockOverlay.Store.Format;
 namespace BlockOverlay.Store.Checking;
 
 /// <summary>
-/// Every store block has at most one owner: the maps of all instances and the checkpoint are
+/// Every store block has at most one owner: the maps of all instances and the checkpoint's parts are
 /// sorted by store block and swept once, and any two runs that overlap are reported with both
 /// owners. Blocks that the journal names for an unknown instance and that no owner holds are
 /// leaked. The free count is what recovery's allocator would start from: the data region less
@@ -23,6 +23,8 @@ internal static class OwnershipCheck
         {
             runs.Add(new OwnedRun(superblock.CheckpointStart, Superblock.BlocksFor(superblock.CheckpointBytes), "the checkpoint"));
         }
+
+        runs.AddRange(maps.Checkpoint.Runs().Select(r => new OwnedRun(r.Start, r.Length, r.What)));
 
         long extents = 0;
         foreach (var instance in maps.Instances)

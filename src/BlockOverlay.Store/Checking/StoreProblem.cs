@@ -23,6 +23,8 @@ public enum StoreProblemKind
     BlockOwnedTwice,
     /// <summary>Store blocks named by journal records of an instance the store does not know: owned by nobody.</summary>
     LeakedBlocks,
+    /// <summary>The checkpoint's space record marks blocks its maps do not name, or misses blocks they do.</summary>
+    SpaceRecordMismatch,
 }
 
 /// <summary>One class of problem as an operator reads it: its name, and what <c>--repair</c> does about it or why it does not.</summary>
@@ -55,6 +57,9 @@ public sealed record ProblemClass(StoreProblemKind Kind, string Code, string Tit
         new(StoreProblemKind.LeakedBlocks, "leaked-blocks", "leaked blocks", true,
             "free after recovery anyway (recovery frees every block no instance owns); the repair opens the store and closes it cleanly, " +
             "so its closing checkpoint no longer names them"),
+        new(StoreProblemKind.SpaceRecordMismatch, "space-record-mismatch", "space record disagrees with the maps", false,
+            "the checkpoint's record of blocks in use should be exactly the blocks its maps name; the maps are what recovery trusts, " +
+            "so copy the instances out (instance commit) into a new store"),
     }.ToDictionary(c => c.Kind);
 
     public static ProblemClass Of(StoreProblemKind kind) => All[kind];

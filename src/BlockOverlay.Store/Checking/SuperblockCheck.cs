@@ -90,8 +90,9 @@ internal static class SuperblockCheck
     /// <summary>
     /// Whether an invalid copy is what a power cut during its write leaves: the fields (all in its
     /// first 512-byte sector) are those of the other copy but one generation apart, in this copy's
-    /// block, the rest zero; only the checksum, in the last sector, fails. A copy damaged any other
-    /// way is a problem.
+    /// block, the rest zero; only the checksum, in the last sector, fails. The checkpoint's fields
+    /// and the incompatible features (a checkpoint sets and clears them: the first sets bit 2) may
+    /// differ. A copy damaged any other way is a problem.
     /// </summary>
     private static bool TornByCrash(ReadOnlySpan<byte> block, long copy, Superblock newest)
     {
@@ -99,7 +100,8 @@ internal static class SuperblockCheck
         newest.Encode(expected);
         ulong generation = L.Generation.Read(block);
         return (generation == newest.Generation + 1 || generation + 1 == newest.Generation) && generation % 2 == (ulong)copy &&
-               Same(block, expected, L.Magic.Offset, L.Generation.Offset) && Same(block, expected, L.BlockSize.Offset, L.Flags.Offset) &&
+               Same(block, expected, L.Magic.Offset, L.IncompatibleFeatures.Offset) &&
+               Same(block, expected, L.ReadOnlyCompatibleFeatures.Offset, L.Generation.Offset) && Same(block, expected, L.BlockSize.Offset, L.Flags.Offset) &&
                Same(block, expected, L.DeviceBlocks.Offset, L.CheckpointStart.Offset) &&
                !block[Superblock.HeaderLength..L.Checksum.Offset].ContainsAnyExcept((byte)0);
     }

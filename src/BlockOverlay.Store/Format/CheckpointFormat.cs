@@ -10,56 +10,24 @@ public readonly record struct CheckpointExtent(long VirtualBlock, long Length, b
 public sealed record CheckpointInstance(InstanceDefinition Definition, IReadOnlyList<CheckpointExtent> Extents);
 
 /// <summary>
-/// The checkpoint's encoding: every instance and its whole extent map, as of a journal
-/// sequence and a data commit number, so the journal before that point, and the commits up to
-/// that number, are no longer needed. A checkpoint lives in
-/// data-region blocks; the superblock names where, how long and its checksum.
+/// The whole checkpoint of stores written before incremental checkpoints (superblock
+/// incompatible bit 2 clear): every instance and its whole extent map, as of a journal
+/// sequence and a data commit number, in data-region blocks the superblock names. This build
+/// reads it (a store keeps opening) and never writes it: its first checkpoint replaces it with
+/// an incremental one (<see cref="CheckpointParts"/>).
 /// </summary>
 /// <remarks>
 /// The bytes: <see cref="CheckpointLayout"/>, then per instance a u16 definition length, the
 /// definition (<see cref="DefinitionFormat"/>), a u64 extent count and the extents
-/// (<see cref="ExtentLayout"/>); drawn in docs/FORMAT.md ("Checkpoint").
+/// (<see cref="ExtentLayout"/>); drawn in docs/FORMAT.md ("Whole checkpoint").
 /// </remarks>
 public static class CheckpointFormat
 {
     public static int HeaderBytes => CheckpointLayout.Checksum.End;
     private static int ExtentBytes => ExtentLayout.Kind.End;
-    private const ulong UpperKind = 1, ZeroKind = 2;
+    private const ulong ZeroKind = 2;
     private const int DefinitionLengthBytes = 2, ExtentCountBytes = 8;
     private static ReadOnlySpan<byte> Magic => "BOVCKPT1"u8;
-
-    public static byte[] Encode(ulong replaySequence, ulong commitsThrough, IReadOnlyList<CheckpointInstance> instances)
-    {
-        var payload = new ArrayBufferWriter<byte>();
-        foreach (var instance in instances)
-        {
-            int definitionBytes = DefinitionFormat.EncodedSize(instance.Definition);
-            var span = payload.GetSpan(DefinitionLengthBytes + definitionBytes + ExtentCountBytes);
-            BinaryPrimitives.WriteUInt16LittleEndian(span, (ushort)definitionBytes);
-            DefinitionFormat.Encode(span.Slice(DefinitionLengthBytes, definitionBytes), instance.Definition);
-            BinaryPrimitives.WriteUInt64LittleEndian(span[(DefinitionLengthBytes + definitionBytes)..], (ulong)instance.Extents.Count);
-            payload.Advance(DefinitionLengthBytes + definitionBytes + ExtentCountBytes);
-            foreach (var e in instance.Extents)
-            {
-                var extent = payload.GetSpan(ExtentBytes)[..ExtentBytes];
-                ExtentLayout.VirtualBlock.Write(extent, e.VirtualBlock);
-                ExtentLayout.Length.Write(extent, e.Length);
-                ExtentLayout.StoreBlock.Write(extent, e.Zero ? 0 : e.StoreBlock);
-                ExtentLayout.Kind.Write(extent, e.Zero ? ZeroKind : UpperKind);
-                payload.Advance(ExtentBytes);
-            }
-        }
-
-        var bytes = new byte[HeaderBytes + payload.WrittenCount];
-        Magic.CopyTo(CheckpointLayout.Magic.Of(bytes.AsSpan()));
-        CheckpointLayout.ReplaySequence.Write(bytes, replaySequence);
-        CheckpointLayout.InstanceCount.Write(bytes, (uint)instances.Count);
-        CheckpointLayout.PayloadBytes.Write(bytes, (ulong)payload.WrittenCount);
-        CheckpointLayout.CommitsThrough.Write(bytes, commitsThrough);
-        payload.WrittenSpan.CopyTo(bytes.AsSpan(HeaderBytes));
-        CheckpointLayout.Checksum.Write(bytes, ChecksumOf(bytes));
-        return bytes;
-    }
 
     /// <summary>Decodes a checkpoint, refusing anything that does not check out, naming where it is.</summary>
     public static (ulong ReplaySequence, ulong CommitsThrough, List<CheckpointInstance> Instances) Decode(ReadOnlySpan<byte> bytes, string where)

@@ -30,8 +30,20 @@ public sealed record Superblock
     /// </summary>
     public const ulong QosFeature = 2;
 
+    /// <summary>
+    /// Incompatible bit 2: the checkpoint is incremental (a root naming groups, map segments and
+    /// space pages: <see cref="CheckpointParts"/>), not one whole blob. A build before it would read
+    /// the root as a whole checkpoint and fail on its magic, so it is told plainly instead. Clear:
+    /// the older whole checkpoint (<see cref="CheckpointFormat"/>), which this build still opens and
+    /// replaces with an incremental one at its first checkpoint.
+    /// </summary>
+    public const ulong IncrementalCheckpointFeature = 4;
+
     /// <summary>Feature bits this build understands.</summary>
-    public const ulong KnownIncompatible = AccessRulesFeature | QosFeature, KnownReadOnlyCompatible = 0;
+    public const ulong KnownIncompatible = AccessRulesFeature | QosFeature | IncrementalCheckpointFeature, KnownReadOnlyCompatible = 0;
+
+    /// <summary>Whether the checkpoint this superblock names is incremental (<see cref="IncrementalCheckpointFeature"/>).</summary>
+    public bool IncrementalCheckpoint => (IncompatibleFeatures & IncrementalCheckpointFeature) != 0;
 
     public uint Version { get; init; } = CurrentVersion;
     public ulong IncompatibleFeatures { get; init; }
@@ -146,9 +158,10 @@ public sealed record Superblock
         return sb;
     }
 
-    /// <summary>The incompatible features of a superblock naming a checkpoint of <paramref name="saved"/>.</summary>
-    internal static ulong FeaturesOf(ulong incompatible, IReadOnlyCollection<CheckpointInstance> saved) =>
-        Bit(Bit(incompatible, AccessRulesFeature, saved.Any(i => !i.Definition.Access.IsOpen)), QosFeature, saved.Any(i => !i.Definition.Qos.IsDefault));
+    /// <summary>The incompatible features of a superblock naming an incremental checkpoint of instances so <paramref name="defined"/>.</summary>
+    internal static ulong FeaturesOf(ulong incompatible, IReadOnlyCollection<InstanceDefinition> defined) =>
+        Bit(Bit(incompatible, AccessRulesFeature, defined.Any(d => !d.Access.IsOpen)), QosFeature, defined.Any(d => !d.Qos.IsDefault)) |
+        IncrementalCheckpointFeature;
 
     private static ulong Bit(ulong features, ulong bit, bool set) => set ? features | bit : features & ~bit;
 

@@ -67,6 +67,9 @@ public sealed class BlockAllocator
 
     public long FreeBlocks { get; private set; }
 
+    /// <summary>The block after the region's last.</summary>
+    public long RegionEnd => _regionEnd;
+
     public long FreeRunCount => _byStart.Count;
 
     /// <summary>The free runs in address order.</summary>

@@ -3,12 +3,16 @@ using BlockOverlay.Store.Checkpoints;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Journal;
 using BlockOverlay.Store.Maps;
+using BlockOverlay.Store.Space;
 
 namespace BlockOverlay.Store.Recovery;
 
 /// <summary>What recovery found: the store's last durable state, ready to open.</summary>
 internal sealed record RecoveredStore(Superblock Superblock, IReadOnlyCollection<StoreInstance> Instances, BlockAllocator Allocator,
-    long JournalHead, ulong JournalSequence, ulong LastCommitNumber);
+    long JournalHead, ulong JournalSequence, ulong LastCommitNumber, CheckpointIndex Checkpoint);
+
+/// <summary>What a checkpoint holds, whichever its format: the commits it holds, every instance with its map, and its parts.</summary>
+internal sealed record CheckpointImage(ulong CommitsThrough, List<CheckpointInstance> Instances, CheckpointIndex Index);
 
 /// <summary>Recovery: the store's last durable state from the superblock, the checkpoint and the journal.</summary>
 /// <remarks>
@@ -16,7 +20,9 @@ internal sealed record RecoveredStore(Superblock Superblock, IReadOnlyCollection
 /// <b>Steps.</b> Load the newest valid superblock copy and the checkpoint it names, replay the
 /// journal's valid prefix over it (skipping the data commits the checkpoint already holds: see
 /// <see cref="Checkpoints.CommitOrder"/>), mark volatile instances unclean after a crash, and rebuild
-/// free space as everything no map and no checkpoint names.
+/// free space as everything no map and no checkpoint part names. The checkpoint is whole (the
+/// older format) or incremental (a root, groups, map segments, space pages); instances read from
+/// an incremental one are marked as held by it, so the next checkpoint keeps what did not change.
 /// </para>
 /// <para>
 /// <b>Invariants.</b> A store block named twice, or outside the data region, is corruption and
@@ -41,10 +47,12 @@ internal static class StoreRecovery
 
         var instances = new Dictionary<uint, StoreInstance>();
         ulong commitsThrough = 0;
+        var index = CheckpointIndex.Empty();
         if (superblock.CheckpointStart != 0)
         {
-            (commitsThrough, var checkpoint) = await ReadCheckpointAsync(device, superblock);
-            instances = Load(checkpoint);
+            var checkpoint = await ReadCheckpointAsync(device, superblock);
+            (commitsThrough, index) = (checkpoint.CommitsThrough, checkpoint.Index);
+            instances = Load(checkpoint.Instances, asCheckpointed: superblock.IncrementalCheckpoint);
         }
 
         var (commits, position, sequence) = await MetadataJournal.ReplayAsync(device, superblock);
@@ -71,13 +79,18 @@ internal static class StoreRecovery
             }
         }
 
-        var allocator = RebuildFreeSpace(superblock, instances.Values);
+        var allocator = RebuildFreeSpace(superblock, index, instances.Values);
         uint nextId = Math.Max(superblock.NextInstanceId, highestId + 1);
-        return new RecoveredStore(superblock with { NextInstanceId = nextId }, instances.Values, allocator, position, sequence, lastCommit);
+        return new RecoveredStore(superblock with { NextInstanceId = nextId }, instances.Values, allocator, position, sequence, lastCommit, index);
     }
 
-    /// <summary>The instances a checkpoint holds, each with its map (the last of a repeated id counts).</summary>
-    internal static Dictionary<uint, StoreInstance> Load(IEnumerable<CheckpointInstance> checkpoint)
+    /// <summary>
+    /// The instances a checkpoint holds, each with its map (the last of a repeated id counts).
+    /// <paramref name="asCheckpointed"/>: each is exactly what the current incremental checkpoint
+    /// holds of it, so the next checkpoint keeps its segment unless it changes (an instance of a
+    /// whole-format checkpoint has no segment yet: the next checkpoint writes it).
+    /// </summary>
+    internal static Dictionary<uint, StoreInstance> Load(IEnumerable<CheckpointInstance> checkpoint, bool asCheckpointed)
     {
         var instances = new Dictionary<uint, StoreInstance>();
         foreach (var saved in checkpoint)
@@ -95,6 +108,11 @@ internal static class StoreRecovery
                 }
             }
 
+            if (asCheckpointed)
+            {
+                instance.RecoveredFromCheckpoint();
+            }
+
             instances[saved.Definition.Id] = instance;
         }
 
@@ -108,9 +126,17 @@ internal static class StoreRecovery
     /// </summary>
     internal static bool Replays(JournalCommit commit, ulong commitsThrough) => commit.Number == 0 || commit.Number > commitsThrough;
 
-    /// <summary>The checkpoint the superblock names, refused unless its checksum and sequence match the superblock's.</summary>
-    internal static async Task<(ulong CommitsThrough, List<CheckpointInstance> Instances)> ReadCheckpointAsync(IBlockDevice device, Superblock superblock)
+    /// <summary>
+    /// The checkpoint the superblock names, whole or incremental, refused unless every part's
+    /// checksum matches what names it and its sequence matches the superblock's.
+    /// </summary>
+    internal static async Task<CheckpointImage> ReadCheckpointAsync(IBlockDevice device, Superblock superblock)
     {
+        if (superblock.IncrementalCheckpoint)
+        {
+            return await ReadIncrementalAsync(device, superblock);
+        }
+
         long blocks = Superblock.BlocksFor(superblock.CheckpointBytes);
         using var buffer = new AlignedBuffer((int)(blocks * BlockSize));
         await device.ReadAsync(superblock.CheckpointStart * BlockSize, buffer.Memory);
@@ -124,7 +150,56 @@ internal static class StoreRecovery
         var (sequence, commitsThrough, instances) = CheckpointFormat.Decode(bytes, where);
         return sequence != superblock.ReplaySequence
             ? throw new StoreFormatException($"{where}: made for journal sequence {sequence}, the superblock replays from {superblock.ReplaySequence}")
-            : (commitsThrough, instances);
+            : new CheckpointImage(commitsThrough, instances, CheckpointIndex.Empty());
+    }
+
+    /// <summary>An incremental checkpoint: the root, every group, every segment and every space page.</summary>
+    private static async Task<CheckpointImage> ReadIncrementalAsync(IBlockDevice device, Superblock superblock)
+    {
+        string where = $"checkpoint root at block {superblock.CheckpointStart} ({superblock.CheckpointBytes} bytes)";
+        var root = CheckpointParts.DecodeRoot(
+            await CheckpointPartReader.ReadAsync(device, superblock.CheckpointStart, superblock.CheckpointBytes, superblock.CheckpointChecksum, where), where);
+        if (root.ReplaySequence != superblock.ReplaySequence)
+        {
+            throw new StoreFormatException($"{where}: made for journal sequence {root.ReplaySequence}, the superblock replays from {superblock.ReplaySequence}");
+        }
+
+        var instances = new List<CheckpointInstance>(root.InstanceCount);
+        var groups = new Dictionary<long, CheckpointGroup>();
+        foreach (var part in root.Groups)
+        {
+            string group = $"checkpoint group {part.Index}";
+            var entries = CheckpointParts.DecodeGroup(await CheckpointPartReader.ReadAsync(device, part.StoreBlock, part.Bytes, part.Checksum, group),
+                part.Count, group);
+            if (entries.Any(e => CheckpointIndex.GroupOf(e.Definition.Id) != part.Index) || !groups.TryAdd(part.Index, new CheckpointGroup(part,
+                    entries.ToDictionary(e => e.Definition.Id, e => e.Segment))))
+            {
+                throw new StoreFormatException($"{group}: holds an instance of another group, or comes twice");
+            }
+
+            foreach (var entry in entries)
+            {
+                instances.Add(new CheckpointInstance(entry.Definition, await CheckpointPartReader.ReadSegmentAsync(device, entry.Definition.Id, entry.Segment)));
+            }
+        }
+
+        var space = new SpaceRecord();
+        var pages = new Dictionary<long, PartRef>();
+        foreach (var part in root.SpacePages)
+        {
+            string page = $"checkpoint space page {part.Index}";
+            var bytes = await CheckpointPartReader.ReadAsync(device, part.StoreBlock, part.Bytes, part.Checksum, page);
+            if (bytes.Length != CheckpointParts.SpacePageBytes || !pages.TryAdd(part.Index, part))
+            {
+                throw new StoreFormatException($"{page}: {bytes.Length} bytes, or comes twice");
+            }
+
+            space.Load(part.Index, bytes);
+        }
+
+        return instances.Count == root.InstanceCount
+            ? new CheckpointImage(root.CommitsThrough, instances, new CheckpointIndex(groups, pages, space))
+            : throw new StoreFormatException($"{where}: names {root.InstanceCount} instances, its groups hold {instances.Count}");
     }
 
     /// <summary>Applies one replayed commit. Records of instances deleted later are skipped.</summary>
@@ -169,32 +244,41 @@ internal static class StoreRecovery
         }
     }
 
-    /// <summary>Free space is everything in the data region that no map and no checkpoint names.</summary>
-    private static BlockAllocator RebuildFreeSpace(Superblock superblock, IEnumerable<StoreInstance> instances)
+    /// <summary>Free space is everything in the data region that no map and no checkpoint part names.</summary>
+    private static BlockAllocator RebuildFreeSpace(Superblock superblock, CheckpointIndex index, IEnumerable<StoreInstance> instances)
     {
         var allocator = new BlockAllocator(superblock.DataStart, superblock.DeviceBlocks - superblock.DataStart);
         if (superblock.CheckpointStart != 0)
         {
-            allocator.MarkAllocated(superblock.CheckpointStart, Superblock.BlocksFor(superblock.CheckpointBytes));
+            Mark(allocator, superblock.CheckpointStart, Superblock.BlocksFor(superblock.CheckpointBytes), "the checkpoint root");
+        }
+
+        foreach (var (start, length, what) in index.Runs())
+        {
+            Mark(allocator, start, length, what);
         }
 
         foreach (var instance in instances)
         {
             foreach (var extent in instance.RecoveredUpperExtents)
             {
-                try
-                {
-                    allocator.MarkAllocated(extent.StoreBlock, extent.Length);
-                }
-                catch (InvalidOperationException)
-                {
-                    throw new StoreFormatException(
-                        $"store blocks {extent.StoreBlock}+{extent.Length} of instance '{instance.Name}' are outside the data region " +
-                        "or already named by another mapping: the metadata is corrupt");
-                }
+                Mark(allocator, extent.StoreBlock, extent.Length, $"instance '{instance.Name}'");
             }
         }
 
         return allocator;
+    }
+
+    private static void Mark(BlockAllocator allocator, long start, long length, string owner)
+    {
+        try
+        {
+            allocator.MarkAllocated(start, length);
+        }
+        catch (InvalidOperationException)
+        {
+            throw new StoreFormatException(
+                $"store blocks {start}+{length} of {owner} are outside the data region or already named by another mapping: the metadata is corrupt");
+        }
     }
 }

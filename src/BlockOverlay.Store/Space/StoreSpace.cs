@@ -15,8 +15,8 @@ namespace BlockOverlay.Store.Space;
 /// </para>
 /// <para>
 /// <b>Invariants.</b> Data allocations leave room for the next checkpoint (twice the maps' size
-/// plus slack), or the store could never be closed again; a checkpoint gets one contiguous run,
-/// because it is read back in one piece. Blocks come back here only through
+/// plus slack), or the store could never be closed again; each checkpoint part gets one
+/// contiguous run, because it is read back in one piece. Blocks come back here only through
 /// <see cref="ReadQuarantine"/>, never while a read may still use them.
 /// </para>
 /// <para>
@@ -25,7 +25,7 @@ namespace BlockOverlay.Store.Space;
 /// </para>
 /// <para>
 /// <b>Durability.</b> None of its own: recovery rebuilds free space as everything no map and no
-/// checkpoint names.
+/// checkpoint part names.
 /// </para>
 /// </remarks>
 internal sealed class StoreSpace(BlockAllocator allocator, InstanceRegistry instances)
@@ -89,11 +89,16 @@ internal sealed class StoreSpace(BlockAllocator allocator, InstanceRegistry inst
         }
     }
 
-    /// <summary>Blocks the next checkpoint may need: the maps' size, twice over, plus slack.</summary>
+    /// <summary>
+    /// Blocks the next checkpoint may need if every instance changed: the maps' and entries' size
+    /// plus a block per instance (each segment rounds up to whole blocks) and every space page,
+    /// twice over (the old parts stay until the new ones are durable), plus slack.
+    /// </summary>
     /// <remarks>Reads each map's extent count without its gate (see <see cref="StoreInstance.ExtentCountEstimate"/>).</remarks>
     private long CheckpointReserveBlocks()
     {
         long extents = instances.Sum(i => i.ExtentCountEstimate + 4);
-        return (2 * Superblock.BlocksFor(CheckpointFormat.HeaderBytes + (extents * 48))) + 16;
+        long parts = instances.Sum(_ => 1) + (allocator.RegionEnd / CheckpointParts.BlocksPerSpacePage) + 1;
+        return (2 * (Superblock.BlocksFor(CheckpointParts.RootHeaderBytes + (extents * 48)) + parts)) + 16;
     }
 }

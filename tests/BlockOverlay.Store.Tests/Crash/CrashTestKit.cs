@@ -272,8 +272,8 @@ internal static class CrashTestKit
 
     /// <summary>
     /// Free space is consistent: every instance's upper blocks lie in the data region, outside
-    /// the checkpoint, no store block is mapped twice (by two instances or one), and the store's
-    /// free count is exactly what no map and no checkpoint names (nothing leaked, nothing
+    /// the checkpoint's parts, no store block is mapped twice (by two instances or one), and the store's
+    /// free count is exactly what no map and no checkpoint part names (nothing leaked, nothing
     /// counted free that is in use). The last needs every instance committed (no pending frees).
     /// </summary>
     public static async Task CheckSpaceAsync(UpperStore store, IBlockDevice device, string context, bool exactFreeCount)
@@ -289,10 +289,7 @@ internal static class CrashTestKit
                 .Select(e => (e.StoreBlock, e.Length, $"'{instance.Name}' blocks {e.VirtualBlock}+{e.Length}")));
         }
 
-        if (sb.CheckpointStart != 0)
-        {
-            runs.Add((sb.CheckpointStart, Superblock.BlocksFor(sb.CheckpointBytes), "the checkpoint"));
-        }
+        runs.AddRange(store.CheckpointRuns.Select(r => (r.Start, r.Length, "a checkpoint part")));
 
         runs.Sort((a, b) => a.Start.CompareTo(b.Start));
         for (int i = 0; i < runs.Count; i++)

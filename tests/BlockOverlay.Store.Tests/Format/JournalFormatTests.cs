@@ -80,25 +80,31 @@ public class JournalFormatTests
     }
 
     [Test]
-    public void A_checkpoint_round_trips_and_refuses_a_flipped_byte()
+    public void Checkpoint_parts_round_trip_and_a_flipped_root_byte_is_refused()
     {
-        var instances = new List<CheckpointInstance>
-        {
-            new(new InstanceDefinition(1, "a", 4096 * 100, null), [new(0, 10, false, 500), new(20, 5, true, 0)]),
-            new(new InstanceDefinition(2, "b", 4096 * 8, new BaseIdentity("/b.raw", 999, 7)), []),
-        };
-        var bytes = CheckpointFormat.Encode(77, 1234, instances);
-        var (sequence, commitsThrough, decoded) = CheckpointFormat.Decode(bytes, "test");
-        Assert.That(sequence, Is.EqualTo(77));
-        Assert.That(commitsThrough, Is.EqualTo(1234));
-        Assert.That(decoded.Select(i => i.Definition), Is.EqualTo(instances.Select(i => i.Definition)));
-        Assert.That(decoded[0].Extents, Is.EqualTo(instances[0].Extents));
-
-        for (int offset = 0; offset < bytes.Length; offset += 7)
+        var root = new CheckpointRoot(77, 1234, 3, [new PartRef(0, 500, 300, 3, 0x1122)], [new PartRef(2, 510, 4096, 17, 0x3344)]);
+        var bytes = CheckpointParts.EncodeRoot(root);
+        var decoded = CheckpointParts.DecodeRoot(bytes, "test");
+        Assert.That((decoded.ReplaySequence, decoded.CommitsThrough, decoded.InstanceCount), Is.EqualTo((77UL, 1234UL, 3)));
+        Assert.That(decoded.Groups, Is.EqualTo(root.Groups));
+        Assert.That(decoded.SpacePages, Is.EqualTo(root.SpacePages));
+        for (int offset = 0; offset < bytes.Length; offset += 5)
         {
             var bad = (byte[])bytes.Clone();
             bad[offset] ^= 0x80;
-            Assert.That(() => CheckpointFormat.Decode(bad, "checkpoint"), Throws.TypeOf<StoreFormatException>(), $"byte {offset}");
+            Assert.That(() => CheckpointParts.DecodeRoot(bad, "root"), Throws.TypeOf<StoreFormatException>(), $"byte {offset}");
         }
+
+        var entries = new List<GroupEntry>
+        {
+            new(new InstanceDefinition(1, "a", 4096 * 100, null), new SegmentRef(600, 64, 0x55, 2, 10)),
+            new(new InstanceDefinition(2, "b", 4096 * 8, new BaseIdentity("/b.raw", 999, 7)), SegmentRef.None),
+        };
+        Assert.That(CheckpointParts.DecodeGroup(CheckpointParts.EncodeGroup(entries), 2, "group"), Is.EqualTo(entries));
+        Assert.That(() => CheckpointParts.DecodeGroup(CheckpointParts.EncodeGroup(entries), 1, "group"),
+            Throws.TypeOf<StoreFormatException>().With.Message.Contains("after the last instance"));
+
+        List<CheckpointExtent> extents = [new(0, 10, false, 500), new(20, 5, true, 0)];
+        Assert.That(CheckpointParts.DecodeSegment(CheckpointParts.EncodeSegment(extents), "segment"), Is.EqualTo(extents));
     }
 }

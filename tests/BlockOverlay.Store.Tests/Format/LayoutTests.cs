@@ -67,12 +67,28 @@ public class LayoutTests
         Assert.That(CheckpointFormat.HeaderBytes, Is.EqualTo(64));
     }
 
+    [Test]
+    public void The_incremental_checkpoint_fields_are_where_the_format_says()
+    {
+        AssertTable(typeof(RootLayout),
+            ("Magic", 0, 8), ("ReplaySequence", 8, 8), ("InstanceCount", 16, 4), ("GroupCount", 20, 4), ("SpacePageCount", 24, 4),
+            ("Reserved", 28, 4), ("CommitsThrough", 32, 8), ("PayloadBytes", 40, 8), ("Reserved2", 48, 8), ("Checksum", 56, 8));
+        AssertTable(typeof(PartLayout), ("Index", 0, 8), ("StoreBlock", 8, 8), ("Bytes", 16, 4), ("Count", 20, 4), ("Checksum", 24, 8));
+        AssertTable(typeof(EntryLayout), ("SegmentBlock", 0, 8), ("SegmentBytes", 8, 8), ("SegmentChecksum", 16, 8), ("ExtentCount", 24, 8),
+            ("UpperBlocks", 32, 8));
+        Assert.That((CheckpointParts.RootHeaderBytes, CheckpointParts.PartBytes, CheckpointParts.ExtentBytes), Is.EqualTo((64, 32, 32)));
+        Assert.That((CheckpointParts.GroupSize, CheckpointParts.SpacePageBytes, CheckpointParts.BlocksPerSpacePage), Is.EqualTo((64, 4096, 32768L)));
+    }
+
     [TestCase(typeof(SuperblockLayout))]
     [TestCase(typeof(BatchLayout))]
     [TestCase(typeof(CommitLayout))]
     [TestCase(typeof(RecordLayout))]
     [TestCase(typeof(CheckpointLayout))]
     [TestCase(typeof(ExtentLayout))]
+    [TestCase(typeof(RootLayout))]
+    [TestCase(typeof(PartLayout))]
+    [TestCase(typeof(EntryLayout))]
     public void A_header_has_no_gap_and_no_overlap_before_its_checksum(Type layout)
     {
         var fields = FieldsOf(layout).Where(f => f.Name != "Checksum" || layout != typeof(SuperblockLayout)).ToArray();

@@ -124,13 +124,49 @@ public class PinnedBytesTests
     }
 
     [Test]
-    public void A_checkpoint_is_these_bytes_and_they_decode()
+    public void A_whole_checkpoint_of_these_bytes_decodes()
     {
-        Assert.That(Convert.ToHexString(CheckpointFormat.Encode(77, 0, SampleInstances)), Is.EqualTo(SampleCheckpoint));
         var (sequence, commitsThrough, instances) = CheckpointFormat.Decode(Convert.FromHexString(SampleCheckpoint), "pinned");
         Assert.That(sequence, Is.EqualTo(77));
         Assert.That(commitsThrough, Is.Zero, "a checkpoint written before commits were numbered holds none: replay skips nothing");
         Assert.That(instances.Select(i => i.Definition), Is.EqualTo(SampleInstances.Select(i => i.Definition)));
         Assert.That(instances.Select(i => i.Extents.ToArray()), Is.EqualTo(SampleInstances.Select(i => i.Extents.ToArray())));
+    }
+    private static readonly CheckpointRoot SampleRoot = new(77, 1234, 3, [new PartRef(0, 500, 300, 3, 0x1122)], [new PartRef(2, 510, 4096, 17, 0x3344)]);
+
+    private const string SampleRootBytes =
+        // header: magic, replay sequence 77, 3 instances, 1 group, 1 space page, reserved, commits through 1234, 64 payload bytes, reserved
+        "424F56524F4F5431" + "4D00000000000000" + "03000000" + "01000000" + "01000000" + "00000000" + "D204000000000000" +
+        "4000000000000000" + "0000000000000000";
+
+    private const string SampleRootParts =
+        // group 0 at block 500, 300 bytes, 3 instances, checksum; space page 2 at block 510, 4096 bytes, 17 blocks marked, checksum
+        "0000000000000000" + "F401000000000000" + "2C010000" + "03000000" + "2211000000000000" +
+        "0200000000000000" + "FE01000000000000" + "00100000" + "11000000" + "4433000000000000";
+
+    [Test]
+    public void A_checkpoint_root_is_these_bytes_and_they_decode()
+    {
+        var bytes = CheckpointParts.EncodeRoot(SampleRoot);
+        Assert.That(Convert.ToHexString(bytes, 0, 56), Is.EqualTo(SampleRootBytes));
+        Assert.That(Convert.ToHexString(bytes, 64, bytes.Length - 64), Is.EqualTo(SampleRootParts));
+        Assert.That(BitConverter.ToUInt64(bytes, 56), Is.EqualTo(K4os.Hash.xxHash.XXH64.DigestOf([.. bytes[..56], .. bytes[64..]])),
+            "XXH64 of bytes 0-55 followed by the references");
+        var decoded = CheckpointParts.DecodeRoot(bytes, "pinned");
+        Assert.That((decoded.ReplaySequence, decoded.CommitsThrough, decoded.InstanceCount), Is.EqualTo((77UL, 1234UL, 3)));
+        Assert.That(decoded.Groups.Concat(decoded.SpacePages), Is.EqualTo(SampleRoot.Groups.Concat(SampleRoot.SpacePages)));
+    }
+
+    [Test]
+    public void A_group_entry_is_the_definition_then_these_bytes()
+    {
+        var entry = new GroupEntry(SampleInstances[0].Definition, new SegmentRef(600, 64, 0x55, 2, 10));
+        var bytes = CheckpointParts.EncodeGroup([entry]);
+        // u16 definition length 42, the definition as in the whole checkpoint above, then where the segment is
+        Assert.That(Convert.ToHexString(bytes), Is.EqualTo(SampleCheckpoint[(64 * 2)..((64 + 2 + 42) * 2)] +
+            "5802000000000000" + "4000000000000000" + "5500000000000000" + "0200000000000000" + "0A00000000000000"));
+        Assert.That(CheckpointParts.DecodeGroup(bytes, 1, "pinned"), Is.EqualTo(new[] { entry }));
+        Assert.That(Convert.ToHexString(CheckpointParts.EncodeSegment(SampleInstances[0].Extents)),
+            Is.EqualTo(SampleCheckpoint[((64 + 2 + 42 + 8) * 2)..((64 + 2 + 42 + 8 + 64) * 2)]), "a segment: the extents as in the whole checkpoint");
     }
 }

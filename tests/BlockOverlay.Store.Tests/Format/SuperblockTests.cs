@@ -62,7 +62,7 @@ public class SuperblockTests
 
             Assert.That(() => Superblock.Decode(Encoded(Sample with { Version = Superblock.CurrentVersion + 1 }), "copy A", 10_000),
                 Throws.TypeOf<StoreFormatException>().With.Message.Contains($"version {Superblock.CurrentVersion + 1}"));
-            Assert.That(() => Superblock.Decode(Encoded(Sample with { IncompatibleFeatures = 4 }), "copy A", 10_000),
+            Assert.That(() => Superblock.Decode(Encoded(Sample with { IncompatibleFeatures = 8 }), "copy A", 10_000),
                 Throws.TypeOf<StoreFormatException>().With.Message.Contains("features"));
             Assert.That(() => Superblock.Decode(Encoded(Sample), "copy A", 9_999),
                 Throws.TypeOf<StoreFormatException>().With.Message.Contains("truncated"));
