@@ -66,6 +66,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "instance '{Instance}': no longer served ({Connections} connection(s) told to finish and close)")]
     public static partial void InstanceDetaching(ILogger logger, string instance, int connections);
 
+    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "instance '{Instance}': access rules changed; {Connections} open connection(s) they no longer allow are being closed")]
+    public static partial void AccessRevoked(ILogger logger, string instance, int connections);
+
     [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "instance '{Instance}': connections still busy {Seconds} s after it was removed; closing it anyway")]
     public static partial void DetachTimedOut(ILogger logger, string instance, double seconds);
 

@@ -35,6 +35,10 @@ internal static class ServeCommand
                           "(unless started by systemd socket activation or with --stdio).",
             Arity = ArgumentArity.ZeroOrMore,
         };
+        var socketMode = new Option<string>("--socket-mode")
+        {
+            Description = "The mode of the unix sockets --listen makes, in octal (default 0660: the owner and the group). 0666 lets every local user connect.",
+        };
         var stdio = new Option<bool>("--stdio")
         {
             Description = "Serve one client over standard input and output, then exit (for nbd_connect_command).",
@@ -73,7 +77,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Serve disks over NBD.")
         {
-            config, store, takeover, exports, listens, stdio, metrics, tls, tlsCert, tlsKey, tlsCa, verbose, logLevel, logFormat, ioBackend,
+            config, store, takeover, exports, listens, socketMode, stdio, metrics, tls, tlsCert, tlsKey, tlsCa, verbose, logLevel, logFormat, ioBackend,
         };
         command.SetAction((parse, _) => RunAsync(new ServeFlags
         {
@@ -81,6 +85,7 @@ internal static class ServeCommand
             Store = parse.GetValue(store),
             Exports = parse.GetValue(exports) ?? [],
             Listen = parse.GetValue(listens) ?? [],
+            SocketMode = parse.GetValue(socketMode),
             Stdio = parse.GetValue(stdio),
             Metrics = parse.GetValue(metrics),
             Verbose = parse.GetValue(verbose),

@@ -17,6 +17,8 @@ internal sealed record ConfigFile
 
     public IReadOnlyList<string?>? Listen { get; init; }
 
+    public string? SocketMode { get; init; }
+
     public string? Metrics { get; init; }
 
     public IReadOnlyList<string?>? Exports { get; init; }
@@ -53,6 +55,12 @@ internal sealed record LimitsSection
 
     public double? PayloadStallSeconds { get; init; }
 
+    public double? ReplyStallSeconds { get; init; }
+
+    public string? MinTransferRate { get; init; }
+
+    public double? IdleSeconds { get; init; }
+
     public int? Connections { get; init; }
 
     public int? ConnectionsPerClient { get; init; }
@@ -60,6 +68,8 @@ internal sealed record LimitsSection
     public string? ConnectionMemory { get; init; }
 
     public string? ClientMemory { get; init; }
+
+    public string? ServerMemory { get; init; }
 }
 
 /// <summary>The <c>tls</c> object: the <c>--tls</c> flags' values (paths relative to the config's directory).</summary>

@@ -47,6 +47,9 @@ internal sealed class HostConfig
 
     public IReadOnlyList<ListenAddress> Listen { get; init; } = [];
 
+    /// <summary>The mode of the unix sockets serve creates (<c>socketMode</c>), or null.</summary>
+    public UnixFileMode? SocketMode { get; init; }
+
     public IPEndPoint? Metrics { get; init; }
 
     public IReadOnlyList<ExportSpec> Exports { get; init; } = [];
@@ -152,6 +155,7 @@ internal sealed class HostConfig
             FilePath = filePath,
             Store = file.Store is { } store ? Interpret("store", store, text => ConfigPaths.File(directory, text)) : null,
             Listen = Each("listen", file.Listen, text => ListenAddress.Parse(ConfigPaths.Listen(directory, text))),
+            SocketMode = file.SocketMode is { } mode ? Interpret("socketMode", mode, NbdServerOptions.ParseSocketMode) : null,
             Metrics = file.Metrics is { } metrics ? Interpret("metrics", metrics, MetricsEndpoint.ParseAddress) : null,
             Exports = Each("exports", file.Exports, text => ConfigPaths.Export(directory, ExportSpec.Parse(text))),
             Cache = ReadCache(file.Cache),
@@ -204,6 +208,26 @@ internal sealed class HostConfig
             options = options with { PayloadStallTimeout = Seconds("limits.payloadStallSeconds", stall) };
         }
 
+        if (limits?.ReplyStallSeconds is { } replyStall)
+        {
+            options = options with { ReplyStallTimeout = Seconds("limits.replyStallSeconds", replyStall) };
+        }
+
+        if (limits?.MinTransferRate is { } rate)
+        {
+            long bytes = Interpret("limits.minTransferRate", rate, ByteSize.Parse).Bytes;
+            options = options with
+            {
+                MinTransferRate = bytes >= 1024 ? bytes : throw new FormatException($"limits.minTransferRate: expected at least 1K (bytes a second), not {rate}"),
+            };
+        }
+
+        // 0 says "no idle limit" as plainly as leaving the key out.
+        if (limits?.IdleSeconds is { } idle)
+        {
+            options = options with { IdleTimeout = idle == 0 ? null : Seconds("limits.idleSeconds", idle) };
+        }
+
         if (limits?.Connections is { } connections)
         {
             options = options with { MaxConnections = Count("limits.connections", connections) };
@@ -228,9 +252,19 @@ internal sealed class HostConfig
             options = options with { MaxInFlightBytesPerClient = Interpret("limits.clientMemory", clientMemory, ByteSize.Parse).Bytes };
         }
 
+        if (limits?.ServerMemory is { } serverMemory)
+        {
+            options = options with { MaxInFlightBytesInAll = Interpret("limits.serverMemory", serverMemory, ByteSize.Parse).Bytes };
+        }
+
         if (options.MaxInFlightBytesPerClient < options.MaxInFlightBytes)
         {
             throw new FormatException($"limits: clientMemory ({options.MaxInFlightBytesPerClient} bytes) is below connectionMemory ({options.MaxInFlightBytes} bytes)");
+        }
+
+        if (options.MaxInFlightBytesInAll < options.MaxInFlightBytesPerClient)
+        {
+            throw new FormatException($"limits: serverMemory ({options.MaxInFlightBytesInAll} bytes) is below clientMemory ({options.MaxInFlightBytesPerClient} bytes)");
         }
 
         return options.MaxConnectionsPerClient > options.MaxConnections

@@ -20,6 +20,8 @@ internal sealed record ServeFlags
 
     public IReadOnlyList<string> Listen { get; init; } = [];
 
+    public string? SocketMode { get; init; }
+
     public bool Stdio { get; init; }
 
     public string? Metrics { get; init; }
@@ -82,7 +84,7 @@ internal sealed record ServeSettings
 
     public CacheOptions Cache { get; init; } = new();
 
-    /// <summary>The NBD server's limits (the config's <c>limits</c>; no flags).</summary>
+    /// <summary>The NBD server's limits (the config's <c>limits</c>; no flags) and the mode of its unix sockets (<c>--socket-mode</c>, else <c>socketMode</c>).</summary>
     public NbdServerOptions Limits { get; init; } = new();
 
     /// <summary>The <c>--tls</c> flags over the config's <c>tls</c> keys; checked, its files not read yet.</summary>
@@ -117,7 +119,12 @@ internal sealed record ServeSettings
             Stdio = flags.Stdio,
             Metrics = flags.Metrics is { } metrics ? Flag("--metrics", metrics, MetricsEndpoint.ParseAddress) : config?.Metrics,
             Cache = config?.Cache ?? new CacheOptions(),
-            Limits = config?.Limits ?? new NbdServerOptions(),
+            Limits = (config?.Limits ?? new NbdServerOptions()) with
+            {
+                UnixSocketMode = string.IsNullOrEmpty(flags.SocketMode)
+                    ? config?.SocketMode ?? NbdServerOptions.DefaultUnixSocketMode
+                    : Flag("--socket-mode", flags.SocketMode, NbdServerOptions.ParseSocketMode),
+            },
             Tls = new TlsSettings(
                 string.IsNullOrEmpty(flags.Tls) ? null : Flag("--tls", flags.Tls, TlsSettings.ParseMode),
                 NullIfEmpty(flags.TlsCert),

@@ -33,7 +33,7 @@ internal static class InstanceOperations
                 DeleteRequest delete => await DeleteAsync(delete, store, live),
                 ListRequest => List(store),
                 StatRequest stat => Stat(stat, store, live),
-                SetRequest set => await SetAsync(set, store),
+                SetRequest set => await SetAsync(set, store, live),
                 _ => throw new ArgumentOutOfRangeException(nameof(request), request, "an instance command without an operation"),
             };
         }
@@ -134,7 +134,7 @@ internal static class InstanceOperations
             counters?.LimitWait.TotalSeconds ?? 0, counters?.LimitWaits ?? 0);
     }
 
-    private static async Task<InstanceChanged> SetAsync(SetRequest request, UpperStore store)
+    private static async Task<InstanceChanged> SetAsync(SetRequest request, UpperStore store, StoreHost? live)
     {
         string name = request.Name;
         if (request.FlushMode is null && request.Quota is null && request.Allow.Count == 0 && !request.AllowAll &&
@@ -169,6 +169,7 @@ internal static class InstanceOperations
         if (access is not null)
         {
             await store.SetAccessAsync(name, access);
+            live?.RejudgeAccess(name);
         }
 
         if (qos is not null)

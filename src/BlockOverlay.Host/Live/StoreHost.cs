@@ -193,6 +193,19 @@ internal sealed class StoreHost : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// After an instance's access rules changed: its open connections whose peers the new rules
+    /// do not allow are ended (they finish the requests they started), and that is logged.
+    /// </summary>
+    public void RejudgeAccess(string name)
+    {
+        int ended = _catalog.Rejudge(name);
+        if (ended > 0)
+        {
+            HostLog.AccessRevoked(_logger, name, ended);
+        }
+    }
+
     /// <summary>The served export of an instance and its connections, or null if it is not served.</summary>
     public (InstanceExport Export, int Connections)? Served(string name)
     {

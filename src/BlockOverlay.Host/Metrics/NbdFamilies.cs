@@ -14,6 +14,9 @@ internal sealed class NbdFamilies
     private readonly Counter _connections;
     private readonly Gauge _connectionsOpen;
     private readonly Counter _handshakeTimeouts;
+    private readonly Counter _idleTimeouts;
+    private readonly Counter _stalls;
+    private readonly Counter _memoryWaits;
     private readonly Counter _connectionsRefused;
     private readonly Gauge _requestBuffers;
     private readonly Counter _requests;
@@ -30,6 +33,12 @@ internal sealed class NbdFamilies
         _connectionsOpen = factory.CreateGauge("blockoverlay_connections_open", "Client connections open now, negotiating ones included.");
         _handshakeTimeouts = factory.CreateCounter("blockoverlay_handshake_timeouts_total",
             "Connections closed for not choosing an export within the handshake limit.");
+        _idleTimeouts = factory.CreateCounter("blockoverlay_idle_timeouts_total",
+            "Connections closed for sending nothing, with nothing in flight, for the idle limit.");
+        _stalls = factory.CreateCounter("blockoverlay_stalled_connections_total",
+            "Connections dropped because a WRITE payload or their replies stopped moving, or moved slower than the minimum rate.");
+        _memoryWaits = factory.CreateCounter("blockoverlay_server_memory_waits_total",
+            "Requests that waited for room in the server-wide request budget (limits.serverMemory).");
         _connectionsRefused = factory.CreateCounter("blockoverlay_connections_refused_total",
             "Connections closed at once for a connection limit (the server's or the client's).");
         _requestBuffers = factory.CreateGauge("blockoverlay_request_buffer_bytes",
@@ -49,6 +58,9 @@ internal sealed class NbdFamilies
         _connections.IncTo(_server.ConnectionsOpened);
         _connectionsOpen.Set(_server.ConnectionsOpen);
         _handshakeTimeouts.IncTo(_server.HandshakeTimeouts);
+        _idleTimeouts.IncTo(_server.IdleTimeouts);
+        _stalls.IncTo(_server.Stalls);
+        _memoryWaits.IncTo(_server.MemoryWaits);
         _connectionsRefused.IncTo(_server.ConnectionsRefused);
         _requestBuffers.Set(_server.RequestBufferBytes);
         foreach (var command in Enum.GetValues<NbdCommand>())

@@ -10,12 +10,13 @@ namespace BlockOverlay.Nbd.Server;
 /// <remarks>
 /// Readers see an immutable snapshot, so a connection negotiating never races with an
 /// export being added or removed. Attachments are counted under <see cref="_lock"/>; each
-/// export has one cancellation source that ends its connections when it is removed. A
-/// connection attaches before the server accepts its choice of export; one whose export was
-/// removed first fails to attach and is refused, so no connection outlives its export's
-/// removal and a removal that refuses while connections exist sees every accepted one.
-/// Lookups take the peer: an export it may not see is left out, so the protocol layer answers
-/// for it exactly as for a name that does not exist.
+/// attachment has a cancellation source that ends its connection: all of an export's when it is
+/// removed, those of peers its rules no longer allow when its rules change
+/// (<see cref="Rejudge"/>). A connection attaches before the server accepts its choice of
+/// export; one whose export was removed first fails to attach and is refused, so no connection
+/// outlives its export's removal and a removal that refuses while connections exist sees every
+/// accepted one. Lookups take the peer: an export it may not see is left out, so the protocol
+/// layer answers for it exactly as for a name that does not exist.
 /// </remarks>
 public sealed class ExportCatalog
 {
@@ -71,11 +72,44 @@ public sealed class ExportCatalog
             _attached.Remove(name);
             removed = entry.Value;
             connections = attachments.Count;
+            attachments.Removed = true;
+            if (connections == 0)
+            {
+                attachments.Drained.TrySetResult();
+            }
         }
 
-        // Outside the lock: cancelling runs the connections' callbacks.
-        attachments.End(_lock);
+        // Outside the lock: cancelling runs the connections' callbacks. An attachment that
+        // detaches meanwhile is cancelled all the same, harmlessly.
+        foreach (var attachment in attachments.Snapshot())
+        {
+            attachment.End(revoked: false);
+        }
+
         return (removed, attachments.Drained.Task, connections);
+    }
+
+    /// <summary>
+    /// Judges the connections attached to the export again by its access rules now (after they
+    /// changed): each whose peer they no longer allow is told to end, as for a removed export
+    /// (it finishes the requests it started, then closes). Returns how many were told.
+    /// </summary>
+    public int Rejudge(string name)
+    {
+        List<ExportAttachment> revoked;
+        lock (_lock)
+        {
+            var export = _exports.Find(e => e.Key == name).Value;
+            if (export is null || !_attached.TryGetValue(name, out var attachments))
+            {
+                return 0;
+            }
+
+            revoked = [.. attachments.Snapshot().Where(a => !export.IsVisibleTo(a.Peer))];
+        }
+
+        revoked.ForEach(a => a.End(revoked: true));
+        return revoked.Count;
     }
 
     /// <summary>Connections attached to the export now.</summary>
@@ -88,11 +122,12 @@ public sealed class ExportCatalog
     }
 
     /// <summary>
-    /// Records a connection to the export it negotiated until the result is disposed; its token
-    /// is cancelled when the export is removed. Null if that export is gone (removed while the
+    /// Records a connection of <paramref name="peer"/> to the export it negotiated until the
+    /// result is disposed; its token is cancelled when the export is removed, or when its rules
+    /// change and no longer allow the peer. Null if that export is gone (removed while the
     /// connection negotiated, perhaps replaced by a new export of the same name).
     /// </summary>
-    public ExportAttachment? Attach(string name, IExport export)
+    public ExportAttachment? Attach(string name, IExport export, PeerIdentity peer)
     {
         lock (_lock)
         {
@@ -101,8 +136,9 @@ public sealed class ExportCatalog
                 return null;
             }
 
-            attachments.Count++;
-            return new ExportAttachment(() => Detach(attachments), attachments.Ending.Token);
+            var attachment = new ExportAttachment(peer, a => Detach(attachments, a));
+            attachments.Add(attachment);
+            return attachment;
         }
     }
 
@@ -136,11 +172,11 @@ public sealed class ExportCatalog
         return false;
     }
 
-    private void Detach(Attachments attachments)
+    private void Detach(Attachments attachments, ExportAttachment attachment)
     {
         lock (_lock)
         {
-            if (--attachments.Count == 0 && attachments.Ending.IsCancellationRequested)
+            if (attachments.Remove(attachment) && attachments.Count == 0 && attachments.Removed)
             {
                 attachments.Drained.TrySetResult();
             }
@@ -150,24 +186,20 @@ public sealed class ExportCatalog
     /// <summary>The connections of one export; guarded by the catalog's lock.</summary>
     private sealed class Attachments
     {
-        public int Count { get; set; }
+        private readonly HashSet<ExportAttachment> _attached = [];
 
-        public CancellationTokenSource Ending { get; } = new();
+        public int Count => _attached.Count;
+
+        /// <summary>The export was removed: <see cref="Drained"/> completes when the last one detaches.</summary>
+        public bool Removed { get; set; }
 
         public TaskCompletionSource Drained { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        /// <summary>Tells the connections to end (outside the catalog's lock); drained at once if there are none.</summary>
-        public void End(Lock catalogLock)
-        {
-            Ending.Cancel();
-            lock (catalogLock)
-            {
-                if (Count == 0)
-                {
-                    Drained.TrySetResult();
-                }
-            }
-        }
+        public void Add(ExportAttachment attachment) => _attached.Add(attachment);
+
+        public bool Remove(ExportAttachment attachment) => _attached.Remove(attachment);
+
+        public ExportAttachment[] Snapshot() => [.. _attached];
     }
 }
 
@@ -186,18 +218,46 @@ public sealed class ExportNameTakenException(string name)
     : InvalidOperationException($"an export named '{name}' already exists");
 
 /// <summary>A connection's hold on its export: disposed when the connection ends.</summary>
-public sealed class ExportAttachment(Action release, CancellationToken ending) : IDisposable
+public sealed class ExportAttachment : IDisposable
 {
+    private readonly Action<ExportAttachment> _release;
+    private readonly CancellationTokenSource _ending = new();
     private int _released;
+    private int _revoked;
 
-    /// <summary>Cancelled when the export is removed: the connection should end.</summary>
-    public CancellationToken Ending { get; } = ending;
+    internal ExportAttachment(PeerIdentity peer, Action<ExportAttachment> release)
+    {
+        Peer = peer;
+        _release = release;
+        Ending = _ending.Token;
+    }
 
+    /// <summary>Who holds it: what the export's rules are judged against again when they change.</summary>
+    public PeerIdentity Peer { get; }
+
+    /// <summary>Cancelled when the export is removed, or its rules no longer allow the peer: the connection should end.</summary>
+    public CancellationToken Ending { get; }
+
+    /// <summary>Whether it ended because the export's rules no longer allow the peer.</summary>
+    public bool Revoked => Volatile.Read(ref _revoked) == 1;
+
+    internal void End(bool revoked)
+    {
+        if (revoked)
+        {
+            Volatile.Write(ref _revoked, 1);
+        }
+
+        _ending.Cancel();
+    }
+
+    // The source is not disposed: it has no timer and no linked token to let go of, and a
+    // removal or a change of rules may cancel it at any moment, also while the connection detaches.
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _released, 1) == 0)
         {
-            release();
+            _release(this);
         }
     }
 }

@@ -1,21 +1,29 @@
 namespace BlockOverlay.Nbd.Server;
 
 /// <summary>
-/// A byte budget for the requests one connection holds at once, optionally inside a budget
-/// shared by all the connections of one client (<paramref name="shared"/>). The request reader
-/// waits for room in both before taking a request; completions give it back to both. When
-/// everything is given back the connection is idle, which is what a disconnect waits for.
+/// A byte budget for the requests one connection holds at once, optionally inside a wider
+/// budget (<paramref name="shared"/>): a connection's inside its client's, a client's inside
+/// the server's. The request reader waits for room in each before taking a request;
+/// completions give it back to each. When everything is given back the connection is idle,
+/// which is what a disconnect (and the idle limit) waits for.
 /// </summary>
 /// <remarks>
-/// Locking: one lock guards the count and the waiters; completions run outside it. Room is
-/// taken from the shared budget first, then from the connection's, and given back in reverse.
+/// Locking: one lock per budget guards its count and waiters; completions run outside it.
+/// Room is taken from the narrowest budget first (the connection's, then the client's, then
+/// the server's), so a request waiting for a wider budget holds only what is its own client's,
+/// never the server's: the server's budget is held only by requests that are running or whose
+/// replies are being written. Waiters are served first come, first served, so a request at the
+/// head of the server's queue is served as soon as enough of what others hold is given back,
+/// and what hostile clients hold is bounded in time (stall limits): nobody waits for ever.
+/// <paramref name="waited"/> is told each time a take has to queue.
 /// </remarks>
-internal sealed class InFlightBudget(long capacity, InFlightBudget? shared = null)
+internal sealed class InFlightBudget(long capacity, InFlightBudget? shared = null, Action? waited = null)
 {
     private readonly long _capacity = capacity;
     private readonly Lock _lock = new();
     private readonly Queue<(long Amount, TaskCompletionSource Waiter)> _waiters = new();
     private long _available = capacity;
+    private long _idleSince = Environment.TickCount64;
     private TaskCompletionSource? _idle;
 
     /// <summary>Takes <paramref name="amount"/>, at most the capacity (the caller caps a request's cost, so any request fits alone).</summary>
@@ -24,14 +32,26 @@ internal sealed class InFlightBudget(long capacity, InFlightBudget? shared = nul
     /// <summary>Gives back what <see cref="TakeAsync"/> took (one amount, or the sum of several).</summary>
     public void Return(long amount)
     {
-        ReturnOwn(amount);
         shared?.Return(amount);
+        ReturnOwn(amount);
+    }
+
+    /// <summary>
+    /// Since when (<see cref="Environment.TickCount64"/>, ms) nothing has been taken, or null
+    /// while something is.
+    /// </summary>
+    public long? IdleSince()
+    {
+        lock (_lock)
+        {
+            return _available == _capacity ? _idleSince : null;
+        }
     }
 
     private async ValueTask TakeBothAsync(long amount)
     {
-        await shared!.TakeAsync(amount);
         await TakeOwnAsync(amount);
+        await shared!.TakeAsync(amount);
     }
 
     private ValueTask TakeOwnAsync(long amount)
@@ -47,6 +67,7 @@ internal sealed class InFlightBudget(long capacity, InFlightBudget? shared = nul
 
             var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             _waiters.Enqueue((amount, waiter));
+            waited?.Invoke();
             return new ValueTask(waiter.Task);
         }
     }
@@ -72,6 +93,7 @@ internal sealed class InFlightBudget(long capacity, InFlightBudget? shared = nul
 
             if (_available == _capacity)
             {
+                _idleSince = Environment.TickCount64;
                 (idle, _idle) = (_idle, null);
             }
         }

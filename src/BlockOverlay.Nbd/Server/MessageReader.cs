@@ -89,19 +89,23 @@ internal sealed class MessageReader(PipeReader reader)
     /// A payload of <paramref name="length"/> bytes in a buffer from <paramref name="buffers"/>.
     /// It stays in the pipe's own segments while it arrives (so what is held follows what was
     /// received, counted in <paramref name="counters"/>), and is copied out once, when whole.
-    /// If no byte arrives for <paramref name="stall"/> the payload is abandoned.
+    /// If no byte arrives for <paramref name="stall"/>, or the payload is not whole within
+    /// <paramref name="stall"/> + <paramref name="length"/> / <paramref name="minRate"/> (bytes
+    /// per second), the payload is abandoned: a trickle holds its budget no longer than that.
     /// </summary>
     /// <exception cref="NbdProtocolException">The stream ended, or the payload stalled.</exception>
     public async ValueTask<byte[]> ReadPayloadAsync(int length, RequestBuffers buffers, ServerCounters counters, TimeSpan stall,
-        CancellationToken cancel)
+        long minRate, CancellationToken cancel)
     {
         using var progress = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        var deadline = DateTime.UtcNow + stall + TimeSpan.FromSeconds((double)length / minRate);
         long held = 0;
         try
         {
             while (true)
             {
-                progress.CancelAfter(stall);
+                var left = deadline - DateTime.UtcNow;
+                progress.CancelAfter(left < stall ? (left > TimeSpan.Zero ? left : TimeSpan.Zero) : stall);
                 ReadResult result;
                 try
                 {
@@ -109,8 +113,10 @@ internal sealed class MessageReader(PipeReader reader)
                 }
                 catch (OperationCanceledException) when (!cancel.IsCancellationRequested)
                 {
-                    throw new NbdProtocolException(
-                        $"the payload stalled: no byte for {stall.TotalSeconds:0.###} s ({held} of {length} bytes received)");
+                    counters.RecordStall();
+                    throw new NbdProtocolException(DateTime.UtcNow < deadline
+                        ? $"the payload stalled: no byte for {stall.TotalSeconds:0.###} s ({held} of {length} bytes received)"
+                        : $"the payload stalled: {held} of {length} bytes received in {(stall + TimeSpan.FromSeconds((double)length / minRate)).TotalSeconds:0.###} s, slower than {minRate} bytes/s");
                 }
 
                 var buffer = result.Buffer;

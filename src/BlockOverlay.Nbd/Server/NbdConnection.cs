@@ -19,7 +19,7 @@ internal static class NbdConnection
     private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 256 * 1024, minimumReadSize: 64 * 1024);
 
     public static async Task RunAsync(Stream input, Stream output, PeerIdentity peer, ExportCatalog catalog, NbdServerOptions options,
-        ILogger logger, ServerCounters counters, RequestBuffers buffers, InFlightBudget? clientBudget, long connectionId,
+        ILogger logger, ServerCounters counters, RequestBuffers buffers, InFlightBudget? sharedBudget, long connectionId,
         CancellationToken shutdown)
     {
         var stream = new ConnectionStream(input, output);
@@ -43,7 +43,11 @@ internal static class NbdConnection
             var attachment = negotiation.Attachment!;
             logger.Attached(connectionId, chosen.Name, (ushort)chosen.Flags, chosen.StructuredReplies);
             using var ending = CancellationTokenSource.CreateLinkedTokenSource(shutdown, attachment.Ending);
-            await new TransmissionSession(reader, pipeWriter, chosen, options, logger, logThrottle, counters, buffers, clientBudget, connectionId).RunAsync(ending.Token);
+            var session = new TransmissionSession(reader, pipeWriter, chosen, options, logger, logThrottle, counters, buffers, sharedBudget, connectionId);
+            await session.RunAsync(ending.Token);
+            outcome = session.EndReason ?? (attachment.Revoked
+                ? $"closed: the access rules of '{chosen.Name}' changed and no longer allow {attachment.Peer}"
+                : outcome);
             await stream.EndTlsAsync();
         }
         catch (OperationCanceledException) when (handshake.IsCancellationRequested && !shutdown.IsCancellationRequested &&

@@ -57,6 +57,9 @@ internal static partial class NbdLog
     [LoggerMessage(EventId = 117, Level = LogLevel.Information, Message = "connection {Id}: TLS started (client certificate: {Subject})")]
     public static partial void TlsStarted(this ILogger logger, long id, string subject);
 
+    [LoggerMessage(EventId = 118, Level = LogLevel.Warning, Message = "unix socket {Path} is mode {Mode}: every local user may connect, and sees every export without access rules")]
+    public static partial void SocketOpenToEveryone(this ILogger logger, string path, string mode);
+
     [LoggerMessage(EventId = 113, Level = LogLevel.Error, Message = "connection {Id}: writing back what the client left failed unexpectedly (kept for the next attempt)")]
     public static partial void DetachCrashed(this ILogger logger, long id, Exception exception);
 }

@@ -15,14 +15,12 @@ namespace BlockOverlay.Nbd.Server;
 /// Admission: a socket connection is counted against the server's limit and its client's
 /// (<see cref="NbdServerOptions.MaxConnections"/>, <see cref="NbdServerOptions.MaxConnectionsPerClient"/>)
 /// from accept to close; past either it is closed before the greeting. <c>_lock</c> guards the
-/// listeners, the connections and those counts.
+/// listeners, the connections and those counts. Memory: each connection's budget sits inside its
+/// client's, and every client's inside the server's one (<see cref="NbdServerOptions.MaxInFlightBytesInAll"/>).
 /// </remarks>
 public sealed class NbdServer : IAsyncDisposable
 {
     private readonly ExportCatalog _catalog;
-    /// <summary>The mode of unix sockets the server creates: rw for the owner and the group (0660).</summary>
-    public const UnixFileMode UnixSocketMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite;
-
     private readonly NbdServerOptions _options;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _shutdown = new();
@@ -33,6 +31,7 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly Dictionary<string, ClientShare> _perClient = [];
     private readonly LogThrottle _refusalLog;
     private readonly RequestBuffers _buffers;
+    private readonly InFlightBudget _serverBudget;
     private int _admitted;
     private long _connectionIds;
 
@@ -43,6 +42,10 @@ public sealed class NbdServer : IAsyncDisposable
         _logger = loggers.CreateLogger("BlockOverlay.Nbd");
         _refusalLog = LogThrottle.ForRefusals(_logger);
         _buffers = new RequestBuffers(Counters);
+        // Never below a client's budget: any one client's requests must fit.
+        _serverBudget = new InFlightBudget(
+            Math.Max(options.MaxInFlightBytesInAll, Math.Max(options.MaxInFlightBytesPerClient, options.MaxInFlightBytes)),
+            waited: Counters.RecordMemoryWait);
     }
 
     /// <summary>What the server's connections have done so far (for <c>/metrics</c>).</summary>
@@ -67,10 +70,14 @@ public sealed class NbdServer : IAsyncDisposable
             socket.Bind(address.EndPoint);
             if (address.EndPoint is UnixDomainSocketEndPoint bound && !OperatingSystem.IsWindows()) // Windows: no file modes
             {
-                // Owner and group only, whatever the umask: connecting needs write permission, and
-                // who else may connect is the operator's choice (chmod/chgrp after start). Set before
-                // listen(), so nobody connects while the mode is the umask's.
-                File.SetUnixFileMode(bound.ToString(), UnixSocketMode);
+                // The configured mode (owner and group by default), whatever the umask: connecting
+                // needs write permission, and who else may connect is the operator's choice. Set
+                // before listen(), so nobody connects while the mode is the umask's.
+                File.SetUnixFileMode(bound.ToString(), _options.UnixSocketMode);
+                if (_options.UnixSocketMode.HasFlag(UnixFileMode.OtherWrite))
+                {
+                    _logger.SocketOpenToEveryone(bound.ToString(), NbdServerOptions.Octal(_options.UnixSocketMode));
+                }
             }
 
             // The longest queue the kernel allows (net.core.somaxconn): a host starting hundreds
@@ -101,7 +108,7 @@ public sealed class NbdServer : IAsyncDisposable
 
     /// <summary>Serves one connection over a pair of streams (stdio mode) until it ends; <paramref name="identity"/> is who is at the other end.</summary>
     public Task ServeStreamAsync(Stream input, Stream output, string peer, PeerIdentity identity) =>
-        Track(input, output, peer, identity, owner: null, client: null, clientBudget: null);
+        Track(input, output, peer, identity, owner: null, client: null, sharedBudget: _serverBudget);
 
     /// <summary>Stops accepting, lets connections finish what they started, and waits for them.</summary>
     public async Task StopAsync()
@@ -186,7 +193,7 @@ public sealed class NbdServer : IAsyncDisposable
             if (!_perClient.TryGetValue(client, out var share))
             {
                 // Never below one connection's budget: any one request must fit.
-                share = new ClientShare(new InFlightBudget(Math.Max(_options.MaxInFlightBytesPerClient, _options.MaxInFlightBytes)));
+                share = new ClientShare(new InFlightBudget(Math.Max(_options.MaxInFlightBytesPerClient, _options.MaxInFlightBytes), _serverBudget));
                 _perClient.Add(client, share);
             }
 
@@ -219,7 +226,7 @@ public sealed class NbdServer : IAsyncDisposable
         : identity.Uid is { } uid ? $"uid {uid}" : "an unidentified unix-socket peer";
 
     private Task Track(Stream input, Stream output, string peer, PeerIdentity identity, NetworkStream? owner, string? client,
-        InFlightBudget? clientBudget)
+        InFlightBudget? sharedBudget)
     {
         long id = Interlocked.Increment(ref _connectionIds);
         _logger.ConnectionOpened(id, peer);
@@ -239,7 +246,7 @@ public sealed class NbdServer : IAsyncDisposable
             var self = await started.Task;
             try
             {
-                await NbdConnection.RunAsync(input, output, identity, _catalog, _options, _logger, Counters, _buffers, clientBudget, id, _shutdown.Token);
+                await NbdConnection.RunAsync(input, output, identity, _catalog, _options, _logger, Counters, _buffers, sharedBudget, id, _shutdown.Token);
             }
             finally
             {

@@ -316,7 +316,7 @@ internal sealed class OptionNegotiation(
     /// <summary>Attaches to the export and settles the choice; null if the export is no longer in the catalog.</summary>
     private NegotiatedExport? Choose(string name, IExport export)
     {
-        Attachment = catalog.Attach(name, export);
+        Attachment = catalog.Attach(name, export, peer.Identity);
         return Attachment is null ? null : new(name, export, _structuredReplies, _metaExport == name ? _metaContexts : []);
     }
 

@@ -24,6 +24,9 @@ public sealed class ServerCounters
     private long _connectionsOpened;
     private long _connectionsOpen;
     private long _handshakeTimeouts;
+    private long _idleTimeouts;
+    private long _stalls;
+    private long _memoryWaits;
     private long _connectionsRefused;
     private long _requestBufferBytes;
     private long _rejected;
@@ -48,6 +51,15 @@ public sealed class ServerCounters
 
     /// <summary>Connections closed because they did not choose an export within the handshake limit.</summary>
     public long HandshakeTimeouts => Volatile.Read(ref _handshakeTimeouts);
+
+    /// <summary>Connections closed because they sent nothing, with nothing in flight, for the idle limit.</summary>
+    public long IdleTimeouts => Volatile.Read(ref _idleTimeouts);
+
+    /// <summary>Connections dropped because a WRITE payload or their replies stopped moving (or moved slower than the floor).</summary>
+    public long Stalls => Volatile.Read(ref _stalls);
+
+    /// <summary>Requests that waited for room in the server's budget (all connections together held it).</summary>
+    public long MemoryWaits => Volatile.Read(ref _memoryWaits);
 
     /// <summary>Requests refused before any I/O (range, flags, read-only, unknown command).</summary>
     public long RejectedRequests => Volatile.Read(ref _rejected);
@@ -82,6 +94,12 @@ public sealed class ServerCounters
     public void RecordConnectionRefused() => Interlocked.Increment(ref _connectionsRefused);
 
     public void RecordHandshakeTimeout() => Interlocked.Increment(ref _handshakeTimeouts);
+
+    public void RecordIdleTimeout() => Interlocked.Increment(ref _idleTimeouts);
+
+    public void RecordStall() => Interlocked.Increment(ref _stalls);
+
+    public void RecordMemoryWait() => Interlocked.Increment(ref _memoryWaits);
 
     /// <summary>
     /// Counts a request as it comes off the wire. A command outside the enum has no slot:

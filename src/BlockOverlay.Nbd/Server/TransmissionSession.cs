@@ -22,6 +22,11 @@ namespace BlockOverlay.Nbd.Server;
 /// its clients (<see cref="IPacedExport"/>) is asked to admit each data request before its
 /// payload is read, so its limits push back the same way.
 ///
+/// Time limits: a batch of replies the client does not take within the reply stall limit (plus
+/// its bytes at the minimum rate) drops the connection, so unread replies cannot hold the
+/// budgets for ever; with an idle limit, a connection that sends nothing while nothing of it is
+/// in flight is closed. <see cref="EndReason"/> says which, for the connection's closing line.
+///
 /// Ending: on DISC, end of stream, a protocol error or server shutdown the reader stops;
 /// requests already started always run to completion against the export (an
 /// acknowledged-or-not write is never abandoned half-way), their replies are sent if the
@@ -41,6 +46,9 @@ internal sealed class TransmissionSession
     private readonly InFlightBudget _budget;
     private readonly RequestBuffers _buffers;
     private readonly LogThrottle _logThrottle;
+    // When the reader began waiting for the next request header (Environment.TickCount64);
+    // long.MaxValue while it handles one. With the budget's idle time it makes the idle limit.
+    private long _awaitingSince = Environment.TickCount64;
     // Synchronous continuations: the writer, when idle, runs on the thread that queued the
     // reply instead of being woken on another one. That hand-off was the largest cost per
     // request (perf/RESULTS.md); measured side by side it gave about 15 % more IOPS.
@@ -49,7 +57,7 @@ internal sealed class TransmissionSession
         Channel.CreateUnbounded<(OutgoingReply, long)>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
 
     public TransmissionSession(MessageReader reader, PipeWriter writer, NegotiatedExport negotiated,
-        NbdServerOptions options, ILogger logger, LogThrottle logThrottle, ServerCounters counters, RequestBuffers buffers, InFlightBudget? clientBudget,
+        NbdServerOptions options, ILogger logger, LogThrottle logThrottle, ServerCounters counters, RequestBuffers buffers, InFlightBudget? sharedBudget,
         long connectionId)
     {
         _logThrottle = logThrottle;
@@ -62,29 +70,74 @@ internal sealed class TransmissionSession
         _options = options;
         _logger = logger;
         _counters = counters;
-        _budget = new InFlightBudget(options.MaxInFlightBytes, clientBudget);
+        _budget = new InFlightBudget(options.MaxInFlightBytes, sharedBudget);
         _buffers = buffers;
     }
+
+    /// <summary>Why the connection ended when a time limit ended it (idle, replies not taken); else null.</summary>
+    public string? EndReason { get; private set; }
 
     public async Task RunAsync(CancellationToken shutdown)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
-        var writing = WriteRepliesAsync(stop, shutdown);
+        // Cancelled when a flush overruns its deadline (or the server stops): the writer gives up.
+        // Declared before the registration that cancels it, so disposed after it.
+        using var flushDeadline = new CancellationTokenSource();
+        using var stopsFlush = shutdown.Register(flushDeadline.Cancel);
+        using var watching = new CancellationTokenSource();
+        var writing = WriteRepliesAsync(stop, flushDeadline, shutdown);
+        var watch = _options.IdleTimeout is { } idle ? WatchIdleAsync(idle, stop, watching.Token) : Task.CompletedTask;
         try
         {
             await ReadRequestsAsync(stop.Token);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
-            // Server shutdown, or the writer found the client gone.
+            // Server shutdown, the idle limit, or the writer found the client gone.
         }
         finally
         {
+            await watching.CancelAsync();
+            await watch;
             // Idle: every reply written (or dropped, if the client is gone or the server stops).
             await _budget.WhenIdleAsync();
             _replies.Writer.Complete();
             await writing;
             await DetachAsync();
+        }
+    }
+
+    /// <summary>
+    /// Ends the connection once it has sent nothing for <paramref name="limit"/> while nothing of
+    /// it was in flight: the reader waiting for a header and the budget idle, since the later of the two.
+    /// </summary>
+    private async Task WatchIdleAsync(TimeSpan limit, CancellationTokenSource stop, CancellationToken ended)
+    {
+        long limitMs = (long)limit.TotalMilliseconds;
+        long waitMs = limitMs;
+        while (true)
+        {
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(waitMs), ended);
+            }
+            catch (OperationCanceledException)
+            {
+                return; // the connection ended first
+            }
+
+            long idleMs = _budget.IdleSince() is { } since
+                ? Environment.TickCount64 - Math.Max(since, Volatile.Read(ref _awaitingSince))
+                : 0;
+            if (idleMs >= limitMs)
+            {
+                EndReason = $"closed: nothing sent for the idle limit of {limit.TotalSeconds:0.###} s";
+                _counters.RecordIdleTimeout();
+                await stop.CancelAsync();
+                return;
+            }
+
+            waitMs = Math.Max(limitMs - Math.Max(idleMs, 0), 1);
         }
     }
 
@@ -115,7 +168,9 @@ internal sealed class TransmissionSession
     {
         while (true)
         {
+            Volatile.Write(ref _awaitingSince, Environment.TickCount64);
             var (request, ended) = await _reader.ReadAsync<NbdRequest>(NbdParser.TryReadRequest, cancel);
+            Volatile.Write(ref _awaitingSince, long.MaxValue);
             if (ended)
             {
                 _logger.ConnectionEvent(_id, "client closed the connection without DISC");
@@ -157,7 +212,8 @@ internal sealed class TransmissionSession
             {
                 try
                 {
-                    payload = await _reader.ReadPayloadAsync((int)request.Length, _buffers, _counters, _options.PayloadStallTimeout, cancel);
+                    payload = await _reader.ReadPayloadAsync((int)request.Length, _buffers, _counters, _options.PayloadStallTimeout,
+                        _options.MinTransferRate, cancel);
                 }
                 catch
                 {
@@ -366,10 +422,11 @@ internal sealed class TransmissionSession
 
     /// <summary>
     /// Writes replies as they come, flushing the socket once per batch (or every 256 KiB), and
-    /// gives each reply's cost back once a flush has written it. A flush blocked by a client
-    /// that does not read gives up when the server shuts down.
+    /// gives each reply's cost back once a flush has written it. A flush the client does not
+    /// take within the reply stall limit plus its bytes at the minimum rate, or that blocks
+    /// while the server shuts down, gives up: the replies are dropped and the connection ends.
     /// </summary>
-    private async Task WriteRepliesAsync(CancellationTokenSource stop, CancellationToken shutdown)
+    private async Task WriteRepliesAsync(CancellationTokenSource stop, CancellationTokenSource flushDeadline, CancellationToken shutdown)
     {
         var replies = _replies.Reader;
         const int flushThreshold = 256 * 1024;
@@ -393,13 +450,13 @@ internal sealed class TransmissionSession
 
                     if (_writer.CanGetUnflushedBytes && _writer.UnflushedBytes >= flushThreshold)
                     {
-                        await _writer.FlushAsync(shutdown);
+                        await FlushAsync(flushDeadline);
                         (unflushedCost, var written) = (0, unflushedCost);
                         _budget.Return(written);
                     }
                 }
 
-                await _writer.FlushAsync(shutdown);
+                await FlushAsync(flushDeadline);
                 (unflushedCost, var flushed) = (0, unflushedCost);
                 _budget.Return(flushed);
             }
@@ -408,6 +465,14 @@ internal sealed class TransmissionSession
         {
             // The server stops and this client is not taking its replies: drop them.
             _logger.ConnectionEvent(_id, "server stopping; dropping replies the client is not reading");
+            await DropRepliesAsync(stop, unflushedCost);
+        }
+        catch (OperationCanceledException) when (flushDeadline.IsCancellationRequested)
+        {
+            // The client is not taking its replies (DESIGN.md, invariant 7): what they hold goes back.
+            EndReason = $"dropped: its replies were not taken within the reply stall limit of {_options.ReplyStallTimeout.TotalSeconds:0.###} s " +
+                        $"(plus their size at {_options.MinTransferRate} bytes/s)";
+            _counters.RecordStall();
             await DropRepliesAsync(stop, unflushedCost);
         }
 #pragma warning disable CA1031 // Either way the connection ends; a bug is logged as one first.
@@ -427,6 +492,15 @@ internal sealed class TransmissionSession
 
             await DropRepliesAsync(stop, unflushedCost);
         }
+    }
+
+    /// <summary>Flushes the pipe to the socket under its deadline (the stall limit plus its bytes at the minimum rate).</summary>
+    private async ValueTask FlushAsync(CancellationTokenSource deadline)
+    {
+        long bytes = _writer.CanGetUnflushedBytes ? _writer.UnflushedBytes : 0;
+        deadline.CancelAfter(_options.ReplyStallTimeout + TimeSpan.FromSeconds((double)bytes / _options.MinTransferRate));
+        await _writer.FlushAsync(deadline.Token);
+        deadline.TryReset();
     }
 
     /// <summary>Stops the reader and releases every reply still to come, giving back what each held.</summary>

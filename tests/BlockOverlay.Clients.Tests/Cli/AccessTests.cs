@@ -63,6 +63,65 @@ public class AccessTests
     }
 
     [Test]
+    public void Revoking_a_clients_access_closes_its_open_connections_to_that_instance_and_no_other()
+    {
+        uint uid = OwnUid;
+        using var ws = new StoreWorkspace();
+        ws.CreateStore("64M");
+        using var server = StoreServer.Start(ws);
+        Create(ws, "mine", "--allow", $"uid:{uid}");
+        Create(ws, "other", "--allow", $"uid:{uid}");
+        const string Reader = """
+            import time
+            h = connect(EXPORT)
+            h.pread(512, 0)
+            print("attached", flush=True)
+            try:
+                for i in range(400):
+                    h.pread(512, 0)
+                    time.sleep(0.05)
+                print("still open", flush=True)
+            except nbd.Error as e:
+                print("closed", flush=True)
+            """;
+        using var revoked = StoreNbdsh.Start(server, "EXPORT = 'mine'\n" + Reader);
+        using var kept = StoreNbdsh.Start(server, "EXPORT = 'other'\n" + Reader);
+        revoked.WaitForLine("attached", TimeSpan.FromSeconds(15));
+        kept.WaitForLine("attached", TimeSpan.FromSeconds(15));
+
+        // Still allowed (a rule added): nothing happens to the connection.
+        StoreWorkspace.CliOk("instance", "set", "mine", "--allow", $"uid:{uid}", "--allow", "gid:54321", "--store", ws.StorePath);
+        StoreWorkspace.CliOk("instance", "set", "mine", "--allow", $"uid:{uid + 4242}", "--store", ws.StorePath);
+        revoked.WaitForLine("closed", TimeSpan.FromSeconds(10));
+        Assert.That(server.Log, Does.Contain("instance 'mine': access rules changed; 1 open connection(s) they no longer allow are being closed"));
+        Assert.That(server.Log, Does.Contain("access rules of 'mine' changed and no longer allow"));
+        kept.WaitForLine("still open", TimeSpan.FromSeconds(40));
+    }
+
+    [Test]
+    public void The_socket_mode_is_the_operators_choice_and_a_world_open_socket_is_logged()
+    {
+        using var ws = new StoreWorkspace();
+        ws.CreateStore("64M");
+        using (var server = StoreServer.Start(ws, tcp: false, "--socket-mode", "0600"))
+        {
+            Assert.That(File.GetUnixFileMode(server.SocketPath), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite));
+            Assert.That(server.Log, Does.Not.Contain("every local user may connect"));
+        }
+
+        using (var open = StoreServer.Start(ws, tcp: false, "--socket-mode", "666"))
+        {
+            Assert.That(File.GetUnixFileMode(open.SocketPath), Is.EqualTo(
+                UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite));
+            Assert.That(open.Log, Does.Contain("is mode 0666: every local user may connect"));
+        }
+
+        var refused = StoreWorkspace.Cli("serve", "--store", ws.StorePath, "--listen", "unix:" + Path.Combine(ws.Path, "x.sock"), "--socket-mode", "0777");
+        Assert.That(refused.ExitCode, Is.EqualTo(1), refused.ToString);
+        Assert.That(refused.Stderr, Does.Contain("--socket-mode: 0777: a socket takes only read and write bits (at most 0666)"));
+    }
+
+    [Test]
     public void An_instance_allowed_to_a_certificate_subject_is_seen_over_tls_with_that_certificate_only()
     {
         using var pki = new TestPki();

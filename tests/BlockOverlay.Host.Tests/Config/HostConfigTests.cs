@@ -31,10 +31,12 @@ public class HostConfigTests
             {
               "store": "data/store",
               "listen": ["unix:nbd.sock", "unix:/run/bo.sock", "tcp:127.0.0.1:10810"],
+              "socketMode": "0600",
               "metrics": "tcp:127.0.0.1:9810",
               "exports": ["scratch=memory:64M", "iso=file:../images/a.iso:ro", "abs=file:/srv/b.raw"],
               "cache": { "globalDirtyLimit": "8G", "instanceDirtyLimit": "512M", "backgroundRatio": 0.5, "maxDirtyAgeSeconds": 2.5 },
-              "limits": { "handshakeSeconds": 2.5, "payloadStallSeconds": 4, "connections": 300, "connectionsPerClient": 20, "connectionMemory": "16M", "clientMemory": "64M" },
+              "limits": { "handshakeSeconds": 2.5, "payloadStallSeconds": 4, "replyStallSeconds": 6, "minTransferRate": "64K", "idleSeconds": 600,
+                          "connections": 300, "connectionsPerClient": 20, "connectionMemory": "16M", "clientMemory": "64M", "serverMemory": "512M" },
               "tls": { "mode": "require", "cert": "tls/server.pem", "key": "/etc/keys/server.key", "ca": "../ca.pem" },
               "log": { "level": "warning", "format": "json" }
             }
@@ -46,6 +48,7 @@ public class HostConfigTests
             Assert.That(config.Store, Is.EqualTo("/etc/bo/data/store"));
             Assert.That(config.Listen.Select(a => a.ToString()),
                 Is.EqualTo(new[] { "unix:/etc/bo/nbd.sock", "unix:/run/bo.sock", "tcp:127.0.0.1:10810" }));
+            Assert.That(config.SocketMode, Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite));
             Assert.That(config.Metrics, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 9810)));
             Assert.That(config.Exports.Select(e => e.ToString()),
                 Is.EqualTo(new[] { "scratch=memory:64M", "iso=file:/etc/images/a.iso:ro", "abs=file:/srv/b.raw" }));
@@ -60,10 +63,14 @@ public class HostConfigTests
             {
                 HandshakeTimeout = TimeSpan.FromSeconds(2.5),
                 PayloadStallTimeout = TimeSpan.FromSeconds(4),
+                ReplyStallTimeout = TimeSpan.FromSeconds(6),
+                MinTransferRate = 64 << 10,
+                IdleTimeout = TimeSpan.FromSeconds(600),
                 MaxConnections = 300,
                 MaxConnectionsPerClient = 20,
                 MaxInFlightBytes = 16L << 20,
                 MaxInFlightBytesPerClient = 64L << 20,
+                MaxInFlightBytesInAll = 512L << 20,
             }));
             Assert.That(config.Tls, Is.EqualTo(new TlsSettings(TlsChoice.Require, "/etc/bo/tls/server.pem", "/etc/keys/server.key", "/etc/ca.pem")));
             Assert.That(config.LogLevel, Is.EqualTo(LogLevel.Warning));
@@ -114,11 +121,11 @@ public class HostConfigTests
         Assert.That(address.EndPoint.ToString(), Is.EqualTo("/etc/bo/nbd.sock"));
     }
 
-    [TestCase("""{ "lsten": [] }""", "unknown key 'lsten' (the config takes store, listen, metrics, exports, cache, limits, tls, log, ioBackend)")]
+    [TestCase("""{ "lsten": [] }""", "unknown key 'lsten' (the config takes store, listen, socketMode, metrics, exports, cache, limits, tls, log, ioBackend)")]
     [TestCase("""{ "Store": "s" }""", "unknown key 'Store'")]
     [TestCase("""{ "cache": { "globalDirtyLimt": "1G" } }""", "unknown key 'cache.globalDirtyLimt' ('cache' takes globalDirtyLimit, instanceDirtyLimit, backgroundRatio, maxDirtyAgeSeconds)")]
     [TestCase("""{ "log": { "levle": "debug" } }""", "unknown key 'log.levle' ('log' takes level, format)")]
-    [TestCase("""{ "limits": { "connection": 5 } }""", "unknown key 'limits.connection' ('limits' takes handshakeSeconds, payloadStallSeconds, connections, connectionsPerClient, connectionMemory, clientMemory)")]
+    [TestCase("""{ "limits": { "connection": 5 } }""", "unknown key 'limits.connection' ('limits' takes handshakeSeconds, payloadStallSeconds, replyStallSeconds, minTransferRate, idleSeconds, connections, connectionsPerClient, connectionMemory, clientMemory, serverMemory)")]
     [TestCase("""{ "tls": { "certificate": "c.pem" } }""", "unknown key 'tls.certificate' ('tls' takes mode, cert, key, ca)")]
     public void An_unknown_key_is_named(string json, string message)
     {
@@ -182,6 +189,13 @@ public class HostConfigTests
     [TestCase("""{ "limits": { "connectionMemory": "512K" } }""", "limits.connectionMemory: expected at least 1 MiB")]
     [TestCase("""{ "limits": { "connectionMemory": "lots" } }""", "limits.connectionMemory: 'lots' is not a size")]
     [TestCase("""{ "limits": { "connectionMemory": "64M", "clientMemory": "32M" } }""", "limits: clientMemory (33554432 bytes) is below connectionMemory (67108864 bytes)")]
+    [TestCase("""{ "limits": { "clientMemory": "512M", "serverMemory": "256M" } }""", "limits: serverMemory (268435456 bytes) is below clientMemory (536870912 bytes)")]
+    [TestCase("""{ "limits": { "minTransferRate": "512" } }""", "limits.minTransferRate: expected at least 1K")]
+    [TestCase("""{ "limits": { "idleSeconds": -1 } }""", "limits.idleSeconds: expected a positive number of seconds")]
+    [TestCase("""{ "limits": { "replyStallSeconds": 0 } }""", "limits.replyStallSeconds: expected a positive number of seconds")]
+    [TestCase("""{ "socketMode": "0777" }""", "socketMode: 0777: a socket takes only read and write bits (at most 0666)")]
+    [TestCase("""{ "socketMode": "0066" }""", "socketMode: 0066: the owner needs read and write")]
+    [TestCase("""{ "socketMode": "rw-rw----" }""", "socketMode: 'rw-rw----' is not a mode in octal, like 0660")]
     public void Connection_limits_are_checked_with_their_key(string json, string message)
     {
         Assert.That(ProblemWith(json), Does.StartWith(message));
@@ -243,6 +257,7 @@ public class HostConfigTests
         {
             Assert.That(config.Store, Is.EqualTo("/var/lib/blockoverlay/store"));
             Assert.That(config.Listen.Select(a => a.ToString()), Is.EqualTo(new[] { "unix:/run/blockoverlay/nbd.sock", "tcp:127.0.0.1:10809" }));
+            Assert.That(config.SocketMode, Is.EqualTo(NbdServerOptions.DefaultUnixSocketMode), "the example's socket mode is said to be the default");
             Assert.That(config.Metrics, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 9810)));
             Assert.That(config.Exports, Is.Empty);
             Assert.That(config.Cache, Is.EqualTo(new CacheOptions()), "the example's cache values are said to be the defaults");

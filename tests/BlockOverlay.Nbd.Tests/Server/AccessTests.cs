@@ -123,6 +123,31 @@ public class AccessTests
     }
 
     [Test]
+    public async Task Connections_a_changed_rule_no_longer_allows_are_ended_and_the_others_keep_serving()
+    {
+        var tenant = (RestrictedExport)_catalog.Snapshot[0].Value;
+        tenant.Access = new ExportAccess([new PeerRule(PeerRuleKind.Uid, 1000), new PeerRule(PeerRuleKind.Uid, 2000)]);
+        var revoked = await ConnectAsAsync(Tenant);
+        var kept = await ConnectAsAsync(Stranger);
+        var elsewhere = await ConnectAsAsync(Tenant);
+        await revoked.AttachAsync("tenant");
+        await kept.AttachAsync("tenant");
+        await elsewhere.AttachAsync("open");
+
+        tenant.Access = new ExportAccess([new PeerRule(PeerRuleKind.Uid, 2000)]);
+        Assert.That(_catalog.Rejudge("tenant"), Is.EqualTo(1), "one connection no longer allowed");
+        Assert.That(await revoked.IsClosedByServerAsync(), Is.True);
+        foreach (var (client, cookie) in new[] { (kept, 1UL), (elsewhere, 2UL) })
+        {
+            await client.SendAsync(Request(0, 0, cookie, 0, 1));
+            Assert.That(await client.ReadSimpleReplyAsync(), Is.EqualTo((0u, cookie)), "still allowed, or on another export: served");
+        }
+
+        Assert.That(_catalog.Rejudge("tenant"), Is.Zero, "judged again: nothing more to end");
+        Assert.That(_catalog.ConnectionsTo("tenant"), Is.EqualTo(1));
+    }
+
+    [Test]
     public async Task The_kernel_names_a_unix_socket_peer_by_its_uid_and_groups_and_a_tcp_peer_not_at_all()
     {
         var (uid, gids) = OwnCredentials();

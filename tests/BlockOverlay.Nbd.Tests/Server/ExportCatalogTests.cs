@@ -14,7 +14,7 @@ public sealed class ExportCatalogTests
         var catalog = new ExportCatalog();
         var export = new MemoryExport(1 << 20);
         catalog.Add("disk", export);
-        var attachment = catalog.Attach("disk", export);
+        var attachment = catalog.Attach("disk", export, PeerIdentity.Anonymous);
         Assert.That(attachment, Is.Not.Null);
 
         var refused = Assert.Throws<ExportInUseException>(() => catalog.Remove("disk", disconnect: false));
@@ -25,7 +25,7 @@ public sealed class ExportCatalogTests
         attachment.Dispose();
         var removed = catalog.Remove("disk", disconnect: false);
         Assert.That(removed?.Detached.IsCompleted, Is.True, "no connection left to wait for");
-        Assert.That(catalog.Attach("disk", export), Is.Null, "a connection that negotiated before the removal is refused, not cut later");
+        Assert.That(catalog.Attach("disk", export, PeerIdentity.Anonymous), Is.Null, "a connection that negotiated before the removal is refused, not cut later");
     }
 
     [Test]
@@ -34,7 +34,7 @@ public sealed class ExportCatalogTests
         var catalog = new ExportCatalog();
         var export = new MemoryExport(1 << 20);
         catalog.Add("disk", export);
-        var attachment = catalog.Attach("disk", export)!;
+        var attachment = catalog.Attach("disk", export, PeerIdentity.Anonymous)!;
 
         var removed = catalog.Remove("disk", disconnect: true);
         Assert.That(attachment.Ending.IsCancellationRequested, Is.True);

@@ -7,6 +7,10 @@ namespace BlockOverlay.Nbd.Tests.Server;
 internal sealed class GatedExport(long size, long gatedOffset) : MemoryExportDouble(size, "gated")
 {
     private readonly TaskCompletionSource _gate = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _held;
+
+    /// <summary>Reads that reached the gate so far (waiting, or let through once it opened).</summary>
+    public int Held => Volatile.Read(ref _held);
 
     public void Open() => _gate.TrySetResult();
 
@@ -14,6 +18,7 @@ internal sealed class GatedExport(long size, long gatedOffset) : MemoryExportDou
     {
         if (offset == gatedOffset)
         {
+            Interlocked.Increment(ref _held);
             await _gate.Task;
         }
 

@@ -28,7 +28,7 @@ public class ResourceLimitTests
 
         // Replies count against the budget until written to the socket (whose buffers hold
         // well under 1 MiB on a unix socket), so the server stops reading requests.
-        long taken = await SettledAsync(() => server.Counters.RequestsOf(NbdCommand.Read));
+        long taken = await Waits.SettledAsync(() => server.Counters.RequestsOf(NbdCommand.Read));
         Assert.That(taken, Is.LessThanOrEqualTo(8), "READs the server took on while none of their replies was read");
 
         for (int i = 0; i < requests; i++)
@@ -61,7 +61,7 @@ public class ResourceLimitTests
 
             // Each connection alone could take on 4 (its budget) plus what its socket holds: 16
             // or more together. The client's budget (8 MiB) holds them to about half of that.
-            long taken = await SettledAsync(() => server.Counters.RequestsOf(NbdCommand.Read));
+            long taken = await Waits.SettledAsync(() => server.Counters.RequestsOf(NbdCommand.Read));
             Assert.That(taken, Is.LessThanOrEqualTo(12), "READs the client's four connections took on while no reply was read");
 
             // Read on all connections at once, as a multi-connection client does: the
@@ -97,43 +97,10 @@ public class ResourceLimitTests
         var sending = client.SendAsync([.. Enumerable.Range(0, requests).Select(i => Request(0, Unknown, (ulong)i, 0, 0))]);
 
         // Bounded by the budget plus the socket buffers' worth of 16-byte replies (~30,000).
-        long refused = await SettledAsync(() => server.Counters.RejectedRequests);
+        long refused = await Waits.SettledAsync(() => server.Counters.RejectedRequests);
         Assert.That(refused, Is.LessThan(requests / 4), "refusals the server took on while none of their replies was read");
         client.Dispose();
         await ObserveEndAsync(sending); // blocked while the server stopped reading; fails now the socket is closed
-    }
-
-    /// <summary>The value once it stops changing (unchanged for half a second; at most 15 s).</summary>
-    private static async Task<long> SettledAsync(Func<long> read)
-    {
-        long last = read();
-        for (var deadline = DateTime.UtcNow.AddSeconds(15); DateTime.UtcNow < deadline;)
-        {
-            await Task.Delay(500);
-            long now = read();
-            if (now == last)
-            {
-                return now;
-            }
-
-            last = now;
-        }
-
-        return last;
-    }
-
-    /// <summary>Whether the condition holds within 10 s.</summary>
-    private static async Task<bool> EventuallyAsync(Func<bool> condition)
-    {
-        for (var deadline = DateTime.UtcNow.AddSeconds(10); !condition(); await Task.Delay(50))
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                return false;
-            }
-        }
-
-        return true;
     }
 
     private static async Task ObserveEndAsync(Task sending)
@@ -161,7 +128,7 @@ public class ResourceLimitTests
         Assert.That(await silent.IsClosedByServerAsync(), Is.True, "a client that sent nothing");
         Assert.That(await slow.IsClosedByServerAsync(), Is.True, "a client that sent no option");
         Assert.That(server.Counters.HandshakeTimeouts, Is.EqualTo(2));
-        Assert.That(await EventuallyAsync(() => server.Log.Any(l => l.Contains("handshake limit"))), Is.True, "the closes are logged");
+        Assert.That(await Waits.EventuallyAsync(() => server.Log.Any(l => l.Contains("handshake limit"))), Is.True, "the closes are logged");
 
         // A client that does finish in time is not affected.
         using var prompt = await server.ConnectRawAsync();
@@ -189,7 +156,7 @@ public class ResourceLimitTests
         }
 
         // The connection ends and says what it left out.
-        Assert.That(await EventuallyAsync(() => server.Counters.ConnectionsOpen == 0), Is.True, "the connection ended");
+        Assert.That(await Waits.EventuallyAsync(() => server.Counters.ConnectionsOpen == 0), Is.True, "the connection ended");
         var rejections = server.Log.Where(l => l.Contains("rejected") && l.Contains("unknown command")).ToList();
         Assert.Multiple(() =>
         {
@@ -216,7 +183,7 @@ public class ResourceLimitTests
 
         Assert.That(server.Counters.ConnectionsRefused, Is.EqualTo(1));
         first.Dispose();
-        Assert.That(await EventuallyAsync(() => server.Counters.ConnectionsOpen == 1), Is.True);
+        Assert.That(await Waits.EventuallyAsync(() => server.Counters.ConnectionsOpen == 1), Is.True);
         using var fourth = await server.ConnectRawAsync();
         Assert.That(await fourth.AttachAsync("disk"), Is.Not.Zero, "room again once a connection closed");
     }
@@ -235,7 +202,7 @@ public class ResourceLimitTests
 
         Assert.That(await third.IsClosedByServerAsync(), Is.True, "the client's third connection");
         Assert.That(server.Counters.ConnectionsRefused, Is.EqualTo(1));
-        Assert.That(await EventuallyAsync(() => server.Log.Any(l => l.Contains("refused") && l.Contains("uid"))), Is.True,
+        Assert.That(await Waits.EventuallyAsync(() => server.Log.Any(l => l.Contains("refused") && l.Contains("uid"))), Is.True,
             "the refusal names the client");
     }
 
@@ -263,7 +230,8 @@ public class ResourceLimitTests
     [Test]
     public async Task A_write_whose_payload_stops_coming_holds_what_arrived_and_is_dropped_after_the_stall_limit()
     {
-        var options = new NbdServerOptions { PayloadStallTimeout = TimeSpan.FromMilliseconds(500) };
+        // The floor is low enough for the steady payload below (8 bytes within 0.5 s + 8 / 4 s).
+        var options = new NbdServerOptions { PayloadStallTimeout = TimeSpan.FromMilliseconds(500), MinTransferRate = 4 };
         await using var server = new TestServer(options, ("disk", new MemoryExport(64 * MiB)));
         using var stalled = await server.ConnectRawAsync();
         using var steady = await server.ConnectRawAsync();
@@ -272,12 +240,13 @@ public class ResourceLimitTests
 
         // A 32 MiB WRITE with only 100 KB of its payload, then silence.
         await stalled.SendAsync(Request(0, Write, 1, 0, 32 * MiB), new byte[100_000]);
-        Assert.That(await EventuallyAsync(() => server.Counters.RequestBufferBytes > 0), Is.True, "the payload is being received");
+        Assert.That(await Waits.EventuallyAsync(() => server.Counters.RequestBufferBytes > 0), Is.True, "the payload is being received");
         Assert.That(server.Counters.RequestBufferBytes, Is.LessThan(2 * MiB), "memory held for a payload follows what arrived, not what was claimed");
 
         Assert.That(await stalled.IsClosedByServerAsync(), Is.True, "dropped once no byte came for the stall limit");
-        Assert.That(await EventuallyAsync(() => server.Counters.RequestBufferBytes == 0), Is.True, "and its memory given back");
+        Assert.That(await Waits.EventuallyAsync(() => server.Counters.RequestBufferBytes == 0), Is.True, "and its memory given back");
         Assert.That(server.Log, Has.Some.Contains("stalled"));
+        Assert.That(server.Counters.Stalls, Is.EqualTo(1), "counted");
 
         // A slow but steady payload (a byte more every 100 ms) is not a stalled one.
         var sending = SendSlowlyAsync(steady, Request(0, Write, 2, 0, 8), [1, 2, 3, 4, 5, 6, 7, 8], TimeSpan.FromMilliseconds(100));

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Net;
 using System.Net.Sockets;
 using BlockOverlay.Exports;
 using BlockOverlay.Nbd.Listeners;
@@ -40,6 +41,18 @@ internal sealed class TestServer : IAsyncDisposable
     public ConcurrentQueue<string> Log { get; } = new();
 
     public string Uri(string export) => $"nbd+unix:///{export}?socket={SocketPath}";
+
+    /// <summary>Listens on TCP too (127.0.0.1, a free port), where each client address is a client of its own.</summary>
+    public int ListenTcp() => ((IPEndPoint)_server.Listen(ListenAddress.Parse("tcp:127.0.0.1:0"))).Port;
+
+    /// <summary>A TCP client from <paramref name="from"/> (any of 127.0.0.0/8, all on the loopback device) to <see cref="ListenTcp"/>'s port.</summary>
+    public static async Task<RawNbdClient> ConnectTcpAsync(int port, IPAddress from)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(from, 0));
+        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+        return new RawNbdClient(socket);
+    }
 
     public async Task<RawNbdClient> ConnectRawAsync()
     {
