@@ -27,7 +27,8 @@ namespace BlockOverlay.Engine.Exports;
 /// <para>
 /// <b>Durability.</b> Writes land in the page cache. Flush is fdatasync on the shared
 /// descriptor, which covers every connection's completed writes (hence MultiConn). FUA is
-/// the write followed by fdatasync.
+/// the write followed by fdatasync. A read-only export's flush returns at once: nothing was
+/// written through it (an fdatasync there waited seconds on a busy disk for nothing).
 /// </para>
 /// <para>
 /// <b>Trim and zero.</b> Trim punches a hole (fallocate PUNCH_HOLE|KEEP_SIZE); where the
@@ -151,6 +152,11 @@ public sealed class FileExport : IExport
 
     public async ValueTask FlushAsync()
     {
+        if (_readOnly)
+        {
+            return; // nothing was written through it, so nothing waits to be made durable
+        }
+
         int errno = await Task.Run(() => LibcFile.DataSync(_handle));
         if (errno != 0)
         {
