@@ -52,6 +52,28 @@ public class AccessRuleTests
             Throws.InstanceOf<StoreFormatException>().With.Message.Contains("QoS settings of 1 bytes"), "what follows the rules can only be QoS settings");
     }
 
+    /// <summary>
+    /// More rules than an instance may hold, read from the store, are a format error there: the
+    /// decoder threw InstanceException (the limit's error for the CLI), which recovery and the
+    /// checker do not expect from bytes.
+    /// </summary>
+    [Test]
+    public void More_rules_than_an_instance_holds_are_refused_as_a_format_error()
+    {
+        const int Count = InstanceAccess.MaxRules + 1;
+        var bytes = new byte[2 + (Count * 7)];
+        new U16Field(0).Write(bytes, Count);
+        for (int i = 0; i < Count; i++)
+        {
+            new U8Field(2 + (i * 7)).Write(bytes, (byte)AccessKind.Uid);
+            new U16Field(3 + (i * 7)).Write(bytes, 4);
+            new U32Field(5 + (i * 7)).Write(bytes, (uint)i);
+        }
+
+        Assert.That(() => AccessFormat.Decode(bytes, "here"),
+            Throws.InstanceOf<StoreFormatException>().With.Message.Contains($"{Count} access rules"));
+    }
+
     [TestCase("uid:1000", AccessKind.Uid, 1000u, "")]
     [TestCase("gid:0", AccessKind.Gid, 0u, "")]
     [TestCase("cert:CN=tenant-a,O=Example", AccessKind.CertificateSubject, 0u, "CN=tenant-a,O=Example")]

@@ -56,6 +56,11 @@ internal static class AccessFormat
     public static InstanceAccess DecodeStart(ReadOnlySpan<byte> bytes, string where, out int end)
     {
         int count = new U16Field(0).Read(bytes);
+        if (count > InstanceAccess.MaxRules)
+        {
+            throw new StoreFormatException($"{where}: {count} access rules; an instance holds at most {InstanceAccess.MaxRules}");
+        }
+
         var rules = new List<AccessRule>(count);
         int at = CountBytes;
         for (int i = 0; i < count; i++)

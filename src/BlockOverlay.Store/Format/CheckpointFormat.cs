@@ -44,12 +44,18 @@ public static class CheckpointFormat
         }
 
         ulong sequence = CheckpointLayout.ReplaySequence.Read(bytes);
-        int count = (int)CheckpointLayout.InstanceCount.Read(bytes);
+        uint count = CheckpointLayout.InstanceCount.Read(bytes);
         var rest = bytes[HeaderBytes..];
-        var instances = new List<CheckpointInstance>(count);
+        // Checked before it sizes anything: each instance takes at least its two counts.
+        if (count > rest.Length / (DefinitionLengthBytes + ExtentCountBytes))
+        {
+            throw new StoreFormatException($"{where}: checkpoint claims {count} instances in {rest.Length} bytes");
+        }
+
+        var instances = new List<CheckpointInstance>((int)count);
         try
         {
-            for (int i = 0; i < count; i++)
+            for (uint i = 0; i < count; i++)
             {
                 int length = BinaryPrimitives.ReadUInt16LittleEndian(rest);
                 var definition = DefinitionFormat.Decode(rest.Slice(DefinitionLengthBytes, length), where);

@@ -8,10 +8,14 @@ namespace BlockOverlay.Store.Format;
 // drawn in docs/FORMAT.md, and LayoutTests pin every offset and size. All little-endian.
 
 /// <summary>A one-byte field at <see cref="Offset"/> bytes.</summary>
+/// <remarks>
+/// Past the end of the bytes it throws ArgumentOutOfRangeException, as the wider fields do (their
+/// slice does): the decoders turn that one exception into "too short" (StoreFormatException).
+/// </remarks>
 public readonly record struct U8Field(int Offset)
 {
     public int End => Offset + 1;
-    public byte Read(ReadOnlySpan<byte> header) => header[Offset];
+    public byte Read(ReadOnlySpan<byte> header) => header.Slice(Offset, 1)[0];
     public void Write(Span<byte> header, byte value) => header[Offset] = value;
 }
 

@@ -215,6 +215,12 @@ public static class JournalFormat
     /// </summary>
     public static List<JournalCommit> DecodeCommits(ReadOnlySpan<byte> batch, BatchHeader header, string where)
     {
+        // Counts are checked before they size anything: each commit takes at least its header.
+        if ((uint)header.CommitCount > header.PayloadBytes / CommitHeaderBytes)
+        {
+            throw new StoreFormatException($"{where}: {(uint)header.CommitCount} commits cannot fit in {header.PayloadBytes} bytes");
+        }
+
         var commits = new List<JournalCommit>(header.CommitCount);
         var rest = batch.Slice(BatchHeaderBytes, header.PayloadBytes);
         for (int i = 0; i < header.CommitCount; i++)
@@ -333,6 +339,12 @@ public static class JournalFormat
 
     private static List<JournalRecord> DecodeRecords(ReadOnlySpan<byte> bytes, int count, string where)
     {
+        // Each record takes at least its header.
+        if ((uint)count > bytes.Length / RecordHeaderBytes)
+        {
+            throw new StoreFormatException($"{where}: {(uint)count} records cannot fit in {bytes.Length} bytes");
+        }
+
         var records = new List<JournalRecord>(count);
         for (int i = 0; i < count; i++)
         {

@@ -65,6 +65,40 @@ public class JournalFormatTests
         int commit = JournalFormat.BatchHeaderBytes;
         int body = commit + JournalFormat.CommitHeaderBytes + JournalFormat.RecordHeaderBytes;
         batch[body] ^= 0x01;
+        ResealFirstCommit(batch, header);
+
+        Assert.That(JournalFormat.IsIntact(batch, header), Is.True);
+        Assert.That(() => JournalFormat.DecodeCommits(batch, header, "batch 9"),
+            Throws.TypeOf<StoreFormatException>().With.Message.Contains("record 0 fails its checksum"));
+    }
+
+    /// <summary>
+    /// Found by coverage-guided fuzzing (store-access, then the journal): a record whose body is
+    /// too short for its type, with every checksum right, threw IndexOutOfRangeException where the
+    /// type's first field is one byte (a flush mode, an access rule's kind), which recovery and
+    /// the checker do not expect; it is corruption like any other short body.
+    /// </summary>
+    [TestCase((byte)16)] // CreateInstance
+    [TestCase((byte)18)] // SetFlushMode: its one byte
+    [TestCase((byte)20)] // SetAccess
+    [TestCase((byte)21)] // SetQos
+    public void A_record_with_a_body_too_short_for_its_type_is_corruption(byte type)
+    {
+        // Commit 5 holds one DeleteInstance record, whose body is empty: give it another type.
+        var (batch, header) = Encode();
+        int commit = JournalFormat.BatchHeaderBytes + JournalFormat.EncodedSize(Commits[0]) + JournalFormat.EncodedSize(Commits[1]);
+        batch[commit + JournalFormat.CommitHeaderBytes + RecordLayout.Type.Offset] = type;
+        ResealCommit(batch, header, commit);
+
+        Assert.That(JournalFormat.IsIntact(batch, header), Is.True);
+        Assert.That(() => JournalFormat.DecodeCommits(batch, header, "batch 9"), Throws.TypeOf<StoreFormatException>());
+    }
+
+    private static void ResealFirstCommit(byte[] batch, BatchHeader header) => ResealCommit(batch, header, JournalFormat.BatchHeaderBytes);
+
+    /// <summary>Makes the checksums of the commit at <paramref name="commit"/> and of the batch match what they hold now.</summary>
+    private static void ResealCommit(byte[] batch, BatchHeader header, int commit)
+    {
         int recordsLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(batch.AsSpan(commit + CommitLayout.RecordsBytes.Offset));
         BinaryPrimitives.WriteUInt64LittleEndian(batch.AsSpan(commit + CommitLayout.Checksum.Offset),
             K4os.Hash.xxHash.XXH64.DigestOf(batch.AsSpan(commit + JournalFormat.CommitHeaderBytes, recordsLength)));
@@ -73,10 +107,6 @@ public class JournalFormatTests
         K4os.Hash.xxHash.XXH64.Update(ref state, batch.AsSpan(0, BatchLayout.Checksum.Offset));
         K4os.Hash.xxHash.XXH64.Update(ref state, batch.AsSpan(JournalFormat.BatchHeaderBytes, header.PayloadBytes));
         BinaryPrimitives.WriteUInt64LittleEndian(batch.AsSpan(BatchLayout.Checksum.Offset), K4os.Hash.xxHash.XXH64.Digest(state));
-
-        Assert.That(JournalFormat.IsIntact(batch, header), Is.True);
-        Assert.That(() => JournalFormat.DecodeCommits(batch, header, "batch 9"),
-            Throws.TypeOf<StoreFormatException>().With.Message.Contains("record 0 fails its checksum"));
     }
 
     [Test]
@@ -106,5 +136,35 @@ public class JournalFormatTests
 
         List<CheckpointExtent> extents = [new(0, 10, false, 500), new(20, 5, true, 0)];
         Assert.That(CheckpointParts.DecodeSegment(CheckpointParts.EncodeSegment(extents), "segment"), Is.EqualTo(extents));
+    }
+
+    /// <summary>
+    /// Found by coverage-guided fuzzing (store-checkpoint): a count read from the bytes sized a
+    /// list before anything checked it, so a sealed checkpoint or batch whose count has its top
+    /// bit set threw ArgumentOutOfRangeException out of the decoder, and a merely huge count
+    /// asked for gigabytes before failing. A count the bytes cannot hold is corruption.
+    /// </summary>
+    [Test]
+    public void A_count_larger_than_its_bytes_can_hold_is_corruption()
+    {
+        const uint count = 0x8000_0002;
+        // A whole checkpoint (the form stores before incremental checkpoints open from), no payload.
+        var checkpoint = new byte[CheckpointFormat.HeaderBytes];
+        "BOVCKPT1"u8.CopyTo(checkpoint);
+        CheckpointLayout.InstanceCount.Write(checkpoint, count);
+        var state = new K4os.Hash.xxHash.XXH64.State();
+        K4os.Hash.xxHash.XXH64.Reset(ref state);
+        K4os.Hash.xxHash.XXH64.Update(ref state, checkpoint.AsSpan(0, CheckpointLayout.Checksum.Offset));
+        K4os.Hash.xxHash.XXH64.Update(ref state, checkpoint.AsSpan(CheckpointFormat.HeaderBytes));
+        CheckpointLayout.Checksum.Write(checkpoint, K4os.Hash.xxHash.XXH64.Digest(state));
+        Assert.That(() => CheckpointFormat.Decode(checkpoint, "checkpoint"), Throws.TypeOf<StoreFormatException>(), "instances");
+
+        var (batch, header) = Encode();
+        Assert.That(() => JournalFormat.DecodeCommits(batch, header with { CommitCount = unchecked((int)count) }, "batch 9"),
+            Throws.TypeOf<StoreFormatException>(), "commits");
+
+        CommitLayout.RecordCount.Write(batch.AsSpan(JournalFormat.BatchHeaderBytes), count);
+        ResealFirstCommit(batch, header);
+        Assert.That(() => JournalFormat.DecodeCommits(batch, header, "batch 9"), Throws.TypeOf<StoreFormatException>(), "records");
     }
 }
