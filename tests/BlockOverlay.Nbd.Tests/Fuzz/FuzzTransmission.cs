@@ -7,8 +7,9 @@ namespace BlockOverlay.Nbd.Tests.Fuzz;
 /// Generates and runs one connection's transmission phase: valid requests checked against
 /// the export's model, requests with exactly one fault each (unknown command, reserved flag,
 /// zero or lying length, out of range, FLUSH with an offset, BLOCK_STATUS without a context)
-/// checked against the error the specification asks for, and an end: DISC, a bad magic,
-/// a truncated header, a write whose payload never comes, or an abrupt close mid-request.
+/// checked against the error the specification asks for, batches of requests sent together
+/// before any reply is read (pipelined), and an end: DISC, a bad magic, a truncated header, a
+/// write whose payload never comes, or an abrupt close mid-request.
 /// </summary>
 internal sealed class FuzzTransmission(Random random, FuzzWire wire, Negotiated negotiated, ExportModel model, FuzzTally tally)
 {
@@ -33,7 +34,11 @@ internal sealed class FuzzTransmission(Random random, FuzzWire wire, Negotiated 
         for (int i = 0; i < steps; i++)
         {
             tally.Inputs++;
-            if (random.Next(4) == 0)
+            if (random.Next(6) == 0)
+            {
+                await PipelinedAsync();
+            }
+            else if (random.Next(4) == 0)
             {
                 await FaultyAsync();
             }
@@ -156,6 +161,75 @@ internal sealed class FuzzTransmission(Random random, FuzzWire wire, Negotiated 
                 }
 
                 break;
+        }
+    }
+
+    /// <summary>
+    /// 2 to 16 requests in one send, before any reply is read: writes, reads and faulty ones, each
+    /// on its own slice of the export (the server runs them concurrently, so two on one range have
+    /// no order). Replies may come in any order; each is matched by its cookie and checked.
+    /// </summary>
+    private async Task PipelinedAsync()
+    {
+        int count = random.Next(2, 17);
+        int slot = model.Size / count;
+        var pending = new Dictionary<ulong, PendingReply>();
+        var checks = new List<(ulong Cookie, string What, uint[] Allowed, ulong Offset, byte[]? Written)>();
+        var batch = new List<byte>();
+        for (int i = 0; i < count; i++)
+        {
+            int length = random.Next(1, Math.Min(MaxIo, slot) + 1);
+            ulong offset = (ulong)(i * slot + random.Next(0, slot - length + 1));
+            ulong cookie = Cookie();
+            while (pending.ContainsKey(cookie))
+            {
+                cookie = Cookie();
+            }
+
+            switch (random.Next(4))
+            {
+                case 0:
+                    var data = RandomBytes(length);
+                    batch.AddRange(Concat(Request(0, Write, cookie, offset, (uint)length), data));
+                    pending[cookie] = new PendingReply(0, offset);
+                    checks.Add((cookie, $"pipelined WRITE at {offset}+{length}", [ReadOnly ? EPERM : 0], offset, data));
+                    break;
+                case 1:
+                    batch.AddRange(Request(0, Read, cookie, offset, (uint)length));
+                    pending[cookie] = new PendingReply((uint)length, offset);
+                    checks.Add((cookie, $"pipelined READ at {offset}+{length}", [0], offset, null));
+                    break;
+                case 2:
+                    ushort command = (ushort)random.Next(8, 1 << 16);
+                    batch.AddRange(Request(0, command, cookie, offset, (uint)length));
+                    pending[cookie] = new PendingReply(0, offset);
+                    checks.Add((cookie, $"pipelined unknown command {command}", [EINVAL], offset, null));
+                    break;
+                default:
+                    ushort reserved = (ushort)(1 << random.Next(5, 16));
+                    batch.AddRange(Request(reserved, Read, cookie, offset, (uint)length));
+                    pending[cookie] = new PendingReply(0, offset);
+                    checks.Add((cookie, $"pipelined READ with reserved flag 0x{reserved:x}", [EINVAL], offset, null));
+                    break;
+            }
+        }
+
+        tally.Inputs += count;
+        await wire.SendAsync([.. batch]);
+        await FuzzReplies.ReadPipelinedAsync(wire, negotiated.Structured, pending);
+        foreach (var (cookie, what, allowed, offset, written) in checks)
+        {
+            var reply = pending[cookie];
+            ExpectOneOf(reply.Error, what, allowed);
+            if (reply.Data is { } read && model.FirstMismatch(offset, read) is var mismatch and >= 0)
+            {
+                throw new WrongReplyException($"{what}: byte {mismatch} is not what the server acknowledged writing");
+            }
+
+            if (written is not null && reply.Error == 0)
+            {
+                model.Write(offset, written);
+            }
         }
     }
 
