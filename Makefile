@@ -8,7 +8,7 @@ DOTNET_FLAGS := -c $(CONFIG) --nologo -v quiet -clp:ErrorsOnly
 export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 
-.PHONY: all deps build test check torture soak run bench fuzz clean
+.PHONY: all deps build test check torture soak run bench fuzz fuzz-coverage clean
 
 all: build
 
@@ -94,6 +94,16 @@ fuzz:
 		dotnet test tests/BlockOverlay.Nbd.Tests -c $(CONFIG) --no-build --nologo -v quiet \
 		--filter 'FullyQualifiedName~BlockOverlay.Nbd.Tests.Fuzz.' --logger 'console;verbosity=minimal'; \
 	status=$$?; cat "$$report"; exit $$status
+
+## fuzz-coverage: coverage-guided fuzzing (afl-fuzz + SharpFuzz) of the parsers, TARGET=NAME|all, DURATION s each; not in make test
+# The targets are the folders of tests/BlockOverlay.Fuzz.Tests/Corpus/ (NBD handshake and
+# requests, the store's format decoders). It prints inputs run, paths, crashes and hangs per
+# target, and the command that replays each finding. make test replays the committed corpus.
+TARGET ?= all
+COVERAGE_DURATION = $(if $(filter command line environment,$(origin DURATION)),$(DURATION),180)
+fuzz-coverage: deps
+	dotnet build tests/BlockOverlay.Fuzz.Tests $(DOTNET_FLAGS)
+	@bash tests/BlockOverlay.Fuzz.Tests/run-afl $(CONFIG) "$(TARGET)" $(COVERAGE_DURATION)
 
 clean:
 	rm -rf bin var perf/out
