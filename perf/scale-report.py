@@ -37,9 +37,10 @@ def mib(kib):
 
 
 lines = [f"### perf/scale.sh: {' and '.join(f'{c:,}' for c in r['counts'])} instances of one base", ""]
-builds = os.environ.get("BUILDS", "main=bin/blockoverlay")
-lines += [f"Command: `BUILDS=\"{builds}\" perf/scale.sh` (make bench; COUNTS={','.join(map(str, r['counts']))}, "
-          f"CLI_SAMPLE={r['cli_sample']}, ROUNDS={r['rounds']}), run {datetime.date.today()} on {os.uname().release}, "
+settings = " ".join(f"{k}=\"{os.environ[k]}\"" if " " in os.environ[k] else f"{k}={os.environ[k]}"
+                    for k in ("BUILDS", "COUNTS", "CLI_SAMPLE", "ROUNDS", "CLIENTS", "QEMU_SAMPLE", "BUDGET") if k in os.environ)
+lines += [f"Command: `{settings + ' ' if settings else ''}perf/scale.sh` (make bench runs it with the defaults: COUNTS=1000,10000, "
+          f"CLI_SAMPLE=100, ROUNDS=3, CLIENTS=200, QEMU_SAMPLE=100, BUDGET=900), run {datetime.date.today()} on {os.uname().release}, "
           f"2 cores shared with other work: load average {load_before} before, {load_after} after; {seconds} s in all.",
           "Builds: " + "; ".join(f"`{v}`" for v in versions) + f". Peer: {qemu_version}.",
           "One store per build, one 64 MiB ext4 base (`rootfs`), every instance over it; one `serve` per build on a unix socket.", ""]
