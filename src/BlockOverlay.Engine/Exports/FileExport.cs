@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using BlockOverlay.Exports;
+using BlockOverlay.Io;
 using BlockOverlay.Io.Interop;
 using Microsoft.Win32.SafeHandles;
 
@@ -122,6 +123,9 @@ public sealed class FileExport : IExport
             throw;
         }
     }
+
+    /// <summary>Which file is open, and which version of it (<see cref="FileStamp"/>).</summary>
+    public FileStamp Stamp() => FileStamp.Of(_handle);
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer)

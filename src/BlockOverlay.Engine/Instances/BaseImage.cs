@@ -1,5 +1,6 @@
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Exports;
+using BlockOverlay.Io;
 using BlockOverlay.Io.Rbd;
 using BlockOverlay.Store.Format;
 using K4os.Hash.xxHash;
@@ -34,6 +35,7 @@ public sealed class BaseImage : IAsyncDisposable
     {
         Path = path;
         _file = file;
+        Stamp = file.Stamp();
     }
 
     private BaseImage(RbdSnapshot snapshot)
@@ -46,6 +48,9 @@ public sealed class BaseImage : IAsyncDisposable
     public string Path { get; }
 
     public long Size => _snapshot?.Size ?? _file!.Size;
+
+    /// <summary>A file's stamp when it was opened (device, inode, size, change time); null for a snapshot.</summary>
+    public FileStamp? Stamp { get; }
 
     /// <summary>
     /// Opens a base image read-only, checking it is the one an instance was made on. An

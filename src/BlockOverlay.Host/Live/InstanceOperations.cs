@@ -71,12 +71,8 @@ internal static class InstanceOperations
         var access = ParseAccess(request.Allow);
         var qos = ParseQos(InstanceQos.Default, request.IopsLimit, request.BpsLimit, request.Weight);
         long? size = request.Size is null ? null : ByteSize.Parse(request.Size).Bytes;
-        BaseIdentity? identity = null;
-        if (request.Base is not null)
-        {
-            await using var image = BaseImage.Open(request.Base, StoreDevices.Ceph);
-            identity = await image.IdentifyAsync();
-        }
+        // Live, a base the server holds open for other instances is not read again (BaseImages says when it is).
+        var identity = request.Base is null ? null : await (live?.Bases ?? new BaseImages(StoreDevices.Ceph)).IdentifyAsync(request.Base);
 
         long bytes = size ?? RoundUp(identity!.Size);
         if (bytes <= 0 || bytes % UpperStore.BlockSize != 0)

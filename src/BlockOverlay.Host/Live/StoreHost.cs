@@ -29,7 +29,6 @@ internal sealed class StoreHost : IAsyncDisposable
     private readonly Dictionary<string, InstanceExport> _exports = new(StringComparer.Ordinal);
     private readonly StoreSession _session;
     private readonly ExportCatalog _catalog;
-    private readonly BaseImages _bases = new(StoreDevices.Ceph);
     private readonly ILogger _logger;
 
     private StoreHost(StoreSession session, WriteBackCache cache, ExportCatalog catalog, ILogger logger)
@@ -43,6 +42,9 @@ internal sealed class StoreHost : IAsyncDisposable
     public UpperStore Store => _session.Store;
 
     public WriteBackCache Cache { get; }
+
+    /// <summary>The base images open for the served instances, shared (a create on one of them does not read it again).</summary>
+    public BaseImages Bases { get; } = new(StoreDevices.Ceph);
 
     /// <summary>Completes when another server took the store over (RBD) and this one can no longer write to it.</summary>
     public Task Fenced => _session.Fenced;
@@ -109,7 +111,7 @@ internal sealed class StoreHost : IAsyncDisposable
     /// <summary>Exports an instance under its name; it is reachable when this returns.</summary>
     public async Task ServeAsync(StoreInstance instance)
     {
-        var export = await InstanceExport.OpenAsync(Cache, instance, _bases);
+        var export = await InstanceExport.OpenAsync(Cache, instance, Bases);
         try
         {
             _catalog.Add(instance.Name, export);

@@ -51,10 +51,13 @@ internal static unsafe partial class LibC
     public const int POSIX_FADV_WILLNEED = 3;
 
     public const int AT_FDCWD = -100;
+    public const int AT_EMPTY_PATH = 0x1000;
     public const uint STATX_TYPE = 0x1;
+    public const uint STATX_BASIC_STATS = 0x7ff;
 
-    /// <summary>Bytes of struct statx, and where its u16 stx_mode is.</summary>
-    public const int StatxBufferBytes = 256, StatxModeOffset = 28;
+    /// <summary>Bytes of struct statx, and where its fields are: u16 stx_mode, u64 stx_ino and stx_size, stx_ctime (i64 seconds, u32 nanoseconds), u32 stx_dev_major and stx_dev_minor.</summary>
+    public const int StatxBufferBytes = 256, StatxModeOffset = 28, StatxInodeOffset = 32, StatxSizeOffset = 40, StatxChangeTimeOffset = 96,
+        StatxDeviceOffset = 136;
 
     public const int S_IFMT = 0xF000;
     public const int S_IFREG = 0x8000;
@@ -99,6 +102,10 @@ internal static unsafe partial class LibC
 
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int statx(int dirfd, string path, int flags, uint mask, byte* buffer);
+
+    /// <summary>statx(2) of an open file: <c>path</c> "" with <see cref="AT_EMPTY_PATH"/>.</summary>
+    [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int statx(SafeFileHandle dirfd, string path, int flags, uint mask, byte* buffer);
 
     /// <summary>realpath(3) with a null buffer: the result is malloc'ed and must be given to <see cref="free"/>.</summary>
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

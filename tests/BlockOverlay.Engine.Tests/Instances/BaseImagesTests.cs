@@ -79,6 +79,49 @@ public sealed class BaseImagesTests
         await store.DisposeAsync();
     }
 
+    [Test]
+    public async Task A_new_instance_of_an_open_base_takes_its_identity_unread_and_a_replaced_or_resized_file_is_read_again()
+    {
+        using var testBase = await TestBase.CreateAsync(seed: 8, 256 << 10);
+        var (store, cache) = await OpenStoreAsync();
+        var bases = new BaseImages();
+        Assert.That(await bases.IdentifyAsync(testBase.Path), Is.EqualTo(testBase.Identity));
+        Assert.That(bases.Checks, Is.EqualTo(1), "nothing open: read");
+
+        var instance = await store.CreateInstanceAsync("x", 256 << 10, testBase.Identity);
+        await using (await InstanceExport.OpenAsync(cache, instance, bases))
+        {
+            Assert.That(bases.Checks, Is.EqualTo(2), "opened for its first instance: read");
+            for (int i = 0; i < 10; i++)
+            {
+                Assert.That(await bases.IdentifyAsync(testBase.Path), Is.EqualTo(testBase.Identity));
+            }
+
+            Assert.That(bases.Checks, Is.EqualTo(2), "ten creates on the open base read nothing");
+
+            // Another file renamed over the path (as image tools replace a file): another inode.
+            byte[] other = new byte[256 << 10];
+            new Random(9).NextBytes(other);
+            string next = testBase.Path + ".new";
+            await File.WriteAllBytesAsync(next, other);
+            File.Move(next, testBase.Path, overwrite: true);
+            var replaced = await bases.IdentifyAsync(testBase.Path);
+            Assert.Multiple(() =>
+            {
+                Assert.That(replaced.Fingerprint, Is.Not.EqualTo(testBase.Identity.Fingerprint), "what is at the path now");
+                Assert.That(bases.Checks, Is.EqualTo(3), "a replaced file is read");
+            });
+
+            // The same file written shorter in place: same inode, another size.
+            await File.WriteAllBytesAsync(testBase.Path, other.AsSpan(0, 128 << 10).ToArray());
+            Assert.That((await bases.IdentifyAsync(testBase.Path)).Size, Is.EqualTo(128 << 10));
+            Assert.That(bases.Checks, Is.EqualTo(4), "a resized file is read");
+        }
+
+        await cache.DisposeAsync();
+        await store.DisposeAsync();
+    }
+
     private static async Task<(UpperStore Store, WriteBackCache Cache)> OpenStoreAsync()
     {
         var device = new MemoryDevice(64 << 20);
