@@ -215,8 +215,22 @@ internal sealed class FuzzTransmission(Random random, FuzzWire wire, Negotiated 
         }
 
         tally.Inputs += count;
-        await wire.SendAsync([.. batch]);
-        await FuzzReplies.ReadPipelinedAsync(wire, negotiated.Structured, pending);
+        try
+        {
+            await wire.SendAsync([.. batch]);
+            await FuzzReplies.ReadPipelinedAsync(wire, negotiated.Structured, pending);
+        }
+        catch (HangException)
+        {
+            // The batch's writes may or may not have happened (whether answered or not: the
+            // answers are checked only when all came): the model must not claim either.
+            foreach (var (_, _, _, offset, written) in checks.Where(c => c.Written is not null))
+            {
+                ForgetIfWritable(offset, written!.Length);
+            }
+
+            throw;
+        }
         foreach (var (cookie, what, allowed, offset, written) in checks)
         {
             var reply = pending[cookie];
@@ -289,6 +303,12 @@ internal sealed class FuzzTransmission(Random random, FuzzWire wire, Negotiated 
         }
         catch (HangException e)
         {
+            // Unanswered, a change may or may not have happened: the model must not claim either.
+            if (command is Write or Zeroes or Trim && offset < (ulong)model.Size)
+            {
+                ForgetIfWritable(offset, (int)Math.Min(length, (ulong)model.Size - offset));
+            }
+
             throw new HangException($"command {command} flags 0x{flags:x} at {offset}+{length}: {e.Message}");
         }
     }
