@@ -105,7 +105,8 @@ internal sealed class MessageReader(PipeReader reader)
             while (true)
             {
                 var left = deadline - DateTime.UtcNow;
-                progress.CancelAfter(left < stall ? (left > TimeSpan.Zero ? left : TimeSpan.Zero) : stall);
+                bool floorArmed = left < stall; // which limit the timer stands for: it may fire a hair early
+                progress.CancelAfter(floorArmed ? (left > TimeSpan.Zero ? left : TimeSpan.Zero) : stall);
                 ReadResult result;
                 try
                 {
@@ -114,7 +115,7 @@ internal sealed class MessageReader(PipeReader reader)
                 catch (OperationCanceledException) when (!cancel.IsCancellationRequested)
                 {
                     counters.RecordStall();
-                    throw new NbdProtocolException(DateTime.UtcNow < deadline
+                    throw new NbdProtocolException(!floorArmed
                         ? $"the payload stalled: no byte for {stall.TotalSeconds:0.###} s ({held} of {length} bytes received)"
                         : $"the payload stalled: {held} of {length} bytes received in {(stall + TimeSpan.FromSeconds((double)length / minRate)).TotalSeconds:0.###} s, slower than {minRate} bytes/s");
                 }
