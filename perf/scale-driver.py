@@ -296,7 +296,7 @@ def main():
     out, base, counts, cli_sample, rounds, clients, qemu_sample, deadline = sys.argv[1:9]
     counts = [int(c) for c in counts.split(",")]
     cli_sample, rounds, clients, qemu_sample, deadline = int(cli_sample), int(rounds), int(clients), int(qemu_sample), float(deadline)
-    work = Path(out).resolve().parent / "work"
+    work = Path(out).resolve().parent / "builds"
     builds = []
     results = {"counts": counts, "cli_sample": cli_sample, "rounds": rounds, "write_bytes": WRITE,
                "writes_per_client": WRITES_PER_CLIENT, "builds": [], "points": [], "skipped": []}

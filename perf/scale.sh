@@ -90,7 +90,7 @@ wait "$driver" || status=$?
 kill "$watchdog" 2>/dev/null || true
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 cp "$tmp/out/results.json" "$out_dir/" 2>/dev/null || true
-for b in "$tmp"/out/work/*/server.log; do
+for b in "$tmp"/out/builds/*/server.log; do
     [ -f "$b" ] && cp "$b" "$out_dir/$(basename "$(dirname "$b")")-server.log"
 done
 [ "$status" -eq 0 ] || fail "the driver exited with $status; see $out_dir/driver.log"

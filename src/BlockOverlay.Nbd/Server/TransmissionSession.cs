@@ -332,48 +332,14 @@ internal sealed class TransmissionSession
             {
                 var extents = new List<Extent>();
                 await _export.GetAllocationAsync(offset, request.Length, maxExtents, extents);
-                runs = [.. extents.Select(e => (e.Length, (uint)AllocationFlagsOf(e.State)))];
+                runs = [.. extents.Select(e => (e.Length, (uint)BlockStatusRuns.AllocationFlagsOf(e.State)))];
             }
 
-            chunks.Add((context.Id, ToDescriptors(runs, request.Length, maxExtents)));
+            chunks.Add((context.Id, BlockStatusRuns.ToDescriptors(runs, request.Length, maxExtents)));
         }
 
         return new BlockStatusReply(request.Cookie, chunks);
     }
-
-    /// <summary>
-    /// Converts extents to wire descriptors, enforcing what the protocol demands whatever
-    /// the export returned: at least one, none of zero length, none past the request.
-    /// </summary>
-    internal static BlockStatusDescriptor[] ToDescriptors(List<(long Length, uint Flags)> runs, uint requested, int maxExtents)
-    {
-        var descriptors = new List<BlockStatusDescriptor>(Math.Min(runs.Count, maxExtents));
-        long left = requested;
-        foreach (var (extentLength, flags) in runs)
-        {
-            if (left == 0 || descriptors.Count == maxExtents)
-            {
-                break;
-            }
-
-            if (extentLength <= 0)
-            {
-                throw new InvalidOperationException($"export reported an extent of length {extentLength}");
-            }
-
-            uint length = (uint)Math.Min(extentLength, left);
-            descriptors.Add(new BlockStatusDescriptor(length, flags));
-            left -= length;
-        }
-
-        return descriptors.Count > 0
-            ? descriptors.ToArray()
-            : throw new InvalidOperationException("export reported no extents");
-    }
-
-    private static AllocationFlags AllocationFlagsOf(ExtentState state) =>
-        (state.HasFlag(ExtentState.Hole) ? AllocationFlags.Hole : AllocationFlags.None) |
-        (state.HasFlag(ExtentState.Zero) ? AllocationFlags.Zero : AllocationFlags.None);
 
     private static ZeroFlags ZeroFlagsOf(CommandFlags flags) =>
         (flags.HasFlag(CommandFlags.Fua) ? ZeroFlags.Fua : ZeroFlags.None) |

@@ -115,14 +115,14 @@ public class ReplyEncodingTests
     public void Block_status_descriptors_never_exceed_the_request_or_the_count()
     {
         List<(long, uint)> extents = [(100, 0), (200, 3), (50, 2)];
-        Assert.That(TransmissionSession.ToDescriptors(extents, 250, 16), Is.EqualTo(new[]
+        Assert.That(BlockStatusRuns.ToDescriptors(extents, 250, 16), Is.EqualTo(new[]
         {
             new BlockStatusDescriptor(100, 0),
             new BlockStatusDescriptor(150, 3),
         }));
-        Assert.That(TransmissionSession.ToDescriptors(extents, 1000, 1), Is.EqualTo(new[] { new BlockStatusDescriptor(100, 0) }));
-        Assert.That(() => TransmissionSession.ToDescriptors([], 10, 16), Throws.InvalidOperationException);
-        Assert.That(() => TransmissionSession.ToDescriptors([(0, 0)], 10, 16), Throws.InvalidOperationException);
+        Assert.That(BlockStatusRuns.ToDescriptors(extents, 1000, 1), Is.EqualTo(new[] { new BlockStatusDescriptor(100, 0) }));
+        Assert.That(() => BlockStatusRuns.ToDescriptors([], 10, 16), Throws.InvalidOperationException);
+        Assert.That(() => BlockStatusRuns.ToDescriptors([(0, 0)], 10, 16), Throws.InvalidOperationException);
     }
 
     /// <summary>
