@@ -10,6 +10,9 @@ namespace BlockOverlay.Nbd.Tests.Fuzz;
 /// </summary>
 internal static class FuzzReplies
 {
+    /// <summary>The server's largest payload: a READ longer than this must be refused, so nothing is kept for its data.</summary>
+    public const uint MaxPayload = 32 * 1024 * 1024;
+
     private const uint SimpleMagic = 0x67446698, StructuredMagic = 0x668e33ef;
     private const ushort Done = 1;
     private const ushort None = 0, OffsetData = 1, OffsetHole = 2, BlockStatus = 5, Error = 0x8001, ErrorOffset = 0x8002;
@@ -23,6 +26,11 @@ internal static class FuzzReplies
         }
 
         uint error = U32(header, 4);
+        if (error == 0 && readLength > MaxPayload)
+        {
+            throw new WrongReplyException($"a READ of {readLength} bytes, over the largest payload, succeeded");
+        }
+
         return error != 0 || readLength == 0 ? (error, null) : (0, await wire.ReadAsync((int)readLength, "READ data"));
     }
 
@@ -100,7 +108,7 @@ internal static class FuzzReplies
     {
         ushort flags = U16(header, 4), type = U16(header, 6);
         uint length = U32(header, 16);
-        if (U32(header, 0) != StructuredMagic || length > reply.ReadLength + (1u << 20))
+        if (U32(header, 0) != StructuredMagic || length > Math.Min(reply.ReadLength, MaxPayload) + (1u << 20))
         {
             throw new WrongReplyException($"malformed structured reply chunk {Convert.ToHexString(header)}");
         }
@@ -129,7 +137,7 @@ internal static class FuzzReplies
                 }
 
                 break;
-            case BlockStatus when data is null && length >= 12:
+            case BlockStatus when reply.ReadLength == 0 && length >= 12:
                 break;
             case Error or ErrorOffset when length >= 6:
                 reply.Error = U32(payload, 0);
@@ -155,13 +163,18 @@ internal static class FuzzReplies
 }
 
 /// <summary>A request's reply as it arrives: the READ's bytes (holes as zeros), its error, whether it is whole.</summary>
+/// <remarks>
+/// A READ longer than the largest payload gets no buffer: the server must refuse it, so a data
+/// chunk for it is a wrong reply. (A buffer of its length, up to 2 GiB zeroed per request, once
+/// stalled the whole test process, server and steady client too, for seconds of GC and page faults.)
+/// </remarks>
 internal sealed class PendingReply(uint readLength, ulong offset)
 {
     public uint ReadLength { get; } = readLength;
 
     public ulong Offset { get; } = offset;
 
-    public byte[]? Data { get; set; } = readLength == 0 ? null : new byte[readLength];
+    public byte[]? Data { get; set; } = readLength is 0 or > FuzzReplies.MaxPayload ? null : new byte[readLength];
 
     public uint Error { get; set; }
 

@@ -7,12 +7,17 @@ using BlockOverlay.Nbd.Tests.Server;
 namespace BlockOverlay.Nbd.Tests.Fuzz;
 
 /// <summary>What a run saw; every failure names the seed that reproduces it.</summary>
+/// <remarks>
+/// The fuzzer, its steady client and the server share one process, so the process's own pauses
+/// are reported beside them: a hang with seconds of GC pause is first a question about the fuzzer.
+/// </remarks>
 internal sealed record FuzzReport(long Cases, long Inputs, long Connections, long Crashes, long Hangs, long WrongReplies, long Leaks,
-    long SteadyErrors, double SteadyP99Ms, long SteadyOperations, IReadOnlyList<string> Failures)
+    long SteadyErrors, double SteadyP99Ms, long SteadyOperations, TimeSpan GcPause, IReadOnlyList<string> Failures)
 {
     public override string ToString() =>
         $"fuzz: {Cases} cases, {Inputs} inputs, {Connections} connections; {Crashes} crashes, {Hangs} hangs, " +
-        $"{WrongReplies} wrong replies, {Leaks} leaks; steady client {SteadyOperations} ops, {SteadyErrors} errors, p99 {SteadyP99Ms:F1} ms";
+        $"{WrongReplies} wrong replies, {Leaks} leaks; steady client {SteadyOperations} ops, {SteadyErrors} errors, p99 {SteadyP99Ms:F1} ms; " +
+        $"the test process's GC pauses {GcPause.TotalSeconds:F1} s";
 }
 
 /// <summary>
@@ -52,6 +57,7 @@ internal sealed class FuzzRun : IAsyncDisposable
     public async Task<FuzzReport> RunAsync(int firstSeed, long maxCases, TimeSpan duration)
     {
         var clock = Stopwatch.StartNew();
+        var pausedBefore = GC.GetTotalPauseDuration();
         using var stop = new CancellationTokenSource();
         var steady = new SteadyClient(_server.SocketPath, Bound);
         var steadyRun = steady.RunAsync(stop.Token);
@@ -66,7 +72,7 @@ internal sealed class FuzzRun : IAsyncDisposable
         await CheckIdleAsync("the end of the run", expectedOpen: 0);
         CheckLog("the end of the run");
         return new FuzzReport(cases, _inputs, _connections, _crashes, _hangs, _wrong, _leaks,
-            steady.Errors, steady.P99Milliseconds, steady.Operations, _failures);
+            steady.Errors, steady.P99Milliseconds, steady.Operations, GC.GetTotalPauseDuration() - pausedBefore, _failures);
     }
 
     private async Task RunCaseAsync(int seed)

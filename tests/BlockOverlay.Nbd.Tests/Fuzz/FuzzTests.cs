@@ -39,4 +39,22 @@ public class FuzzTests
             Assert.That(report.SteadyErrors, Is.Zero, "the steady client's errors");
         });
     }
+
+    /// <summary>
+    /// The harness must stay small beside the server it judges: case 5024 (a burst of 63
+    /// connections, some asking for READs longer than any payload) once made the fuzzer allocate
+    /// 3.9 GiB, a zeroed buffer for each such READ's data, and the GC pauses and page faults that
+    /// cost stalled the in-process server past the 5 s bound: "hangs" that were the fuzzer's own.
+    /// </summary>
+    [Test]
+    public async Task A_burst_case_costs_the_fuzzer_megabytes_not_gigabytes()
+    {
+        await using var run = new FuzzRun();
+        long before = GC.GetTotalAllocatedBytes();
+        var report = await run.RunAsync(5024, maxCases: 1, TimeSpan.FromMinutes(2));
+        long allocated = GC.GetTotalAllocatedBytes() - before;
+
+        Assert.That(report.Cases, Is.EqualTo(1));
+        Assert.That(allocated, Is.LessThan(256L << 20), $"{allocated >> 20} MiB allocated running case 5024");
+    }
 }

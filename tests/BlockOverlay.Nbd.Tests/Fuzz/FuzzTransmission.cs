@@ -16,7 +16,6 @@ internal sealed class FuzzTransmission(Random random, FuzzWire wire, Negotiated 
     private const uint EPERM = 1, EINVAL = 22, ENOSPC = 28, ENOTSUP = 95;
     private const ushort Read = 0, Write = 1, Disc = 2, Flush = 3, Trim = 4, Cache = 5, Zeroes = 6, BlockStatus = 7;
     private const ushort Fua = 1, NoHole = 2, DontFragment = 4, FastZero = 16;
-    private const uint MaxPayload = 32 * 1024 * 1024;
     private const int MaxIo = 8192;
 
     private bool ReadOnly => Has(2);
@@ -148,7 +147,7 @@ internal sealed class FuzzTransmission(Random random, FuzzWire wire, Negotiated 
                     $"{(write ? "WRITE" : "READ")} at {past}+{length}", write ? ENOSPC : EINVAL, WriteTypeRefusal(write ? Write : Read));
                 break;
             case 4:
-                uint huge = MaxPayload + (uint)random.Next(1, int.MaxValue);
+                uint huge = FuzzReplies.MaxPayload + (uint)random.Next(1, int.MaxValue);
                 Expect((await RequestAsync(0, Read, 0, huge)).Error, EINVAL, $"READ of {huge} bytes");
                 break;
             case 5 when Has(4):
