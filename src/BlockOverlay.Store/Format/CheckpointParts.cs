@@ -102,12 +102,25 @@ public static class CheckpointParts
         var parts = new List<PartRef>((int)(groups + pages));
         for (var rest = bytes[RootHeaderBytes..]; !rest.IsEmpty; rest = rest[PartBytes..])
         {
-            parts.Add(new PartRef(PartLayout.Index.ReadSigned(rest), PartLayout.StoreBlock.ReadSigned(rest), (int)PartLayout.Bytes.Read(rest),
-                (int)PartLayout.Count.Read(rest), PartLayout.Checksum.Read(rest)));
+            uint length = PartLayout.Bytes.Read(rest), count = PartLayout.Count.Read(rest);
+            long block = PartLayout.StoreBlock.ReadSigned(rest);
+            bool group = parts.Count < groups;
+            // What the checkpointer writes, checked before anything is sized or read by these numbers.
+            if (block <= 0 || (group ? length == 0 || length > int.MaxValue || count is 0 or > GroupSize : length != SpacePageBytes))
+            {
+                throw new StoreFormatException($"{where}: names a {(group ? "group" : "space page")} of {length} bytes " +
+                    $"({count}) at block {block}, which no checkpoint writes");
+            }
+
+            parts.Add(new PartRef(PartLayout.Index.ReadSigned(rest), block, (int)length, (int)count, PartLayout.Checksum.Read(rest)));
         }
 
-        return new CheckpointRoot(RootLayout.ReplaySequence.Read(bytes), RootLayout.CommitsThrough.Read(bytes),
-            (int)RootLayout.InstanceCount.Read(bytes), parts[..(int)groups], parts[(int)groups..]);
+        long instances = RootLayout.InstanceCount.Read(bytes);
+        long held = parts.Take((int)groups).Sum(g => (long)g.Count);
+        return instances == held
+            ? new CheckpointRoot(RootLayout.ReplaySequence.Read(bytes), RootLayout.CommitsThrough.Read(bytes), (int)instances,
+                parts[..(int)groups], parts[(int)groups..])
+            : throw new StoreFormatException($"{where}: names {instances} instances, its groups hold {held}");
     }
 
     /// <summary>A group's bytes: its entries in the order given (by id).</summary>
@@ -137,6 +150,11 @@ public static class CheckpointParts
     /// <summary>A group's entries; <paramref name="count"/> is what the root says it holds.</summary>
     public static List<GroupEntry> DecodeGroup(ReadOnlySpan<byte> bytes, int count, string where)
     {
+        if (count is <= 0 or > GroupSize)
+        {
+            throw new StoreFormatException($"{where}: said to hold {count} instances (a group holds 1 to {GroupSize})");
+        }
+
         var entries = new List<GroupEntry>(count);
         try
         {
@@ -147,7 +165,9 @@ public static class CheckpointParts
                 var tail = bytes.Slice(DefinitionLengthBytes + length, EntryBytes);
                 var segment = new SegmentRef(EntryLayout.SegmentBlock.ReadSigned(tail), EntryLayout.SegmentBytes.ReadSigned(tail),
                     EntryLayout.SegmentChecksum.Read(tail), EntryLayout.ExtentCount.ReadSigned(tail), EntryLayout.UpperBlocks.ReadSigned(tail));
-                if (segment.Bytes != segment.ExtentCount * ExtentBytes || segment.ExtentCount < 0 || (segment.StoreBlock == 0) != (segment.Bytes == 0))
+                // Divided, not multiplied: 2^59 extents times 32 bytes wraps to 0, "no segment".
+                if (segment.Bytes < 0 || segment.Bytes % ExtentBytes != 0 || segment.Bytes / ExtentBytes != segment.ExtentCount ||
+                    segment.StoreBlock < 0 || (segment.StoreBlock == 0) != (segment.Bytes == 0) || segment.UpperBlocks < 0)
                 {
                     throw new StoreFormatException($"{where}: instance {definition.Id} names a map segment of {segment.Bytes} bytes for {segment.ExtentCount} extents");
                 }

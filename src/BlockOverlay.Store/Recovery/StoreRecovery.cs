@@ -197,9 +197,8 @@ internal static class StoreRecovery
             space.Load(part.Index, bytes);
         }
 
-        return instances.Count == root.InstanceCount
-            ? new CheckpointImage(root.CommitsThrough, instances, new CheckpointIndex(groups, pages, space))
-            : throw new StoreFormatException($"{where}: names {root.InstanceCount} instances, its groups hold {instances.Count}");
+        // As many instances as the root names: DecodeRoot checked its count against its groups', and each group held its own.
+        return new CheckpointImage(root.CommitsThrough, instances, new CheckpointIndex(groups, pages, space));
     }
 
     /// <summary>Applies one replayed commit. Records of instances deleted later are skipped.</summary>

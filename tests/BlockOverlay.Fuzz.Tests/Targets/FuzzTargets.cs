@@ -25,6 +25,8 @@ internal static class FuzzTargets
         ["store-superblock"] = StoreTargets.Superblock,
         ["store-journal"] = StoreTargets.Journal,
         ["store-checkpoint"] = StoreTargets.Checkpoint,
+        ["store-checkpoint-root"] = StoreTargets.CheckpointRoot,
+        ["store-checkpoint-group"] = StoreTargets.CheckpointGroup,
         ["store-definition"] = StoreTargets.Definition,
         ["store-access"] = StoreTargets.Access,
         ["store-qos"] = StoreTargets.Qos,

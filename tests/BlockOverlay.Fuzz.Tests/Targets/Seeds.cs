@@ -29,6 +29,13 @@ internal static class Seeds
             new CheckpointInstance(Plain, [new CheckpointExtent(0, 4, false, 300), new CheckpointExtent(8, 2, true, 0)]),
             new CheckpointInstance(Restricted, [new CheckpointExtent(16, 1, false, 320)]),
         ]));
+        yield return ("store-checkpoint-root", "two-groups-a-page", CheckpointParts.EncodeRoot(new CheckpointRoot(7, 41, 3,
+            [new PartRef(0, 300, 120, 2, 0x1111), new PartRef(1, 302, 60, 1, 0x2222)], [new PartRef(0, 304, CheckpointParts.SpacePageBytes, 9, 0x3333)])));
+        yield return ("store-checkpoint-group", "two-instances", [2, .. CheckpointParts.EncodeGroup([
+            new GroupEntry(Plain, new SegmentRef(500, 2L * CheckpointParts.ExtentBytes, 0xabc, 2, 5)),
+            new GroupEntry(Restricted, SegmentRef.None)])]);
+        yield return ("store-checkpoint-group", "a-segment", [1, .. CheckpointParts.EncodeSegment([
+            new CheckpointExtent(0, 4, false, 300), new CheckpointExtent(8, 2, true, 0)])]);
         yield return ("store-definition", "plain", Definition(Plain));
         yield return ("store-definition", "restricted", Definition(Restricted));
         yield return ("store-access", "rules", Access(Restricted.Access));

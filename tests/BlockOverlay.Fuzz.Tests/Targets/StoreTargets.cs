@@ -58,6 +58,42 @@ internal static class StoreTargets
         return raw == Outcome.Accepted || fixedUp == Outcome.Accepted ? Outcome.Accepted : Outcome.Refused;
     }
 
+    /// <summary>An incremental checkpoint's root, as recovery decodes it (the superblock keeps its checksum; here it is made to match).</summary>
+    public static Outcome CheckpointRoot(ReadOnlySpan<byte> input)
+    {
+        byte[] bytes = input.ToArray();
+        var raw = Refusing(() => CheckpointParts.DecodeRoot(bytes, "fuzz"));
+        if (bytes.Length < CheckpointParts.RootHeaderBytes)
+        {
+            return raw;
+        }
+
+        RootLayout.PayloadBytes.Write(bytes, (ulong)(bytes.Length - CheckpointParts.RootHeaderBytes));
+        RootLayout.Checksum.Write(bytes, Checksums.Of(bytes.AsSpan(..RootLayout.Checksum.Offset), bytes.AsSpan(CheckpointParts.RootHeaderBytes)));
+        var fixedUp = Refusing(() => CheckpointParts.DecodeRoot(bytes, "fuzz"));
+        return raw == Outcome.Accepted || fixedUp == Outcome.Accepted ? Outcome.Accepted : Outcome.Refused;
+    }
+
+    /// <summary>
+    /// A checkpoint group with the count its root gives it: the input's first byte is the count
+    /// (a root refuses others, but the decoder must too), the rest the group's bytes (their
+    /// checksum is kept by the root, so there is none to match). Each entry's map segment is
+    /// decoded from the same bytes as a segment too.
+    /// </summary>
+    public static Outcome CheckpointGroup(ReadOnlySpan<byte> input)
+    {
+        if (input.IsEmpty)
+        {
+            return Outcome.Refused;
+        }
+
+        int count = (sbyte)input[0];
+        byte[] bytes = input[1..].ToArray();
+        var segment = Refusing(() => CheckpointParts.DecodeSegment(bytes, "fuzz"));
+        var group = Refusing(() => CheckpointParts.DecodeGroup(bytes, count, "fuzz"));
+        return group == Outcome.Accepted || segment == Outcome.Accepted ? Outcome.Accepted : Outcome.Refused;
+    }
+
     public static Outcome Definition(ReadOnlySpan<byte> input)
     {
         byte[] bytes = input.ToArray();
