@@ -12,7 +12,12 @@ internal static class StoreCommands
     {
         var path = new Argument<string>("PATH") { Description = "The store file, or rbd:POOL/IMAGE for an image in Ceph, to create (it must not exist)." };
         var size = new Option<string>("--size") { Description = "Its size, as 64G or 1T (binary units).", Required = true };
-        var create = new Command("create", "Create an empty store file, written through once so every later write is in place.") { path, size };
+        var journal = new Option<string>("--journal")
+        {
+            Description = "Its metadata journal's size, as 1M (default: 1/64 of the store, 256K to 64M; at least 256K). " +
+                "A start after a crash replays at most this much; a larger one lets more metadata wait for a checkpoint.",
+        };
+        var create = new Command("create", "Create an empty store file, written through once so every later write is in place.") { path, size, journal };
         create.SetAction(async (parse, _) =>
         {
             string file = parse.GetValue(path)!;
@@ -22,10 +27,11 @@ internal static class StoreCommands
                 throw new FormatException($"store size {bytes.Bytes} is not a positive multiple of {UpperStore.BlockSize} bytes");
             }
 
+            var options = new StoreCreateOptions { JournalBlocks = JournalBlocks(parse.GetValue(journal)) };
             var device = await StoreDevices.CreateAsync(file, bytes.Bytes);
             try
             {
-                await UpperStore.CreateAsync(device);
+                await UpperStore.CreateAsync(device, options);
             }
             catch
             {
@@ -58,5 +64,20 @@ internal static class StoreCommands
         });
 
         return new Command("store", "Manage the upper extent store.") { create, info, StoreCheckCommand.Create() };
+    }
+
+    /// <summary>The journal size asked for, in blocks; null for the default. Checked before the store file is made.</summary>
+    private static long? JournalBlocks(string? text)
+    {
+        if (text is null)
+        {
+            return null;
+        }
+
+        var bytes = ByteSize.Parse(text);
+        long minimum = StoreCreateOptions.MinJournalBlocks * UpperStore.BlockSize;
+        return bytes.Bytes % UpperStore.BlockSize != 0 || bytes.Bytes < minimum
+            ? throw new FormatException($"journal size {bytes.Bytes} is not a multiple of {UpperStore.BlockSize} bytes of at least {new ByteSize(minimum)}")
+            : bytes.Bytes / UpperStore.BlockSize;
     }
 }

@@ -124,7 +124,7 @@ public sealed class UpperStore : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(device);
         options ??= new StoreCreateOptions();
         long blocks = device.Size / BlockSize;
-        long journal = options.JournalBlocks ?? Math.Clamp(blocks / 64, 64, 16384);
+        long journal = options.JournalBlocks ?? StoreCreateOptions.DefaultJournalBlocks(blocks);
         if (blocks < 2 + journal + 16)
         {
             throw new StoreFormatException($"a store needs at least {(2 + journal + 16) * BlockSize} bytes; the device has {device.Size}");

@@ -92,6 +92,10 @@ public class CliErrorTests
     [TestCase("store create {new} --size 100000", "multiple of 4096")]
     [TestCase("store create {new} --size 64K", "at least")]
     [TestCase("store create {new}/fresh.store --size 64M", "No such file or directory")]
+    [TestCase("store create {new} --size 64M --journal 100000", "multiple of 4096")]
+    [TestCase("store create {new} --size 64M --journal 64K", "at least 256K")]
+    [TestCase("store create {new} --size 64M --journal lots", "'lots' is not a size")]
+    [TestCase("store create {new} --size 1M --journal 1M", "a store needs at least")]
     public void Store_create_refuses_without_leaving_or_touching_a_file(string commandLine, string reason)
     {
         var hash = StoreWorkspace.Sha256(_ws["random.bin"]);
