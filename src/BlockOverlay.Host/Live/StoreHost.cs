@@ -106,7 +106,7 @@ internal sealed class StoreHost : IAsyncDisposable
     }
 
     /// <summary>Whether an export of that name is served now (a plain export, or an instance).</summary>
-    public bool Serves(string name) => _catalog.Snapshot.Any(e => e.Key == name);
+    public bool Serves(string name) => _catalog.Contains(name);
 
     /// <summary>Exports an instance under its name; it is reachable when this returns.</summary>
     public async Task ServeAsync(StoreInstance instance)

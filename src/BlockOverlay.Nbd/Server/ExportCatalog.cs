@@ -8,11 +8,11 @@ namespace BlockOverlay.Nbd.Server;
 /// come and go while the server runs (instances are created and deleted live).
 /// </summary>
 /// <remarks>
-/// Readers see an immutable snapshot, so a connection negotiating never races with an
-/// export being added or removed. Attachments are counted under <see cref="_lock"/>; each
-/// attachment has a cancellation source that ends its connection: all of an export's when it is
-/// removed, those of peers its rules no longer allow when its rules change
-/// (<see cref="Rejudge"/>). A connection attaches before the server accepts its choice of
+/// Readers see an immutable snapshot (<see cref="Table"/>, indexed by name), so a connection
+/// negotiating takes no lock and never races with an export being added or removed.
+/// Attachments are counted under <see cref="_lock"/>; each attachment has a cancellation source
+/// that ends its connection: all of an export's when it is removed, those of peers its rules no
+/// longer allow when its rules change (<see cref="Rejudge"/>). A connection attaches before the server accepts its choice of
 /// export; one whose export was removed first fails to attach and is refused, so no connection
 /// outlives its export's removal and a removal that refuses while connections exist sees every
 /// accepted one. Lookups take the peer: an export it may not see is left out, so the protocol
@@ -22,10 +22,13 @@ public sealed class ExportCatalog
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<string, Attachments> _attached = new(StringComparer.Ordinal);
-    private ImmutableList<KeyValuePair<string, IExport>> _exports = [];
+    private volatile Table _exports = Table.Empty; // replaced whole under _lock; read without it
 
     /// <summary>Exports in the order they were added; the first is the default export.</summary>
-    public IReadOnlyList<KeyValuePair<string, IExport>> Snapshot => _exports;
+    public IEnumerable<KeyValuePair<string, IExport>> Snapshot => _exports.InOrder.Values;
+
+    /// <summary>Whether an export of that name is offered now (to anyone).</summary>
+    public bool Contains(string name) => _exports.ByName.ContainsKey(name);
 
     /// <summary>Adds an export under a name not yet taken (else <see cref="ExportNameTakenException"/>).</summary>
     public void Add(string name, IExport export)
@@ -33,10 +36,7 @@ public sealed class ExportCatalog
         ArgumentNullException.ThrowIfNull(export);
         lock (_lock)
         {
-            ImmutableInterlocked.Update(ref _exports, list =>
-                list.Exists(e => e.Key == name)
-                    ? throw new ExportNameTakenException(name)
-                    : list.Add(new(name, export)));
+            _exports = _exports.Add(name, export);
             _attached[name] = new Attachments();
         }
     }
@@ -56,8 +56,7 @@ public sealed class ExportCatalog
         int connections;
         lock (_lock)
         {
-            var entry = _exports.Find(e => e.Key == name);
-            if (entry.Value is null)
+            if (!_exports.ByName.TryGetValue(name, out var entry))
             {
                 return null;
             }
@@ -67,10 +66,10 @@ public sealed class ExportCatalog
                 throw new ExportInUseException(name, _attached[name].Count);
             }
 
-            ImmutableInterlocked.Update(ref _exports, list => list.Remove(entry));
+            _exports = _exports.Remove(name, entry.Order);
             attachments = _attached[name];
             _attached.Remove(name);
-            removed = entry.Value;
+            removed = entry.Export;
             connections = attachments.Count;
             attachments.Removed = true;
             if (connections == 0)
@@ -99,13 +98,12 @@ public sealed class ExportCatalog
         List<ExportAttachment> revoked;
         lock (_lock)
         {
-            var export = _exports.Find(e => e.Key == name).Value;
-            if (export is null || !_attached.TryGetValue(name, out var attachments))
+            if (!_exports.ByName.TryGetValue(name, out var entry) || !_attached.TryGetValue(name, out var attachments))
             {
                 return 0;
             }
 
-            revoked = [.. attachments.Snapshot().Where(a => !export.IsVisibleTo(a.Peer))];
+            revoked = [.. attachments.Snapshot().Where(a => !entry.Export.IsVisibleTo(a.Peer))];
         }
 
         revoked.ForEach(a => a.End(revoked: true));
@@ -131,7 +129,7 @@ public sealed class ExportCatalog
     {
         lock (_lock)
         {
-            if (!_attached.TryGetValue(name, out var attachments) || !ReferenceEquals(_exports.Find(e => e.Key == name).Value, export))
+            if (!_attached.TryGetValue(name, out var attachments) || !_exports.ByName.TryGetValue(name, out var entry) || !ReferenceEquals(entry.Export, export))
             {
                 return null;
             }
@@ -143,7 +141,7 @@ public sealed class ExportCatalog
     }
 
     /// <summary>The exports <paramref name="peer"/> may see (<see cref="ExportVisibility"/>), in the order they were added.</summary>
-    public IReadOnlyList<KeyValuePair<string, IExport>> VisibleTo(PeerIdentity peer) => [.. _exports.Where(e => e.Value.IsVisibleTo(peer))];
+    public IReadOnlyList<KeyValuePair<string, IExport>> VisibleTo(PeerIdentity peer) => [.. _exports.InOrder.Values.Where(e => e.Value.IsVisibleTo(peer))];
 
     /// <summary>
     /// Finds an export <paramref name="peer"/> may see; one it may not is not found, as if it did
@@ -152,19 +150,16 @@ public sealed class ExportCatalog
     /// </summary>
     public bool TryFind(string name, PeerIdentity peer, out string canonicalName, out IExport export)
     {
-        var exports = VisibleTo(peer);
-        foreach (var entry in exports)
+        var exports = _exports; // one snapshot for both questions
+        if (exports.ByName.TryGetValue(name, out var entry) && entry.Export.IsVisibleTo(peer))
         {
-            if (entry.Key == name)
-            {
-                (canonicalName, export) = (entry.Key, entry.Value);
-                return true;
-            }
+            (canonicalName, export) = (name, entry.Export);
+            return true;
         }
 
-        if (name.Length == 0 && exports.Count > 0)
+        if (name.Length == 0 && exports.InOrder.Values.FirstOrDefault(e => e.Value.IsVisibleTo(peer)) is { Value: not null } first)
         {
-            (canonicalName, export) = (exports[0].Key, exports[0].Value);
+            (canonicalName, export) = (first.Key, first.Value);
             return true;
         }
 
@@ -181,6 +176,32 @@ public sealed class ExportCatalog
                 attachments.Drained.TrySetResult();
             }
         }
+    }
+
+    /// <summary>
+    /// One state of the catalog, never changed: the exports by name (a lookup per connection and
+    /// per add, not a scan: a server holds thousands) and by the order they were added (LIST,
+    /// the default export). Each change makes a new one sharing all but O(log n) of its nodes.
+    /// </summary>
+    private sealed class Table(
+        ImmutableDictionary<string, (long Order, IExport Export)> byName,
+        ImmutableSortedDictionary<long, KeyValuePair<string, IExport>> inOrder,
+        long added)
+    {
+        public static readonly Table Empty = new(
+            ImmutableDictionary.Create<string, (long, IExport)>(StringComparer.Ordinal),
+            ImmutableSortedDictionary<long, KeyValuePair<string, IExport>>.Empty,
+            0);
+
+        public ImmutableDictionary<string, (long Order, IExport Export)> ByName { get; } = byName;
+
+        public ImmutableSortedDictionary<long, KeyValuePair<string, IExport>> InOrder { get; } = inOrder;
+
+        public Table Add(string name, IExport export) => ByName.ContainsKey(name)
+            ? throw new ExportNameTakenException(name)
+            : new(ByName.Add(name, (added, export)), InOrder.Add(added, new(name, export)), added + 1);
+
+        public Table Remove(string name, long order) => new(ByName.Remove(name), InOrder.Remove(order), added);
     }
 
     /// <summary>The connections of one export; guarded by the catalog's lock.</summary>

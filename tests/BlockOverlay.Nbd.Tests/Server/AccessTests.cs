@@ -116,7 +116,7 @@ public class AccessTests
         await allowed.SendAsync(Request(0, 0, 5, 0, 1));
         Assert.That(await allowed.ReadSimpleReplyAsync(), Is.EqualTo((0u, 5UL)));
 
-        ((RestrictedExport)_catalog.Snapshot[0].Value).Access = new ExportAccess([new PeerRule(PeerRuleKind.Uid, 3000)]);
+        ((RestrictedExport)_catalog.Snapshot.First().Value).Access = new ExportAccess([new PeerRule(PeerRuleKind.Uid, 3000)]);
         var next = await ConnectAsAsync(Tenant);
         await next.StartAsync();
         Assert.That((await AskAsync(next, OptGo, "tenant")).Type, Is.EqualTo(ErrUnknown));
@@ -125,7 +125,7 @@ public class AccessTests
     [Test]
     public async Task Connections_a_changed_rule_no_longer_allows_are_ended_and_the_others_keep_serving()
     {
-        var tenant = (RestrictedExport)_catalog.Snapshot[0].Value;
+        var tenant = (RestrictedExport)_catalog.Snapshot.First().Value;
         tenant.Access = new ExportAccess([new PeerRule(PeerRuleKind.Uid, 1000), new PeerRule(PeerRuleKind.Uid, 2000)]);
         var revoked = await ConnectAsAsync(Tenant);
         var kept = await ConnectAsAsync(Stranger);

@@ -9,6 +9,58 @@ namespace BlockOverlay.Nbd.Tests.Server;
 public sealed class ExportCatalogTests
 {
     [Test]
+    public void Thousands_of_exports_keep_their_order_and_are_found_by_name_until_removed()
+    {
+        // 1. Twenty thousand exports (a store's instances at scale), every fifth then removed.
+        var catalog = new ExportCatalog();
+        var exports = Enumerable.Range(0, 20_000).Select(i => (Name: $"vm{i}", Export: new MemoryExport(4096))).ToList();
+        exports.ForEach(e => catalog.Add(e.Name, e.Export));
+        var removed = exports.Where((_, i) => i % 5 == 0).ToList();
+        removed.ForEach(e => Assert.That(catalog.Remove(e.Name)?.Export, Is.SameAs(e.Export)));
+        var kept = exports.Where((_, i) => i % 5 != 0).ToList();
+
+        // 2. LIST is the order of adding; the default export is the first left; every name finds its own export.
+        Assert.That(catalog.VisibleTo(PeerIdentity.Anonymous).Select(e => e.Key), Is.EqualTo(kept.Select(e => e.Name)));
+        Assert.That(catalog.TryFind("", PeerIdentity.Anonymous, out string defaultName, out _) && defaultName == "vm1");
+        Assert.Multiple(() =>
+        {
+            foreach (var (name, export) in kept)
+            {
+                Assert.That(catalog.TryFind(name, PeerIdentity.Anonymous, out string found, out var exported) && found == name && ReferenceEquals(exported, export), name);
+            }
+
+            foreach (var (name, _) in removed)
+            {
+                Assert.That(catalog.TryFind(name, PeerIdentity.Anonymous, out _, out _) || catalog.Contains(name), Is.False, name);
+            }
+        });
+
+        // 3. A removed name is free again, and comes back at the end; a taken one is refused.
+        var again = new MemoryExport(4096);
+        catalog.Add("vm0", again);
+        Assert.Throws<ExportNameTakenException>(() => catalog.Add("vm1", new MemoryExport(4096)));
+        Assert.That(catalog.Snapshot.Last().Key, Is.EqualTo("vm0"));
+        Assert.That(catalog.TryFind("vm0", PeerIdentity.Anonymous, out _, out var back) && ReferenceEquals(back, again));
+        Assert.That(catalog.Attach("vm0", exports[0].Export, PeerIdentity.Anonymous), Is.Null, "a connection to the removed export of that name is refused");
+    }
+
+    [Test]
+    public void An_export_the_peer_may_not_see_is_neither_found_nor_the_default()
+    {
+        var catalog = new ExportCatalog();
+        var hidden = new RestrictedExport(new([new PeerRule(PeerRuleKind.Uid, 0)]));
+        var open = new MemoryExport(4096);
+        catalog.Add("", hidden);
+        catalog.Add("disk", open);
+        var stranger = new PeerIdentity { Uid = 1000, Gids = [1000] };
+
+        Assert.That(catalog.TryFind("", stranger, out string name, out var export) && name == "disk" && ReferenceEquals(export, open),
+            "the default for a peer is the first export it may see, even when one is named \"\"");
+        Assert.That(catalog.VisibleTo(stranger).Select(e => e.Key), Is.EqualTo(new[] { "disk" }));
+        Assert.That(catalog.Contains(""), Is.True, "the server itself still offers it");
+    }
+
+    [Test]
     public void A_removal_that_may_not_disconnect_refuses_while_a_connection_is_attached()
     {
         var catalog = new ExportCatalog();
