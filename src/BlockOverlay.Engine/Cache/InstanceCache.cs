@@ -106,6 +106,7 @@ internal sealed partial class InstanceCache
     public bool TryWrite(long first, ReadOnlySpan<byte> data)
     {
         long added = 0;
+        bool becameDirty;
         lock (_gate)
         {
             if (!Instance.TryReserve(first, data.Length / Block))
@@ -136,7 +137,8 @@ internal sealed partial class InstanceCache
                 }
             }
 
-            if (added > 0 && _dirtyBytes == 0)
+            becameDirty = added > 0 && _dirtyBytes == 0;
+            if (becameDirty)
             {
                 Interlocked.Exchange(ref _dirtySince, Stopwatch.GetTimestamp());
             }
@@ -145,6 +147,11 @@ internal sealed partial class InstanceCache
         }
 
         _owner.AddDirty(added);
+        if (becameDirty)
+        {
+            _owner.MarkDirty(this); // after the bytes are counted (WriteBackCache: "Thousands of idle instances")
+        }
+
         return true;
     }
 

@@ -18,8 +18,17 @@ namespace BlockOverlay.Engine.Cache;
 /// (DESIGN.md, invariants 2 and 7). Locally: the background writer does one batch at a time and yields
 /// to flushes for at most <see cref="FlushYield"/>, so a flush waits behind one batch at most
 /// and back-to-back flushes cannot starve throttled writers. <see cref="_lock"/> guards the
-/// list of instances and the flush/wake signals; it is never held across I/O or while
+/// instances, the dirty ones and the flush/wake signals; it is never held across I/O or while
 /// taking an instance's gate.
+/// <para>
+/// <b>Thousands of idle instances.</b> Nothing here scans every open instance on a path that
+/// runs per instance or per pass: attaching looks its instance up, and the background writer
+/// and the throttle look only at <see cref="_dirty"/>. An instance enters it when its dirty
+/// bytes leave zero (<see cref="MarkDirty"/>, after its gate is let go) and leaves it when the
+/// writer finds it clean; since it is marked after the bytes are counted and dropped only
+/// after they are read as zero under the lock, an instance holding dirty data is in it or
+/// about to be.
+/// </para>
 /// </remarks>
 public sealed class WriteBackCache : IAsyncDisposable
 {
@@ -27,7 +36,8 @@ public sealed class WriteBackCache : IAsyncDisposable
     public static readonly TimeSpan FlushYield = TimeSpan.FromMilliseconds(50);
 
     private readonly Lock _lock = new();
-    private readonly List<InstanceCache> _caches = [];
+    private readonly Dictionary<StoreInstance, InstanceCache> _caches = [];
+    private readonly HashSet<InstanceCache> _dirty = []; // open instances that may hold dirty data
     private readonly WeightedTurns<InstanceCache> _turns = new(); // background write-back's shares among throttled instances
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _writer;
@@ -83,7 +93,7 @@ public sealed class WriteBackCache : IAsyncDisposable
         {
             lock (_lock)
             {
-                return [.. _caches.Select(c => new CachedInstance(c.Instance.Name, c.DirtyBytes, c.Counters, c.Instance.Definition.Qos))];
+                return [.. _caches.Values.Select(c => new CachedInstance(c.Instance.Name, c.DirtyBytes, c.Counters, c.Instance.Definition.Qos))];
             }
         }
     }
@@ -144,14 +154,14 @@ public sealed class WriteBackCache : IAsyncDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_stopped, this);
-            if (_caches.Any(c => c.Instance == instance))
+            if (_caches.ContainsKey(instance))
             {
                 // Two caches for one instance would each think they hold its newest data.
                 throw new InvalidOperationException($"instance '{instance.Name}' is already open; its connections share one export");
             }
 
             var cache = new InstanceCache(this, instance);
-            _caches.Add(cache);
+            _caches.Add(instance, cache);
             return cache;
         }
     }
@@ -160,7 +170,8 @@ public sealed class WriteBackCache : IAsyncDisposable
     {
         lock (_lock)
         {
-            _caches.Remove(cache);
+            _caches.Remove(cache.Instance);
+            _dirty.Remove(cache);
         }
     }
 
@@ -170,12 +181,10 @@ public sealed class WriteBackCache : IAsyncDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_stopped, this);
-            if (!_caches.Contains(cache))
-            {
-                _caches.Add(cache);
-            }
+            _caches.TryAdd(cache.Instance, cache);
         }
 
+        MarkDirty(cache);
         Wake();
     }
 
@@ -209,11 +218,31 @@ public sealed class WriteBackCache : IAsyncDisposable
             return false;
         }
 
-        int holders = Math.Max(1, Snapshot().Count(c => c.DirtyBytes > 0));
+        int holders;
+        lock (_lock)
+        {
+            holders = Math.Max(1, _dirty.Count(c => c.DirtyBytes > 0));
+        }
+
         return mine >= Options.GlobalDirtyLimit / holders;
     }
 
     internal void AddDirty(long bytes) => Interlocked.Add(ref _dirtyBytes, bytes);
+
+    /// <summary>
+    /// An instance's dirty bytes left zero (see "Thousands of idle instances"): the background
+    /// writer looks at it from now on. Called without its gate; a detached instance is not taken.
+    /// </summary>
+    internal void MarkDirty(InstanceCache cache)
+    {
+        lock (_lock)
+        {
+            if (_caches.TryGetValue(cache.Instance, out var open) && open == cache)
+            {
+                _dirty.Add(cache);
+            }
+        }
+    }
 
     /// <summary>Marks a flush in progress until the result is disposed: background batches yield to it.</summary>
     internal IDisposable BeginFlush()
@@ -324,7 +353,13 @@ public sealed class WriteBackCache : IAsyncDisposable
     /// <summary>The instance whose write-back is most due, or null (see "Background write-back").</summary>
     private InstanceCache? PickDue()
     {
-        var dirty = Snapshot().Where(c => c.DirtyBytes > 0).ToList();
+        List<InstanceCache> dirty;
+        lock (_lock)
+        {
+            _dirty.RemoveWhere(c => c.DirtyBytes == 0);
+            dirty = [.. _dirty];
+        }
+
         if (dirty.Count == 0)
         {
             return null;
@@ -364,7 +399,7 @@ public sealed class WriteBackCache : IAsyncDisposable
     {
         lock (_lock)
         {
-            return [.. _caches];
+            return [.. _caches.Values];
         }
     }
 

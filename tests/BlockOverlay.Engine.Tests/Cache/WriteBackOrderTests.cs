@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Io;
 using BlockOverlay.Store;
@@ -62,6 +63,35 @@ public sealed class WriteBackOrderTests
         byte[] seven = new byte[Block];
         await store.ReadAsync(instance, 7, seven, []);
         Assert.That(seven, Is.EqualTo(Filled(Block, 3)), "the second write of 7 went before 9");
+    }
+
+    [Test]
+    public async Task Among_idle_instances_one_made_dirty_again_after_its_write_back_is_written_back_again()
+    {
+        // The background writer looks only at instances that have dirty data (WriteBackCache,
+        // "Thousands of idle instances"): one it found clean and dropped must come back with its next write.
+        var memory = new MemoryDevice(64L * MiB);
+        await using var store = await NewStoreAsync(memory);
+        await using var cache = new WriteBackCache(store, new CacheOptions { MaxDirtyAge = TimeSpan.FromMilliseconds(20), BackgroundInterval = TimeSpan.FromMilliseconds(10) });
+        for (int i = 0; i < 100; i++)
+        {
+            cache.Attach(await store.CreateInstanceAsync($"idle{i}", MiB, null));
+        }
+
+        var instance = await store.CreateInstanceAsync("busy", 4 * MiB, null);
+        var blocks = cache.Attach(instance);
+        for (int round = 1; round <= 3; round++)
+        {
+            Assert.That(blocks.TryWrite(round, Filled(Block, (byte)round)), Is.True);
+            var clock = Stopwatch.StartNew();
+            while (blocks.DirtyBytes != 0)
+            {
+                Assert.That(clock.Elapsed, Is.LessThan(Patience), $"round {round}: never written back by age");
+                await Task.Delay(10);
+            }
+
+            Assert.That(Upper(store, instance), Is.EqualTo(Enumerable.Range(1, round).Select(b => (long)b)), $"round {round}");
+        }
     }
 
     /// <summary>Virtual blocks of the instance that the store maps to upper blocks, ascending.</summary>
