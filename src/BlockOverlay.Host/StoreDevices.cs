@@ -30,6 +30,13 @@ internal static class StoreDevices
         Recursive = true,
     };
 
+    /// <summary>
+    /// How long an opener waits for a store file's lock held by another process before it
+    /// refuses: long enough for the kernel to let go of a killed server's files (FileDevice,
+    /// "Opening"), short enough that a second server is told at once.
+    /// </summary>
+    public static readonly TimeSpan LockWait = TimeSpan.FromSeconds(5);
+
     /// <summary>How store files are read and written; set once at start by serve (others take auto's choice).</summary>
     private static IoBackend s_ioBackend = IoBackend.Auto;
 
@@ -73,8 +80,10 @@ internal static class StoreDevices
     /// (RBD only) the current owner's lock is broken and the owner fenced off first. With
     /// <paramref name="readOnly"/> a store file is opened for reading under a shared lock, which a
     /// server's exclusive one refuses; an RBD image is opened as always, under its exclusive lock.
+    /// A store file's lock held by another process is waited for, up to <see cref="LockWait"/>;
+    /// <paramref name="waiting"/> is told when that wait begins.
     /// </summary>
-    public static async Task<IBlockDevice> OpenAsync(string store, bool takeover = false, bool readOnly = false)
+    public static async Task<IBlockDevice> OpenAsync(string store, bool takeover = false, bool readOnly = false, Action? waiting = null)
     {
         if (IsRbd(store))
         {
@@ -96,7 +105,7 @@ internal static class StoreDevices
             throw new FileNotFoundException($"{store}: no such store (make one with: blockoverlay store create {store} --size SIZE)");
         }
 
-        return FileDevice.Open(store, readOnly, s_ioBackend);
+        return FileDevice.Open(store, readOnly, s_ioBackend, LockWait, waiting);
     }
 
     /// <summary>Creates a new, empty device for a store of <paramref name="bytes"/> bytes, open and locked.</summary>

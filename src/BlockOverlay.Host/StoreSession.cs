@@ -19,10 +19,13 @@ internal sealed class StoreSession : IAsyncDisposable
     /// <summary>Completes when another server took the store over (RBD): nothing written from here on lands.</summary>
     public Task Fenced => StoreDevices.Fenced(_device);
 
-    /// <summary>Opens and recovers the store; <paramref name="takeover"/> (RBD) first fences off a current owner.</summary>
-    public static async Task<StoreSession> OpenAsync(string path, bool takeover = false)
+    /// <summary>
+    /// Opens and recovers the store; <paramref name="takeover"/> (RBD) first fences off a current
+    /// owner. <paramref name="waiting"/> is told if the store's lock must be waited for.
+    /// </summary>
+    public static async Task<StoreSession> OpenAsync(string path, bool takeover = false, Action? waiting = null)
     {
-        var device = await StoreDevices.OpenAsync(path, takeover);
+        var device = await StoreDevices.OpenAsync(path, takeover, waiting: waiting);
         try
         {
             return new StoreSession(device, await UpperStore.OpenAsync(device));

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using BlockOverlay.Io.Interop;
 using Microsoft.Win32.SafeHandles;
@@ -10,9 +11,12 @@ namespace BlockOverlay.Io;
 /// </summary>
 /// <remarks>
 /// <para><b>Opening.</b> open(2) through P/Invoke with O_DIRECT (.NET drops the flag), then
-/// flock(2): exclusive and non-blocking for read-write, shared for read-only, so two servers
-/// can never open one store and a checker cannot read a store a server is changing. The lock
-/// lives as long as the descriptor. A file system without direct I/O (tmpfs before Linux 6.6,
+/// flock(2): exclusive for read-write, shared for read-only, so two servers can never open one
+/// store and a checker cannot read a store a server is changing. The lock lives as long as the
+/// open file, which can outlive its process by a moment: after a kill -9 the kernel lets go of
+/// the files of the dead process's io_uring in a worker of its own, after the process is reaped.
+/// So an opener may wait a bounded time for a held lock (polled: a blocking flock cannot time
+/// out) before it refuses. A file system without direct I/O (tmpfs before Linux 6.6,
 /// procfs, some FUSE mounts) answers EINVAL, reported as such.</para>
 /// <para><b>Size.</b> lseek(SEEK_END): the length of a regular file and the capacity of a block
 /// device alike (the same answer as fstat + BLKGETSIZE64, without mirroring struct stat per
@@ -33,6 +37,7 @@ namespace BlockOverlay.Io;
 public sealed class FileDevice : IBlockDevice
 {
     private const int ZeroChunkSize = 1 << 20;
+    private static readonly TimeSpan LockPollInterval = TimeSpan.FromMilliseconds(20);
 
     private readonly SafeFileHandle _handle;
     private readonly IFileIo _io;
@@ -61,16 +66,18 @@ public sealed class FileDevice : IBlockDevice
 
     /// <summary>
     /// Opens an existing file or block device. Throws <see cref="IOException"/> if it does not
-    /// exist, is in use by another opener, or its file system has no direct I/O; or if
-    /// <paramref name="backend"/> is <see cref="IoBackend.Uring"/> and the kernel refuses a ring.
+    /// exist, is in use by another opener (still after <paramref name="lockWait"/>, see
+    /// "Opening"; <paramref name="waiting"/> is told once when the wait begins), or its file
+    /// system has no direct I/O; or if <paramref name="backend"/> is <see cref="IoBackend.Uring"/>
+    /// and the kernel refuses a ring.
     /// </summary>
-    public static FileDevice Open(string path, bool readOnly = false, IoBackend backend = IoBackend.Auto)
+    public static FileDevice Open(string path, bool readOnly = false, IoBackend backend = IoBackend.Auto, TimeSpan lockWait = default, Action? waiting = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var handle = OpenDescriptor(path, (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_DIRECT | LibC.O_CLOEXEC, mode: 0);
         try
         {
-            Lock(handle, path, readOnly);
+            Lock(handle, path, readOnly, lockWait, waiting);
             return new FileDevice(handle, path, MeasureSize(handle, path), readOnly, backend);
         }
         catch
@@ -98,7 +105,7 @@ public sealed class FileDevice : IBlockDevice
         FileDevice? device = null;
         try
         {
-            Lock(handle, path, readOnly: false);
+            Lock(handle, path, readOnly: false, lockWait: TimeSpan.Zero, waiting: null);
             if (LibC.ftruncate(handle, size) != 0)
             {
                 throw Errno.Exception("ftruncate", path, Marshal.GetLastPInvokeError());
@@ -207,20 +214,31 @@ public sealed class FileDevice : IBlockDevice
         }
     }
 
-    private static void Lock(SafeFileHandle handle, string path, bool readOnly)
+    private static void Lock(SafeFileHandle handle, string path, bool readOnly, TimeSpan lockWait, Action? waiting)
     {
         var operation = (readOnly ? LibC.LOCK_SH : LibC.LOCK_EX) | LibC.LOCK_NB;
+        long started = 0;
         while (LibC.flock(handle, operation) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            if (errno == Errno.EAGAIN)
+            if (errno == Errno.EAGAIN && started == 0 && lockWait > TimeSpan.Zero)
             {
-                throw new IOException(
-                    $"store '{path}' is in use: another process (or another device in this one) holds its lock; " +
-                    "stop the other server before opening it", errno);
+                started = Stopwatch.GetTimestamp();
+                waiting?.Invoke();
             }
 
-            if (errno != Errno.EINTR)
+            if (errno == Errno.EAGAIN && started != 0 && Stopwatch.GetElapsedTime(started) < lockWait)
+            {
+                Thread.Sleep(LockPollInterval);
+            }
+            else if (errno == Errno.EAGAIN)
+            {
+                var waited = started == 0 ? "" : $" (waited {lockWait.TotalSeconds:0.#} s for it to be let go)";
+                throw new IOException(
+                    $"store '{path}' is in use: another process (or another device in this one) holds its lock{waited}; " +
+                    "stop the other server before opening it", errno);
+            }
+            else if (errno != Errno.EINTR)
             {
                 throw Errno.Exception("flock", path, errno);
             }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using BlockOverlay.Io.Interop;
 using BlockOverlay.Io;
 
@@ -75,6 +76,45 @@ public sealed class FileDeviceTests(IoBackend backend)
         {
             Assert.That(error!.Message, Does.Contain("in use").And.Contain(path));
             Assert.That(error.HResult, Is.EqualTo(11), "EWOULDBLOCK");
+        });
+    }
+
+    [Test]
+    public async Task An_opener_that_may_wait_gets_the_store_when_its_holder_lets_go()
+    {
+        // 1. A holder (as a killed server whose files the kernel has not closed yet).
+        var path = _scratch.File("store");
+        var holder = await _scratch.CreateStoreAsync("store", StoreSize, backend);
+        var waiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        // 2. A second opener starts waiting; only then does the holder let go.
+        var opening = Task.Run(() => FileDevice.Open(path, backend: backend, lockWait: TimeSpan.FromSeconds(60), waiting: waiting.SetResult));
+        await waiting.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.That(opening.IsCompleted, Is.False, "it waits while the lock is held");
+        await holder.DisposeAsync();
+
+        // 3. It gets the store, locked for itself.
+        await using var opened = await opening.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.That(() => FileDevice.Open(path, backend: backend), Throws.InstanceOf<IOException>().With.Message.Contains("in use"));
+    }
+
+    [Test]
+    public async Task An_opener_refuses_a_lock_held_past_its_wait_saying_how_long_it_waited()
+    {
+        var path = _scratch.File("store");
+        await using var holder = await _scratch.CreateStoreAsync("store", StoreSize, backend);
+        int told = 0;
+        var clock = Stopwatch.StartNew();
+
+        var error = Assert.Throws<IOException>(() =>
+            FileDevice.Open(path, backend: backend, lockWait: TimeSpan.FromMilliseconds(300), waiting: () => told++));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error!.Message, Does.Contain("in use").And.Contain(path).And.Contain("waited 0.3 s"));
+            Assert.That(error.HResult, Is.EqualTo(11), "EWOULDBLOCK");
+            Assert.That(told, Is.EqualTo(1), "the wait is announced once");
+            Assert.That(clock.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(300)));
         });
     }
 

@@ -52,7 +52,7 @@ internal sealed class StoreHost : IAsyncDisposable
     /// <summary>Opens the store and serves every instance whose base is intact (DESIGN.md, invariant 8: the others keep serving).</summary>
     public static async Task<StoreHost> OpenAsync(string path, CacheOptions cacheOptions, ExportCatalog catalog, ILogger logger, bool takeover = false)
     {
-        var session = await StoreSession.OpenAsync(path, takeover);
+        var session = await StoreSession.OpenAsync(path, takeover, () => HostLog.StoreLockWait(logger, StoreDevices.Describe(path), StoreDevices.LockWait.TotalSeconds));
         var host = new StoreHost(session, new WriteBackCache(session.Store, cacheOptions, logger), catalog, logger);
         foreach (var instance in session.Store.Instances)
         {
