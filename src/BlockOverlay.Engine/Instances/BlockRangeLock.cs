@@ -9,13 +9,17 @@ namespace BlockOverlay.Engine.Instances;
 /// Locking: one monitor guards the list of held ranges; waiters wait outside it for the
 /// release of the range that blocked them, then look again. Few ranges are held at once
 /// (one per request in flight), so a list is the right size of structure.
+/// Allocation: a taken range is a <see cref="Held"/> reused from a free list, and its release
+/// signal is made only when someone waits for it, so an uncontended write allocates nothing
+/// here. A waiter keeps the signal, never the <see cref="Held"/>, which may be reused once released.
 /// </remarks>
 internal sealed class BlockRangeLock
 {
     private readonly Lock _lock = new();
     private readonly List<Held> _held = [];
+    private readonly Stack<Held> _free = [];
 
-    /// <summary>Takes [first, last] (inclusive); dispose the result to release it.</summary>
+    /// <summary>Takes [first, last] (inclusive); dispose the result to release it (once).</summary>
     public async ValueTask<IDisposable> AcquireAsync(long first, long last)
     {
         while (true)
@@ -23,14 +27,16 @@ internal sealed class BlockRangeLock
             Task blocker;
             lock (_lock)
             {
-                var overlapping = _held.Find(h => h.First <= last && first <= h.Last);
+                var overlapping = Overlapping(first, last);
                 if (overlapping is null)
                 {
-                    var held = new Held(this, first, last);
+                    var held = _free.TryPop(out var reused) ? reused : new Held(this);
+                    (held.First, held.Last) = (first, last);
                     _held.Add(held);
                     return held;
                 }
 
+                overlapping.Released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 blocker = overlapping.Released.Task;
             }
 
@@ -38,23 +44,41 @@ internal sealed class BlockRangeLock
         }
     }
 
+    /// <summary>A held range overlapping [first, last], or null. The caller holds the monitor.</summary>
+    private Held? Overlapping(long first, long last)
+    {
+        foreach (var held in _held)
+        {
+            if (held.First <= last && first <= held.Last)
+            {
+                return held;
+            }
+        }
+
+        return null;
+    }
+
     private void Release(Held held)
     {
+        TaskCompletionSource? released;
         lock (_lock)
         {
             _held.Remove(held);
+            (released, held.Released) = (held.Released, null);
+            _free.Push(held);
         }
 
-        held.Released.TrySetResult();
+        released?.TrySetResult();
     }
 
-    private sealed class Held(BlockRangeLock owner, long first, long last) : IDisposable
+    private sealed class Held(BlockRangeLock owner) : IDisposable
     {
-        public long First { get; } = first;
+        public long First { get; set; }
 
-        public long Last { get; } = last;
+        public long Last { get; set; }
 
-        public TaskCompletionSource Released { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>Completed on release; made by the first waiter. Guarded by the owner's monitor.</summary>
+        public TaskCompletionSource? Released { get; set; }
 
         public void Dispose() => owner.Release(this);
     }

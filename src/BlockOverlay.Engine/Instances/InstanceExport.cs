@@ -62,6 +62,8 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
     private readonly IAsyncDisposable? _baseHold;   // the image itself, or a lease on a shared one
     private readonly BlockRangeLock _writes = new();
     private readonly InstanceLayout _layout;
+    // The throttle's question, made once: a method group converted per write was an allocation per write.
+    private readonly Func<InstanceCache, bool> _overLimit;
     private bool _disposed;
 
     /// <summary>Serves an instance through the cache; one export per instance, shared by its connections.</summary>
@@ -80,6 +82,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         _baseHold = baseHold;
         _cache = cache.Attach(instance);
         _layout = new InstanceLayout(_cache, _store, instance, baseImage);
+        _overLimit = cache.OverLimit;
         Pacer = new RequestPacer(() => _instance.Definition.Qos, _cache.Counters, TimeProvider.System);
     }
 
@@ -156,7 +159,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        await _cache.ThrottleAsync(_owner.OverLimit);
+        await _cache.ThrottleAsync(_overLimit);
         var (first, count) = BlocksOf(offset, data.Length);
         using (await _writes.AcquireAsync(first, first + count - 1))
         {
@@ -166,7 +169,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
             }
             else
             {
-                await MergeAsync(offset, data.Length, whole => data.Span.CopyTo(whole.Span[(int)(offset - (first * Block))..]));
+                await MergeAsync(offset, data);
             }
         }
 
@@ -378,12 +381,15 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
     }
 
     /// <summary>
-    /// Read-modify-write of the blocks under [offset, offset+length): the partial blocks at the
-    /// edges are read first (nothing else can change them: the caller holds their range lock),
-    /// <paramref name="change"/> edits the whole-block image, and it goes to the cache.
+    /// Read-modify-write of the blocks under [offset, offset+data.Length): the partial blocks at
+    /// the edges are read first (nothing else can change them: the caller holds their range
+    /// lock), <paramref name="data"/> is copied over the whole-block image, and it goes to the
+    /// cache. (No callback: a lambda capturing the write's arguments cost every write an
+    /// allocation, whole blocks or not.)
     /// </summary>
-    private async ValueTask MergeAsync(long offset, long length, Action<Memory<byte>> change)
+    private async ValueTask MergeAsync(long offset, ReadOnlyMemory<byte> data)
     {
+        long length = data.Length;
         var (first, count) = BlocksOf(offset, length);
         int bytes = (int)(count * Block);
         byte[] whole = ArrayPool<byte>.Shared.Rent(bytes);
@@ -400,7 +406,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
                 await ReadBlocksAsync(first + count - 1, memory[^Block..]);
             }
 
-            change(memory);
+            data.Span.CopyTo(memory.Span[(int)(offset - (first * Block))..]);
             WriteToCache(first, memory.Span);
         }
         finally
@@ -448,7 +454,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         byte[] zeros = new byte[Math.Min(count, chunk) * Block];
         for (long done = 0; done < count; done += chunk)
         {
-            await _cache.ThrottleAsync(_owner.OverLimit);
+            await _cache.ThrottleAsync(_overLimit);
             long n = Math.Min(chunk, count - done);
             WriteToCache(first + done, zeros.AsSpan(0, (int)(n * Block)));
         }

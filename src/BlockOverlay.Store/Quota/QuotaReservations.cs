@@ -21,13 +21,16 @@ namespace BlockOverlay.Store.Quota;
 /// </para>
 /// <para>
 /// <b>Locking.</b> None of its own: the owning <see cref="StoreInstance"/>'s gate guards it with
-/// the map, so a look-up and a reservation are one step.
+/// the map, so a look-up and a reservation are one step. The same gate makes its scratch list of
+/// extents, reused by every reservation, one caller's at a time: a write allocates nothing here.
 /// </para>
 /// <para><b>Durability.</b> Memory only: after a crash no cache holds anything.</para>
 /// </remarks>
 internal sealed class QuotaReservations
 {
+    private const int MaxKeptExtents = 64;
     private readonly HashSet<long> _reserved = [];
+    private readonly List<MappedExtent> _layout = [];
 
     public long Count => _reserved.Count;
 
@@ -38,27 +41,22 @@ internal sealed class QuotaReservations
     /// </summary>
     public bool TryReserve(ExtentMap map, long first, long count, long quotaBlocks)
     {
-        var layout = new List<MappedExtent>();
-        map.Lookup(first, count, layout);
-        var fresh = new List<long>();
-        foreach (var extent in layout.Where(e => e.Kind != ExtentKind.Upper))
+        _layout.Clear();
+        map.Lookup(first, count, _layout);
+        long fresh = ReserveNewSpace(commit: false);
+        bool fits = fresh == 0 || quotaBlocks == 0 || map.UpperBlocks + _reserved.Count + fresh <= quotaBlocks;
+        if (fits)
         {
-            for (long b = extent.VirtualBlock; b < extent.End; b++)
-            {
-                if (!_reserved.Contains(b))
-                {
-                    fresh.Add(b);
-                }
-            }
+            ReserveNewSpace(commit: true);
         }
 
-        if (fresh.Count > 0 && quotaBlocks != 0 && map.UpperBlocks + _reserved.Count + fresh.Count > quotaBlocks)
+        if (_layout.Capacity > MaxKeptExtents)
         {
-            return false;
+            _layout.Clear();
+            _layout.Capacity = MaxKeptExtents; // a write over a fragmented range leaves no large list behind
         }
 
-        _reserved.UnionWith(fresh);
-        return true;
+        return fits;
     }
 
     /// <summary>Blocks of [<paramref name="first"/>, +<paramref name="count"/>) were mapped or zeroed: their reservations end.</summary>
@@ -80,6 +78,29 @@ internal sealed class QuotaReservations
         {
             _reserved.RemoveWhere(b => b >= first && b < first + count);
         }
+    }
+
+    /// <summary>Counts the blocks of <see cref="_layout"/> that are new space (neither upper nor reserved); with <paramref name="commit"/>, reserves them.</summary>
+    private long ReserveNewSpace(bool commit)
+    {
+        long fresh = 0;
+        foreach (var extent in _layout)
+        {
+            if (extent.Kind == ExtentKind.Upper)
+            {
+                continue;
+            }
+
+            for (long b = extent.VirtualBlock; b < extent.End; b++)
+            {
+                if (commit ? _reserved.Add(b) : !_reserved.Contains(b))
+                {
+                    fresh++;
+                }
+            }
+        }
+
+        return fresh;
     }
 
     /// <summary>The instance is gone.</summary>
