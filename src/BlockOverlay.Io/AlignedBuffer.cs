@@ -18,6 +18,12 @@ public sealed unsafe class AlignedBuffer : MemoryManager<byte>
 
     /// <summary>Allocates <paramref name="length"/> zeroed bytes, a positive multiple of the block size.</summary>
     public AlignedBuffer(int length)
+        : this(length, clear: true)
+    {
+    }
+
+    /// <summary>Allocates <paramref name="length"/> bytes, zeroed only if <paramref name="clear"/> (a buffer that is read into whole need not be).</summary>
+    internal AlignedBuffer(int length, bool clear)
     {
         if (length <= 0 || length % IBlockDevice.BlockSize != 0)
         {
@@ -26,7 +32,11 @@ public sealed unsafe class AlignedBuffer : MemoryManager<byte>
         }
 
         _pointer = (byte*)NativeMemory.AlignedAlloc((nuint)length, IBlockDevice.BlockSize);
-        NativeMemory.Clear(_pointer, (nuint)length);
+        if (clear)
+        {
+            NativeMemory.Clear(_pointer, (nuint)length);
+        }
+
         Length = length;
     }
 

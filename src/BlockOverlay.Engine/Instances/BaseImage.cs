@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Exports;
 using BlockOverlay.Io;
@@ -134,6 +135,7 @@ public sealed class BaseImage : IAsyncDisposable
     }
 
     /// <summary>Reads bytes at any offset; past the image's end, zeros.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer)
     {
         long inside = Math.Clamp(Size - offset, 0, buffer.Length);

@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Exports;
 using BlockOverlay.Engine.Qos;
@@ -134,6 +136,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
 
     public ValueTask AdmitAsync(long bytes, CancellationToken cancel) => Pacer.AdmitAsync(bytes, cancel);
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -173,7 +176,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
             }
         }
 
-        await FlushIfAsync(flags.HasFlag(WriteFlags.Fua));
+        await FlushIfAsync((flags & WriteFlags.Fua) != 0); // not HasFlag: unoptimized code boxes both enums
     }
 
     public async ValueTask FlushAsync()
@@ -352,22 +355,36 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
     }
 
     /// <summary>Reads whole blocks: from the cache where it holds them, the rest from the store, the base or zeros.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadBlocksAsync(long first, Memory<byte> destination)
     {
-        var misses = new List<(long First, long Count)>();
-        _cache.Read(first, destination.Length / Block, destination.Span, misses);
-        foreach (var (missFirst, missCount) in misses)
+        var scratch = ReadScratch.Rent();
+        try
         {
-            await ReadBelowCacheAsync(missFirst, destination.Slice((int)((missFirst - first) * Block), (int)(missCount * Block)));
+            _cache.Read(first, destination.Length / Block, destination.Span, scratch.Misses);
+            foreach (var (missFirst, missCount) in scratch.Misses)
+            {
+                await ReadBelowCacheAsync(missFirst, destination.Slice((int)((missFirst - first) * Block), (int)(missCount * Block)),
+                    scratch.Layout);
+            }
+        }
+        finally
+        {
+            ReadScratch.Return(scratch);
         }
     }
 
-    private async ValueTask ReadBelowCacheAsync(long first, Memory<byte> destination)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ReadBelowCacheAsync(long first, Memory<byte> destination, List<MappedExtent> layout)
     {
-        var layout = new List<MappedExtent>();
         await _store.ReadAsync(_instance, first, destination, layout);
-        foreach (var e in layout.Where(e => e.Kind != ExtentKind.Upper))
+        foreach (var e in layout)
         {
+            if (e.Kind == ExtentKind.Upper)
+            {
+                continue;
+            }
+
             var part = destination.Slice((int)((e.VirtualBlock - first) * Block), (int)(e.Length * Block));
             if (e.Kind == ExtentKind.Base && _base is not null)
             {
@@ -489,5 +506,33 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         long first = offset / Block;
         long last = (offset + length - 1) / Block;
         return (first, last - first + 1);
+    }
+
+    /// <summary>
+    /// The lists one read fills (the cache's misses, the store's layout of a miss), reused from
+    /// a pool so that a read allocates none; a list a fragmented read grew is let go.
+    /// </summary>
+    private sealed class ReadScratch
+    {
+        private const int MaxKept = 64;
+        private static readonly ConcurrentQueue<ReadScratch> s_free = new();
+
+        public List<(long First, long Count)> Misses { get; } = [];
+
+        public List<MappedExtent> Layout { get; } = [];
+
+        public static ReadScratch Rent() => s_free.TryDequeue(out var scratch) ? scratch : new ReadScratch();
+
+        public static void Return(ReadScratch scratch)
+        {
+            if (scratch.Misses.Capacity > MaxKept || scratch.Layout.Capacity > MaxKept)
+            {
+                return;
+            }
+
+            scratch.Misses.Clear();
+            scratch.Layout.Clear();
+            s_free.Enqueue(scratch);
+        }
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using BlockOverlay.Io;
 using BlockOverlay.Store.Checkpoints;
@@ -86,6 +87,7 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
     }
 
     /// <summary>See <see cref="UpperStore.ReadAsync"/>.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadAsync(StoreInstance instance, long virtualBlock, Memory<byte> destination, List<MappedExtent> layout)
     {
         ArgumentNullException.ThrowIfNull(instance);
@@ -96,11 +98,27 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
         {
             layout.Clear();
             Lookup(instance, virtualBlock, count, layout);
-            foreach (var extent in layout.Where(e => e.Kind == ExtentKind.Upper))
+            foreach (var extent in layout)
             {
-                using var buffer = new AlignedBuffer((int)(extent.Length * BlockSize));
-                await device.ReadAsync(extent.StoreBlock * BlockSize, buffer.Memory);
-                buffer.Memory.CopyTo(destination[(int)((extent.VirtualBlock - virtualBlock) * BlockSize)..]);
+                if (extent.Kind != ExtentKind.Upper)
+                {
+                    continue;
+                }
+
+                // O_DIRECT wants an aligned buffer, and the destination is the caller's: read
+                // into a pooled one (nothing allocated or zeroed per extent), copy it out.
+                int bytes = (int)(extent.Length * BlockSize);
+                var buffer = AlignedBufferPool.Shared.Rent(bytes);
+                try
+                {
+                    var read = buffer.Memory[..bytes];
+                    await device.ReadAsync(extent.StoreBlock * BlockSize, read);
+                    read.CopyTo(destination[(int)((extent.VirtualBlock - virtualBlock) * BlockSize)..]);
+                }
+                finally
+                {
+                    AlignedBufferPool.Shared.Return(buffer);
+                }
             }
         }
         finally
