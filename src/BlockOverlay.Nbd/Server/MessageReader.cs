@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using BlockOverlay.Nbd.Protocol;
 
 namespace BlockOverlay.Nbd.Server;
@@ -18,6 +19,7 @@ internal sealed class MessageReader(PipeReader reader)
     /// The next message, or <c>default</c> with <paramref name="endOfStream"/> when the peer
     /// closed cleanly between messages. A stream that ends inside a message is a protocol error.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // it waits for every request: no box per wait
     public async ValueTask<(T Message, bool EndOfStream)> ReadAsync<T>(MessageParser<T> parse, CancellationToken cancel)
     {
         while (true)
@@ -94,7 +96,28 @@ internal sealed class MessageReader(PipeReader reader)
     /// per second), the payload is abandoned: a trickle holds its budget no longer than that.
     /// </summary>
     /// <exception cref="NbdProtocolException">The stream ended, or the payload stalled.</exception>
-    public async ValueTask<byte[]> ReadPayloadAsync(int length, RequestBuffers buffers, ServerCounters counters, TimeSpan stall,
+    public ValueTask<byte[]> ReadPayloadAsync(int length, RequestBuffers buffers, ServerCounters counters, TimeSpan stall,
+        long minRate, CancellationToken cancel)
+    {
+        // Already whole in the pipe (a small WRITE usually arrives with its header): copied out
+        // at once, with no deadline to arm (a linked token source and its timer per payload).
+        if (reader.TryRead(out var ready))
+        {
+            if (ready.Buffer.Length >= length)
+            {
+                var payload = buffers.Rent(length);
+                ready.Buffer.Slice(0, length).CopyTo(payload);
+                reader.AdvanceTo(ready.Buffer.GetPosition(length));
+                return new ValueTask<byte[]>(payload);
+            }
+
+            reader.AdvanceTo(ready.Buffer.Start);
+        }
+
+        return ReadPayloadArrivingAsync(length, buffers, counters, stall, minRate, cancel);
+    }
+
+    private async ValueTask<byte[]> ReadPayloadArrivingAsync(int length, RequestBuffers buffers, ServerCounters counters, TimeSpan stall,
         long minRate, CancellationToken cancel)
     {
         using var progress = CancellationTokenSource.CreateLinkedTokenSource(cancel);

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using BlockOverlay.Exports;
 using BlockOverlay.Nbd.Protocol;
@@ -46,6 +47,7 @@ internal sealed class TransmissionSession
     private readonly InFlightBudget _budget;
     private readonly RequestBuffers _buffers;
     private readonly LogThrottle _logThrottle;
+    private readonly Stack<RequestRun> _idleRuns = new(); // its own lock
     // When the reader began waiting for the next request header (Environment.TickCount64);
     // long.MaxValue while it handles one. With the budget's idle time it makes the idle limit.
     private long _awaitingSince = Environment.TickCount64;
@@ -223,32 +225,8 @@ internal sealed class TransmissionSession
             }
 
             // Started, not awaited: the next request is read while this one runs.
-            _ = ExecuteAsync(request, payload, cost);
+            RequestRun.Rent(this).Start(request, payload, cost);
         }
-    }
-
-    private async Task ExecuteAsync(NbdRequest request, byte[]? payload, long cost)
-    {
-        OutgoingReply reply;
-        try
-        {
-            reply = await PerformAsync(request, payload);
-        }
-#pragma warning disable CA1031 // Every failure is classified in Failed; a bug must not take the connection down.
-        catch (Exception e)
-#pragma warning restore CA1031
-        {
-            reply = Failed(request, e);
-        }
-        finally
-        {
-            if (payload is not null)
-            {
-                _buffers.Return(payload);
-            }
-        }
-
-        Queue(reply, cost);
     }
 
     /// <summary>Hands a reply to the writer, which gives its cost back once it is written.</summary>
@@ -261,6 +239,7 @@ internal sealed class TransmissionSession
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<OutgoingReply> PerformAsync(NbdRequest request, byte[]? payload)
     {
         long offset = (long)request.Offset;
@@ -296,6 +275,7 @@ internal sealed class TransmissionSession
         return StatusReply.Success(request.Cookie);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<OutgoingReply> ReadAsync(NbdRequest request, long offset, int length)
     {
         byte[] buffer = _buffers.Rent(length);
@@ -478,6 +458,88 @@ internal sealed class TransmissionSession
         {
             reply.Release();
             _budget.Return(cost);
+        }
+    }
+
+    /// <summary>
+    /// One request from its start to its reply queued, reused by the connection: an async method
+    /// started per request and not awaited cost a state machine box each time it waited on I/O.
+    /// Several runs of one connection are in flight at once (pipelining), each its own object;
+    /// the budget's share is only carried through to <see cref="Queue"/>, which hands it on.
+    /// </summary>
+    private sealed class RequestRun
+    {
+        private readonly TransmissionSession _session;
+        private readonly Action _completed;
+        private ValueTaskAwaiter<OutgoingReply> _work;
+        private NbdRequest _request;
+        private byte[]? _payload;
+        private long _cost;
+
+        private RequestRun(TransmissionSession session)
+        {
+            _session = session;
+            _completed = Complete;
+        }
+
+        public static RequestRun Rent(TransmissionSession session)
+        {
+            lock (session._idleRuns)
+            {
+                if (session._idleRuns.TryPop(out var run))
+                {
+                    return run;
+                }
+            }
+
+            return new RequestRun(session);
+        }
+
+        public void Start(NbdRequest request, byte[]? payload, long cost)
+        {
+            (_request, _payload, _cost) = (request, payload, cost);
+#pragma warning disable CA2012 // Consumed once: through its awaiter, whose GetResult in Complete ends it.
+            _work = _session.PerformAsync(request, payload).GetAwaiter();
+#pragma warning restore CA2012
+            if (_work.IsCompleted)
+            {
+                Complete();
+            }
+            else
+            {
+                _work.UnsafeOnCompleted(_completed);
+            }
+        }
+
+        private void Complete()
+        {
+            OutgoingReply reply;
+            try
+            {
+                reply = _work.GetResult();
+            }
+#pragma warning disable CA1031 // Every failure is classified in Failed; a bug must not take the connection down.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                reply = _session.Failed(_request, e);
+            }
+            finally
+            {
+                if (_payload is not null)
+                {
+                    _session._buffers.Return(_payload);
+                }
+            }
+
+            var (session, cost) = (_session, _cost);
+            (_work, _request, _payload, _cost) = (default, default, null, 0);
+            lock (session._idleRuns)
+            {
+                session._idleRuns.Push(this);
+            }
+
+            session.Queue(reply, cost);
         }
     }
 }
