@@ -9,7 +9,7 @@ namespace BlockOverlay.Nbd.Server;
 /// </summary>
 internal abstract class OutgoingReply(ulong cookie)
 {
-    public ulong Cookie { get; } = cookie;
+    public ulong Cookie { get; protected set; } = cookie;
 
     public abstract void WriteTo(IBufferWriter<byte> writer);
 
@@ -25,8 +25,6 @@ internal abstract class OutgoingReply(ulong cookie)
 /// </summary>
 internal sealed class StatusReply(ulong cookie, NbdError error, string message, bool structured) : OutgoingReply(cookie)
 {
-    public static StatusReply Success(ulong cookie) => new(cookie, NbdError.None, string.Empty, structured: false);
-
     public override void WriteTo(IBufferWriter<byte> writer)
     {
         if (error != NbdError.None && structured)
@@ -40,27 +38,72 @@ internal sealed class StatusReply(ulong cookie, NbdError error, string message, 
     }
 }
 
+/// <summary>A success without data (WRITE, FLUSH, TRIM, ...): a simple reply, reused by its connection once written.</summary>
+internal sealed class SuccessReply(ReplyPool pool) : OutgoingReply(0)
+{
+    public SuccessReply For(ulong cookie)
+    {
+        Cookie = cookie;
+        return this;
+    }
+
+    public override void WriteTo(IBufferWriter<byte> writer) => NbdEncoder.WriteSimpleReply(writer, Cookie, NbdError.None);
+
+    public override void Release() => pool.Return(this);
+}
+
 /// <summary>
 /// The data of a successful READ. With structured replies, runs of zeros become
 /// OFFSET_HOLE chunks, so sparse reads cost headers instead of bytes on the wire.
+/// A connection reuses its read replies (<see cref="ReplyPool"/>) once written.
 /// </summary>
-internal sealed class ReadReply(RequestBuffers buffers, ulong cookie, ulong offset, byte[] buffer, int length, bool structured, bool dontFragment)
-    : OutgoingReply(cookie)
+internal sealed class ReadReply : OutgoingReply
 {
+    private readonly RequestBuffers _buffers;
+    private readonly ReplyPool? _pool;
+    private ulong _offset;
+    private byte[] _buffer = [];
+    private int _length;
+    private bool _structured;
+    private bool _dontFragment;
+
+    public ReadReply(RequestBuffers buffers, ulong cookie, ulong offset, byte[] buffer, int length, bool structured, bool dontFragment)
+        : this(buffers, pool: null)
+    {
+        For(cookie, offset, buffer, length, structured, dontFragment);
+    }
+
+    internal ReadReply(RequestBuffers buffers, ReplyPool? pool)
+        : base(0)
+    {
+        _buffers = buffers;
+        _pool = pool;
+    }
+
     /// <summary>Zero detection works on aligned blocks of this size (the preferred block size).</summary>
     internal const int HoleGranularity = 4096;
 
+    /// <summary>Sets the reply to <paramref name="cookie"/>'s data, <paramref name="buffer"/> (given back on release).</summary>
+    public ReadReply For(ulong cookie, ulong offset, byte[] buffer, int length, bool structured, bool dontFragment)
+    {
+        Cookie = cookie;
+        (_offset, _buffer, _length, _structured, _dontFragment) = (offset, buffer, length, structured, dontFragment);
+        return this;
+    }
+
     public override void WriteTo(IBufferWriter<byte> writer)
     {
-        var data = buffer.AsSpan(0, length);
-        if (!structured)
+        var data = _buffer.AsSpan(0, _length);
+        ulong offset = _offset;
+        int length = _length;
+        if (!_structured)
         {
             NbdEncoder.WriteSimpleReply(writer, Cookie, NbdError.None);
             NbdEncoder.WritePayload(writer, data);
             return;
         }
 
-        if (dontFragment)
+        if (_dontFragment)
         {
             // "the server MUST send at most one content chunk": a hole only if all of it is zero.
             if (data.ContainsAnyExcept((byte)0))
@@ -99,12 +142,17 @@ internal sealed class ReadReply(RequestBuffers buffers, ulong cookie, ulong offs
         }
     }
 
-    public override void Release() => buffers.Return(buffer);
+    public override void Release()
+    {
+        _buffers.Return(_buffer);
+        _buffer = [];
+        _pool?.Return(this);
+    }
 
     /// <summary>Whether the block starting at <paramref name="start"/> (up to the next aligned boundary) is all zeros.</summary>
     private bool IsZeroBlock(ReadOnlySpan<byte> data, int start, out int end)
     {
-        ulong absolute = offset + (ulong)start;
+        ulong absolute = _offset + (ulong)start;
         int toBoundary = HoleGranularity - (int)(absolute % HoleGranularity);
         end = Math.Min(data.Length, start + toBoundary);
         return !data[start..end].ContainsAnyExcept((byte)0);
@@ -121,6 +169,51 @@ internal sealed class BlockStatusReply(ulong cookie, IReadOnlyList<(uint Context
         {
             var flags = i == chunks.Count - 1 ? ReplyFlags.Done : ReplyFlags.None;
             NbdEncoder.WriteBlockStatusChunk(writer, Cookie, flags, chunks[i].ContextId, chunks[i].Descriptors);
+        }
+    }
+}
+
+/// <summary>
+/// The replies one connection reuses, a success without data and a READ's data: what every
+/// steady workload sends, so a request allocates no reply. A reply comes back on release, after
+/// it was written (or dropped); replies in flight at once are each their own object.
+/// </summary>
+internal sealed class ReplyPool(RequestBuffers buffers)
+{
+    private readonly Lock _lock = new();
+    private readonly Stack<SuccessReply> _successes = new();
+    private readonly Stack<ReadReply> _reads = new();
+
+    public SuccessReply Success(ulong cookie)
+    {
+        lock (_lock)
+        {
+            return (_successes.TryPop(out var reply) ? reply : new SuccessReply(this)).For(cookie);
+        }
+    }
+
+    /// <summary>The data of a READ in <paramref name="buffer"/>, from <see cref="RequestBuffers"/> (given back when the reply is released).</summary>
+    public ReadReply Read(ulong cookie, ulong offset, byte[] buffer, int length, bool structured, bool dontFragment)
+    {
+        lock (_lock)
+        {
+            return (_reads.TryPop(out var reply) ? reply : new ReadReply(buffers, this)).For(cookie, offset, buffer, length, structured, dontFragment);
+        }
+    }
+
+    public void Return(SuccessReply reply)
+    {
+        lock (_lock)
+        {
+            _successes.Push(reply);
+        }
+    }
+
+    public void Return(ReadReply reply)
+    {
+        lock (_lock)
+        {
+            _reads.Push(reply);
         }
     }
 }

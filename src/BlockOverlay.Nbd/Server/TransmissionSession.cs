@@ -48,6 +48,7 @@ internal sealed class TransmissionSession
     private readonly RequestBuffers _buffers;
     private readonly LogThrottle _logThrottle;
     private readonly Stack<RequestRun> _idleRuns = new(); // its own lock
+    private readonly ReplyPool _replyPool;
     // When the reader began waiting for the next request header (Environment.TickCount64);
     // long.MaxValue while it handles one. With the budget's idle time it makes the idle limit.
     private long _awaitingSince = Environment.TickCount64;
@@ -74,6 +75,7 @@ internal sealed class TransmissionSession
         _counters = counters;
         _budget = new InFlightBudget(options.MaxInFlightBytes, sharedBudget);
         _buffers = buffers;
+        _replyPool = new ReplyPool(buffers);
     }
 
     /// <summary>Why the connection ended when a time limit ended it (idle, replies not taken); else null.</summary>
@@ -272,7 +274,7 @@ internal sealed class TransmissionSession
                 throw new InvalidOperationException($"validated request has unexpected command {request.Command}");
         }
 
-        return StatusReply.Success(request.Cookie);
+        return _replyPool.Success(request.Cookie);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
@@ -290,8 +292,8 @@ internal sealed class TransmissionSession
         }
 
         _counters.RecordRead(length);
-        return new ReadReply(_buffers, request.Cookie, request.Offset, buffer, length, _negotiated.StructuredReplies,
-            request.Flags.HasFlag(CommandFlags.DontFragment));
+        return _replyPool.Read(request.Cookie, request.Offset, buffer, length, _negotiated.StructuredReplies,
+            (request.Flags & CommandFlags.DontFragment) != 0);
     }
 
     /// <summary>One chunk per selected context, in id order.</summary>
