@@ -19,24 +19,27 @@ trees=()
 cleanup() { for t in "${trees[@]}"; do git worktree remove --force "$t" >/dev/null 2>&1 || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-# side NAME REV: a built copy of REV's src with this tree's benchmarks; REV empty: this tree.
+# side NAME REV: a built copy of REV's src with this tree's benchmarks; REV empty: this tree
+# (built where it is: through a link the analyzers would not find its .editorconfig).
+declare -A root
 side() {
     local dir=$tmp/$1
     if [ -z "$2" ]; then
-        ln -s "$PWD" "$dir"
+        dir=$PWD
     else
         git worktree add --detach "$dir" "$2" >/dev/null
         trees+=("$dir")
         rm -rf "$dir/perf/micro"; cp -r perf/micro "$dir/perf/micro"; rm -rf "$dir/perf/micro/bin" "$dir/perf/micro/obj"
         cp Directory.Packages.props "$dir/"
     fi
+    root[$1]=$dir
     dotnet build "$dir/perf/micro" -c Release --nologo -v quiet -clp:ErrorsOnly >&2
 }
 side a "$1"; side b "${2:-}"
 
 run() { # run SIDE ROUND
     local out=$tmp/out/$1-$2; mkdir -p "$out"
-    (cd "$out" && TMPDIR=/var/tmp dotnet "$tmp/$1/perf/micro/bin/Release/net10.0/BlockOverlay.Micro.dll" \
+    (cd "$out" && TMPDIR=/var/tmp dotnet "${root[$1]}/perf/micro/bin/Release/net10.0/BlockOverlay.Micro.dll" \
         --filter "$filter" --inProcess --job short --exporters json >"$out/log" 2>&1) || { tail -20 "$out/log" >&2; exit 1; }
 }
 for r in $(seq 1 "$rounds"); do
