@@ -7,7 +7,8 @@
 # same benchmark code on both sides; only the server differs), built once. Then ROUNDS rounds
 # (3), each running both in alternating order (A B, then B A), BenchmarkDotNet in-process with
 # its short job. Printed per benchmark: bytes allocated per operation and Gen0 collections per
-# 1,000 operations (deterministic: the same in every round), and the time of B over A, the
+# 1,000 operations (medians of the rounds; they move only where an await completes sooner or
+# later under load), and the time of B over A, the
 # median of the rounds' ratios with their min-max (a shared machine moves absolute times; only
 # the ratio of one round's neighbours is worth reading). FILTER picks benchmarks ('*').
 set -euo pipefail
@@ -60,8 +61,9 @@ a = [load("a", r) for r in range(1, rounds + 1)]
 b = [load("b", r) for r in range(1, rounds + 1)]
 print(f"A = {rev_a}, B = {rev_b}; {rounds} rounds, alternating")
 print(f"{'benchmark':<16} {'bytes/op A':>10} {'B':>6} {'Gen0/1k A':>10} {'B':>6}  time B/A median (min-max)")
+def median(side, name, k): return statistics.median(side[i][name][k] for i in range(rounds))
 for name in a[0]:
     ratios = sorted(b[i][name][0] / a[i][name][0] for i in range(rounds))
-    print(f"{name:<16} {a[0][name][1]:>10} {b[0][name][1]:>6} {a[0][name][2]:>10.2f} {b[0][name][2]:>6.2f}  "
+    print(f"{name:<16} {median(a, name, 1):>10.0f} {median(b, name, 1):>6.0f} {median(a, name, 2):>10.2f} {median(b, name, 2):>6.2f}  "
           f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})")
 PY
