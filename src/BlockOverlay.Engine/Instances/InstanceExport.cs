@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using BlockOverlay.Engine.Cache;
@@ -64,11 +63,11 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
     private readonly IAsyncDisposable? _baseHold;   // the image itself, or a lease on a shared one
     private readonly BlockRangeLock _writes = new();
     private readonly InstanceLayout _layout;
+    private readonly InstanceReader _reader;
     // The throttle's question, made once: a method group converted per write was an allocation per write.
     private readonly Func<InstanceCache, bool> _overLimit;
     private bool _disposed;
 
-    /// <summary>Serves an instance through the cache; one export per instance, shared by its connections.</summary>
     /// <summary>An export of <paramref name="instance"/> that owns <paramref name="baseImage"/> (closes it when it closes).</summary>
     public InstanceExport(WriteBackCache cache, StoreInstance instance, BaseImage? baseImage)
         : this(cache, instance, baseImage, baseImage)
@@ -84,6 +83,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         _baseHold = baseHold;
         _cache = cache.Attach(instance);
         _layout = new InstanceLayout(_cache, _store, instance, baseImage);
+        _reader = new InstanceReader(_cache, _store, instance, baseImage);
         _overLimit = cache.OverLimit;
         Pacer = new RequestPacer(() => _instance.Definition.Qos, _cache.Counters, TimeProvider.System);
     }
@@ -143,14 +143,14 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         var (first, count) = BlocksOf(offset, buffer.Length);
         if (offset % Block == 0 && buffer.Length % Block == 0)
         {
-            await ReadBlocksAsync(first, buffer);
+            await _reader.ReadBlocksAsync(first, buffer);
             return;
         }
 
         byte[] whole = ArrayPool<byte>.Shared.Rent((int)(count * Block));
         try
         {
-            await ReadBlocksAsync(first, whole.AsMemory(0, (int)(count * Block)));
+            await _reader.ReadBlocksAsync(first, whole.AsMemory(0, (int)(count * Block)));
             whole.AsMemory((int)(offset - (first * Block)), buffer.Length).CopyTo(buffer);
         }
         finally
@@ -354,49 +354,6 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         }
     }
 
-    /// <summary>Reads whole blocks: from the cache where it holds them, the rest from the store, the base or zeros.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ReadBlocksAsync(long first, Memory<byte> destination)
-    {
-        var scratch = ReadScratch.Rent();
-        try
-        {
-            _cache.Read(first, destination.Length / Block, destination.Span, scratch.Misses);
-            foreach (var (missFirst, missCount) in scratch.Misses)
-            {
-                await ReadBelowCacheAsync(missFirst, destination.Slice((int)((missFirst - first) * Block), (int)(missCount * Block)),
-                    scratch.Layout);
-            }
-        }
-        finally
-        {
-            ReadScratch.Return(scratch);
-        }
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ReadBelowCacheAsync(long first, Memory<byte> destination, List<MappedExtent> layout)
-    {
-        await _store.ReadAsync(_instance, first, destination, layout);
-        foreach (var e in layout)
-        {
-            if (e.Kind == ExtentKind.Upper)
-            {
-                continue;
-            }
-
-            var part = destination.Slice((int)((e.VirtualBlock - first) * Block), (int)(e.Length * Block));
-            if (e.Kind == ExtentKind.Base && _base is not null)
-            {
-                await _base.ReadAsync(e.VirtualBlock * Block, part);
-            }
-            else
-            {
-                part.Span.Clear(); // zeroed, or no base
-            }
-        }
-    }
-
     /// <summary>
     /// Read-modify-write of the blocks under [offset, offset+data.Length): the partial blocks at
     /// the edges are read first (nothing else can change them: the caller holds their range
@@ -415,12 +372,12 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
             var memory = whole.AsMemory(0, bytes);
             if (offset % Block != 0)
             {
-                await ReadBlocksAsync(first, memory[..Block]);
+                await _reader.ReadBlocksAsync(first, memory[..Block]);
             }
 
             if ((offset + length) % Block != 0 && (count > 1 || offset % Block == 0))
             {
-                await ReadBlocksAsync(first + count - 1, memory[^Block..]);
+                await _reader.ReadBlocksAsync(first + count - 1, memory[^Block..]);
             }
 
             data.Span.CopyTo(memory.Span[(int)(offset - (first * Block))..]);
@@ -444,7 +401,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         try
         {
             var memory = whole.AsMemory(0, Block);
-            await ReadBlocksAsync(block, memory);
+            await _reader.ReadBlocksAsync(block, memory);
             var part = memory.Span.Slice((int)(offset % Block), (int)length);
             if (!part.ContainsAnyExcept((byte)0))
             {
@@ -506,33 +463,5 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         long first = offset / Block;
         long last = (offset + length - 1) / Block;
         return (first, last - first + 1);
-    }
-
-    /// <summary>
-    /// The lists one read fills (the cache's misses, the store's layout of a miss), reused from
-    /// a pool so that a read allocates none; a list a fragmented read grew is let go.
-    /// </summary>
-    private sealed class ReadScratch
-    {
-        private const int MaxKept = 64;
-        private static readonly ConcurrentQueue<ReadScratch> s_free = new();
-
-        public List<(long First, long Count)> Misses { get; } = [];
-
-        public List<MappedExtent> Layout { get; } = [];
-
-        public static ReadScratch Rent() => s_free.TryDequeue(out var scratch) ? scratch : new ReadScratch();
-
-        public static void Return(ReadScratch scratch)
-        {
-            if (scratch.Misses.Capacity > MaxKept || scratch.Layout.Capacity > MaxKept)
-            {
-                return;
-            }
-
-            scratch.Misses.Clear();
-            scratch.Layout.Clear();
-            s_free.Enqueue(scratch);
-        }
     }
 }

@@ -47,7 +47,7 @@ internal sealed class TransmissionSession
     private readonly InFlightBudget _budget;
     private readonly RequestBuffers _buffers;
     private readonly LogThrottle _logThrottle;
-    private readonly Stack<RequestRun> _idleRuns = new(); // its own lock
+    private readonly RequestRuns _runs;
     private readonly ReplyPool _replyPool;
     // When the reader began waiting for the next request header (Environment.TickCount64);
     // long.MaxValue while it handles one. With the budget's idle time it makes the idle limit.
@@ -76,6 +76,7 @@ internal sealed class TransmissionSession
         _budget = new InFlightBudget(options.MaxInFlightBytes, sharedBudget);
         _buffers = buffers;
         _replyPool = new ReplyPool(buffers);
+        _runs = new RequestRuns(PerformAsync, Failed, Queue, buffers);
     }
 
     /// <summary>Why the connection ended when a time limit ended it (idle, replies not taken); else null.</summary>
@@ -227,7 +228,7 @@ internal sealed class TransmissionSession
             }
 
             // Started, not awaited: the next request is read while this one runs.
-            RequestRun.Rent(this).Start(request, payload, cost);
+            _runs.Start(request, payload, cost);
         }
     }
 
@@ -460,88 +461,6 @@ internal sealed class TransmissionSession
         {
             reply.Release();
             _budget.Return(cost);
-        }
-    }
-
-    /// <summary>
-    /// One request from its start to its reply queued, reused by the connection: an async method
-    /// started per request and not awaited cost a state machine box each time it waited on I/O.
-    /// Several runs of one connection are in flight at once (pipelining), each its own object;
-    /// the budget's share is only carried through to <see cref="Queue"/>, which hands it on.
-    /// </summary>
-    private sealed class RequestRun
-    {
-        private readonly TransmissionSession _session;
-        private readonly Action _completed;
-        private ValueTaskAwaiter<OutgoingReply> _work;
-        private NbdRequest _request;
-        private byte[]? _payload;
-        private long _cost;
-
-        private RequestRun(TransmissionSession session)
-        {
-            _session = session;
-            _completed = Complete;
-        }
-
-        public static RequestRun Rent(TransmissionSession session)
-        {
-            lock (session._idleRuns)
-            {
-                if (session._idleRuns.TryPop(out var run))
-                {
-                    return run;
-                }
-            }
-
-            return new RequestRun(session);
-        }
-
-        public void Start(NbdRequest request, byte[]? payload, long cost)
-        {
-            (_request, _payload, _cost) = (request, payload, cost);
-#pragma warning disable CA2012 // Consumed once: through its awaiter, whose GetResult in Complete ends it.
-            _work = _session.PerformAsync(request, payload).GetAwaiter();
-#pragma warning restore CA2012
-            if (_work.IsCompleted)
-            {
-                Complete();
-            }
-            else
-            {
-                _work.UnsafeOnCompleted(_completed);
-            }
-        }
-
-        private void Complete()
-        {
-            OutgoingReply reply;
-            try
-            {
-                reply = _work.GetResult();
-            }
-#pragma warning disable CA1031 // Every failure is classified in Failed; a bug must not take the connection down.
-            catch (Exception e)
-#pragma warning restore CA1031
-            {
-                reply = _session.Failed(_request, e);
-            }
-            finally
-            {
-                if (_payload is not null)
-                {
-                    _session._buffers.Return(_payload);
-                }
-            }
-
-            var (session, cost) = (_session, _cost);
-            (_work, _request, _payload, _cost) = (default, default, null, 0);
-            lock (session._idleRuns)
-            {
-                session._idleRuns.Push(this);
-            }
-
-            session.Queue(reply, cost);
         }
     }
 }
