@@ -166,7 +166,7 @@ public static class CheckpointParts
                 var segment = new SegmentRef(EntryLayout.SegmentBlock.ReadSigned(tail), EntryLayout.SegmentBytes.ReadSigned(tail),
                     EntryLayout.SegmentChecksum.Read(tail), EntryLayout.ExtentCount.ReadSigned(tail), EntryLayout.UpperBlocks.ReadSigned(tail));
                 // Divided, not multiplied: 2^59 extents times 32 bytes wraps to 0, "no segment".
-                if (segment.Bytes < 0 || segment.Bytes % ExtentBytes != 0 || segment.Bytes / ExtentBytes != segment.ExtentCount ||
+                if (segment.Bytes is < 0 or > int.MaxValue || segment.Bytes % ExtentBytes != 0 || segment.Bytes / ExtentBytes != segment.ExtentCount ||
                     segment.StoreBlock < 0 || (segment.StoreBlock == 0) != (segment.Bytes == 0) || segment.UpperBlocks < 0)
                 {
                     throw new StoreFormatException($"{where}: instance {definition.Id} names a map segment of {segment.Bytes} bytes for {segment.ExtentCount} extents");

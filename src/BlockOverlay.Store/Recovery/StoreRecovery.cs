@@ -189,9 +189,9 @@ internal static class StoreRecovery
         {
             string page = $"checkpoint space page {part.Index}";
             var bytes = await CheckpointPartReader.ReadAsync(device, part.StoreBlock, part.Bytes, part.Checksum, page);
-            if (bytes.Length != CheckpointParts.SpacePageBytes || !pages.TryAdd(part.Index, part))
+            if (!pages.TryAdd(part.Index, part)) // its length is a page's: DecodeRoot checked
             {
-                throw new StoreFormatException($"{page}: {bytes.Length} bytes, or comes twice");
+                throw new StoreFormatException($"{page}: comes twice");
             }
 
             space.Load(part.Index, bytes);

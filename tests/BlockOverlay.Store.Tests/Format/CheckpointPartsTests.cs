@@ -65,6 +65,14 @@ public sealed class CheckpointPartsTests
         Assert.Throws<StoreFormatException>(() => CheckpointParts.DecodeGroup(CheckpointParts.EncodeGroup([new GroupEntry(Disk, wrapped)]), 1, "test"));
     }
 
+    /// <summary>A segment is read into one buffer: 8 GiB of extents is no map a checkpoint writes.</summary>
+    [Test]
+    public void A_group_refuses_a_segment_longer_than_one_read()
+    {
+        var huge = new SegmentRef(500, 1L << 33, 0, (1L << 33) / CheckpointParts.ExtentBytes, 0);
+        Assert.Throws<StoreFormatException>(() => CheckpointParts.DecodeGroup(CheckpointParts.EncodeGroup([new GroupEntry(Disk, huge)]), 1, "test"));
+    }
+
     [Test]
     public void A_group_round_trips()
     {
