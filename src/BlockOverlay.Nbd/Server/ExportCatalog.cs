@@ -31,13 +31,29 @@ public sealed class ExportCatalog
     public bool Contains(string name) => _exports.ByName.ContainsKey(name);
 
     /// <summary>Adds an export under a name not yet taken (else <see cref="ExportNameTakenException"/>).</summary>
-    public void Add(string name, IExport export)
+    public void Add(string name, IExport export) => AddRange([new(name, export)]);
+
+    /// <summary>
+    /// Adds exports, in order, under names not yet taken; all or none: one name taken (here or
+    /// twice in <paramref name="exports"/>) adds nothing and throws <see cref="ExportNameTakenException"/>.
+    /// A server starting with thousands of instances adds them at once: one new table built in
+    /// place, not one per export (each of which would copy a path of both trees).
+    /// </summary>
+    public void AddRange(IReadOnlyCollection<KeyValuePair<string, IExport>> exports)
     {
-        ArgumentNullException.ThrowIfNull(export);
+        ArgumentNullException.ThrowIfNull(exports);
+        foreach (var (_, export) in exports)
+        {
+            ArgumentNullException.ThrowIfNull(export);
+        }
+
         lock (_lock)
         {
-            _exports = _exports.Add(name, export);
-            _attached[name] = new Attachments();
+            _exports = _exports.AddRange(exports);
+            foreach (var (name, _) in exports)
+            {
+                _attached[name] = new Attachments();
+            }
         }
     }
 
@@ -181,7 +197,8 @@ public sealed class ExportCatalog
     /// <summary>
     /// One state of the catalog, never changed: the exports by name (a lookup per connection and
     /// per add, not a scan: a server holds thousands) and by the order they were added (LIST,
-    /// the default export). Each change makes a new one sharing all but O(log n) of its nodes.
+    /// the default export). Each change makes a new one sharing all but O(log n) of its nodes per export
+    /// it adds or removes.
     /// </summary>
     private sealed class Table(
         ImmutableDictionary<string, (long Order, IExport Export)> byName,
@@ -197,9 +214,25 @@ public sealed class ExportCatalog
 
         public ImmutableSortedDictionary<long, KeyValuePair<string, IExport>> InOrder { get; } = inOrder;
 
-        public Table Add(string name, IExport export) => ByName.ContainsKey(name)
-            ? throw new ExportNameTakenException(name)
-            : new(ByName.Add(name, (added, export)), InOrder.Add(added, new(name, export)), added + 1);
+        public Table AddRange(IEnumerable<KeyValuePair<string, IExport>> exports)
+        {
+            var byName = ByName.ToBuilder();
+            var inOrder = InOrder.ToBuilder();
+            long next = added;
+            foreach (var (name, export) in exports)
+            {
+                if (byName.ContainsKey(name))
+                {
+                    throw new ExportNameTakenException(name);
+                }
+
+                byName.Add(name, (next, export));
+                inOrder.Add(next, new(name, export));
+                next++;
+            }
+
+            return new(byName.ToImmutable(), inOrder.ToImmutable(), next);
+        }
 
         public Table Remove(string name, long order) => new(ByName.Remove(name), InOrder.Remove(order), added);
     }

@@ -45,6 +45,34 @@ public sealed class ExportCatalogTests
     }
 
     [Test]
+    public void Exports_added_at_once_are_added_all_in_order_or_not_at_all()
+    {
+        var catalog = new ExportCatalog();
+        catalog.Add("first", new MemoryExport(4096));
+        var batch = Enumerable.Range(0, 1_000).Select(i => new KeyValuePair<string, IExport>($"vm{i}", new MemoryExport(4096))).ToList();
+
+        // 1. A name already served, or one twice in the batch, adds none of the batch.
+        Assert.Throws<ExportNameTakenException>(() => catalog.AddRange([.. batch, new("first", new MemoryExport(4096))]));
+        Assert.Throws<ExportNameTakenException>(() => catalog.AddRange([.. batch, batch[500]]));
+        Assert.That(catalog.Snapshot.Select(e => e.Key), Is.EqualTo(new[] { "first" }));
+        Assert.That(batch.Select(e => catalog.Contains(e.Key) || catalog.ConnectionsTo(e.Key) != 0), Has.None.True);
+
+        // 2. The batch comes after what was there, in its order; each export is found, attachable and removable.
+        catalog.AddRange(batch);
+        catalog.Add("last", new MemoryExport(4096));
+        Assert.That(catalog.Snapshot.Select(e => e.Key), Is.EqualTo(new[] { "first" }.Concat(batch.Select(e => e.Key)).Append("last")));
+        Assert.That(catalog.TryFind("vm999", PeerIdentity.Anonymous, out _, out var found) && ReferenceEquals(found, batch[999].Value));
+        using (var attachment = catalog.Attach("vm7", batch[7].Value, PeerIdentity.Anonymous))
+        {
+            Assert.That(attachment, Is.Not.Null);
+            Assert.That(catalog.ConnectionsTo("vm7"), Is.EqualTo(1));
+        }
+
+        Assert.That(catalog.Remove("vm7")?.Export, Is.SameAs(batch[7].Value));
+        Assert.That(catalog.Contains("vm7"), Is.False);
+    }
+
+    [Test]
     public void An_export_the_peer_may_not_see_is_neither_found_nor_the_default()
     {
         var catalog = new ExportCatalog();
