@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using BlockOverlay.Exports;
 using BlockOverlay.Io;
 using BlockOverlay.Io.Interop;
@@ -22,7 +23,9 @@ namespace BlockOverlay.Engine.Exports;
 /// <para>
 /// <b>Locking.</b> None in the export: reads and writes are positional (pread/pwrite
 /// through <see cref="RandomAccess"/>), so any number run at once; the kernel orders
-/// concurrent writes to the same bytes. Calls that may wait on the device (fdatasync,
+/// concurrent writes to the same bytes. A read first copies what the page cache holds on
+/// the caller's thread (preadv2 with RWF_NOWAIT, which never waits for the device); only
+/// what is not cached goes to a pool thread, so a cached read costs no thread hop. Calls that may wait on the device (fdatasync,
 /// fallocate, posix_fadvise, SEEK_DATA) run on the thread pool so the caller never blocks.
 /// </para>
 /// <para>
@@ -57,6 +60,7 @@ public sealed class FileExport : IExport
     private volatile bool _punchUnsupported;
     private volatile bool _zeroRangeUnsupported;
     private volatile bool _seekDataUnsupported;
+    private volatile bool _noWaitUnsupported;
 
     private FileExport(SafeFileHandle handle, string path, long size, bool readOnly, bool canPunch)
     {
@@ -127,8 +131,53 @@ public sealed class FileExport : IExport
     /// <summary>Which file is open, and which version of it (<see cref="FileStamp"/>).</summary>
     public FileStamp Stamp() => FileStamp.Of(_handle);
 
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer)
+    {
+        int cached = ReadCached(offset, buffer.Span);
+        return cached == buffer.Length ? ValueTask.CompletedTask : ReadFromDeviceAsync(offset + cached, buffer[cached..]);
+    }
+
+    /// <summary>
+    /// Copies what the page cache holds of the range from its start, on the caller's thread:
+    /// preadv2 with RWF_NOWAIT answers EAGAIN rather than wait for the device, so a cached read
+    /// is one system call and no hand-off to a pool thread. Returns the bytes copied; it stops
+    /// at the first byte not cached, at the end of the file, or at any error, and the read from
+    /// the device does the rest (and reports the error, if it is one).
+    /// </summary>
+    private unsafe int ReadCached(long offset, Span<byte> buffer)
+    {
+        if (_noWaitUnsupported)
+        {
+            return 0;
+        }
+
+        int done = 0;
+        fixed (byte* start = buffer)
+        {
+            while (done < buffer.Length)
+            {
+                var part = new LibC.IoVec { Base = start + done, Length = (nuint)(buffer.Length - done) };
+                nint read = LibC.preadv2(_handle, &part, 1, offset + done, LibC.RWF_NOWAIT);
+                if (read <= 0)
+                {
+                    // A file system or kernel without RWF_NOWAIT for reads says so once; EAGAIN is "not cached".
+                    if (read < 0 && Marshal.GetLastPInvokeError() == Errno.EOPNOTSUPP)
+                    {
+                        _noWaitUnsupported = true;
+                    }
+
+                    break;
+                }
+
+                done += (int)read;
+            }
+        }
+
+        return done;
+    }
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask ReadAsync(long offset, Memory<byte> buffer)
+    private async ValueTask ReadFromDeviceAsync(long offset, Memory<byte> buffer)
     {
         while (!buffer.IsEmpty)
         {

@@ -12,7 +12,7 @@ namespace BlockOverlay.Io.Interop;
 /// <remarks>
 /// Why each call: open(2) keeps O_DIRECT (FileStream and File.OpenHandle drop it) and lets a
 /// lock file be opened without .NET's own advisory flock; flock(2); pwritev2(2) with RWF_DSYNC
-/// for forced-unit-access writes; fdatasync(2)/fsync(2); fallocate(2) and posix_fadvise(2);
+/// for forced-unit-access writes; preadv2(2) with RWF_NOWAIT for reads from the page cache alone; fdatasync(2)/fsync(2); fallocate(2) and posix_fadvise(2);
 /// lseek(2) with SEEK_DATA/SEEK_HOLE; statx(2), whose buffer has one layout on every
 /// architecture (stat(2)'s does not); realpath(3). Linux only: flag values that differ by
 /// architecture are picked at start; <c>off_t</c> is 64-bit, so offsets are <see cref="long"/>.
@@ -43,6 +43,9 @@ internal static unsafe partial class LibC
 
     /// <summary>Per-write O_DSYNC: the write is on stable media when pwritev2 returns (FUA).</summary>
     public const int RWF_DSYNC = 0x2;
+
+    /// <summary>Per-read: EAGAIN instead of waiting for the device (a buffered read copies only what the page cache holds).</summary>
+    public const int RWF_NOWAIT = 0x8;
 
     public const int FALLOC_FL_KEEP_SIZE = 0x01;
     public const int FALLOC_FL_PUNCH_HOLE = 0x02;
@@ -89,6 +92,9 @@ internal static unsafe partial class LibC
 
     [LibraryImport(Library, SetLastError = true)]
     public static partial int fsync(SafeFileHandle fd);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial nint preadv2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
 
     [LibraryImport(Library, SetLastError = true)]
     public static partial nint pwritev2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);

@@ -74,6 +74,41 @@ public sealed class FileExportTests
     }
 
     [Test]
+    public async Task A_read_the_page_cache_holds_completes_on_the_callers_thread_and_the_rest_comes_from_the_disk()
+    {
+        // 1. A file of distinct bytes, on the disk and then dropped from the page cache (GNU dd's
+        // "iflag=nocache count=0" advises DONTNEED for the whole file; clean pages go).
+        byte[] data = new byte[8 * Block];
+        new Random(13).NextBytes(data);
+        string path = Path.Combine(_directory.FullPath, "cached.img");
+        using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write))
+        {
+            file.Write(data);
+            file.Flush(flushToDisk: true);
+        }
+
+        Run("dd", $"if={path}", "iflag=nocache", "count=0", "status=none");
+        await using FileExport export = FileExport.Open(path, readOnly: true);
+
+        // 2. Nothing cached, then a third cached (read once): a read across all of it is whole and right.
+        byte[] whole = new byte[8 * Block];
+        await export.ReadAsync(0, whole);
+        Assert.That(whole, Is.EqualTo(data));
+        Run("dd", $"if={path}", "iflag=nocache", "count=0", "status=none");
+        await export.ReadAsync(2 * Block, new byte[3 * Block]);
+        Array.Clear(whole);
+        await export.ReadAsync(Block / 2, whole.AsMemory(0, 7 * Block));
+        Assert.That(whole.AsSpan(0, 7 * Block).SequenceEqual(data.AsSpan(Block / 2, 7 * Block)), "a read partly in the page cache");
+
+        // 3. Read again, it is cached: the read completes before it returns, on this thread.
+        byte[] again = new byte[3 * Block];
+        var read = export.ReadAsync(2 * Block, again);
+        Assert.That(read.IsCompletedSuccessfully, Is.True, "a cached read goes to no pool thread");
+        await read;
+        Assert.That(again.AsSpan().SequenceEqual(data.AsSpan(2 * Block, 3 * Block)));
+    }
+
+    [Test]
     public async Task A_flush_of_a_read_only_export_has_nothing_to_make_durable_and_asks_nothing_of_the_disk()
     {
         // Nothing is written through a read-only export, so FLUSH has no write to make durable.
@@ -184,6 +219,13 @@ public sealed class FileExportTests
         }
 
         return new TempDirectory("/dev/shm");
+    }
+
+    private static void Run(string program, params string[] arguments)
+    {
+        using Process process = Process.Start(new ProcessStartInfo(program, arguments)) ?? throw new InvalidOperationException($"{program} did not start");
+        process.WaitForExit();
+        Assert.That(process.ExitCode, Is.Zero, $"{program} {string.Join(' ', arguments)} failed");
     }
 
     /// <summary>Bytes the file system allocated to the file (st_blocks × 512), from stat(1).</summary>
