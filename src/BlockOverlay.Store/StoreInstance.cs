@@ -1,3 +1,5 @@
+using BlockOverlay.Io;
+using BlockOverlay.Store.Checkpoints;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Maps;
 using BlockOverlay.Store.Quota;
@@ -10,7 +12,12 @@ namespace BlockOverlay.Store;
 /// </summary>
 /// <remarks>
 /// <para>
-/// <b>States.</b> Map entries not yet journaled are "uncommitted". <c>_freeAfterCommit</c> holds
+/// <b>States.</b> The map is loaded (in memory) or not: an instance read from an incremental
+/// checkpoint starts unloaded, its map only in the segment <c>_segment</c> names (whose entry's
+/// counts answer <see cref="ExtentCount"/> and <see cref="UpperBlocks"/> meanwhile), until
+/// <see cref="LoadAsync"/> reads it; a new instance, or one of an older whole-format
+/// checkpoint, is loaded from the start. Loading happens once and is never undone.
+/// Map entries not yet journaled are "uncommitted". <c>_freeAfterCommit</c> holds
 /// store blocks that a durable mapping still names but the current map no longer does: they
 /// become free once the commit that changes the mapping is durable (DESIGN.md, invariant 4).
 /// <c>_retryRecords</c> holds records of a commit (or a checkpoint) that failed, so the next
@@ -25,11 +32,15 @@ namespace BlockOverlay.Store;
 /// <para>
 /// <b>Invariants.</b> Every change of this state is one of the methods below, each a whole step
 /// under the gate, named for what happened (a write was mapped, a commit was taken or failed,
-/// a checkpoint took or gave back); nothing outside edits the lists or flags.
+/// a checkpoint took or gave back); nothing outside edits the lists or flags. While unloaded
+/// nothing can change the map (every use of it throws), so there is nothing to commit and the
+/// segment stays exactly what the current checkpoint holds: a checkpoint keeps it, rewriting
+/// only the entry if the definition changed.
 /// </para>
 /// <para>
 /// <b>Locking.</b> <c>_gate</c> guards all of it and is held only for memory work, never across
-/// I/O, and no other lock is taken inside it. <see cref="CommitLock"/> (async) makes this
+/// I/O, and no other lock is taken inside it. A load reads the segment outside it and installs
+/// the map under it; two first uses at once share one read (<c>_loading</c>). <see cref="CommitLock"/> (async) makes this
 /// instance's commits run one at a time (see <see cref="UpperStore.CommitAsync"/>).
 /// </para>
 /// <para>
@@ -40,7 +51,9 @@ namespace BlockOverlay.Store;
 public sealed class StoreInstance
 {
     private readonly Lock _gate = new();
-    private readonly ExtentMap _map = new();
+    private ExtentMap? _map;
+    private readonly SegmentRef _segment;
+    private Task? _loading;
     private InstanceDefinition _definition;
     private List<(long Start, long Length)> _freeAfterCommit = [];
     private List<JournalRecord> _retryRecords = [];
@@ -51,7 +64,10 @@ public sealed class StoreInstance
     private bool _changed = true;
     private readonly QuotaReservations _reservations = new();
 
-    internal StoreInstance(InstanceDefinition definition, bool pending = false) => (_definition, _pending) = (definition, pending);
+    internal StoreInstance(InstanceDefinition definition, bool pending = false) => (_definition, _pending, _map) = (definition, pending, new ExtentMap());
+
+    /// <summary>An instance the current incremental checkpoint holds, its map left in <paramref name="segment"/> until first needed.</summary>
+    internal StoreInstance(InstanceDefinition definition, SegmentRef segment) => (_definition, _segment, _changed) = (definition, segment, false);
 
     /// <summary>The definition; replaced whole (never edited) when the flush mode or quota changes.</summary>
     public InstanceDefinition Definition => Volatile.Read(ref _definition);
@@ -71,7 +87,7 @@ public sealed class StoreInstance
         {
             lock (_gate)
             {
-                return _map.ExtentCount;
+                return _map?.ExtentCount ?? (int)_segment.ExtentCount;
             }
         }
     }
@@ -80,7 +96,10 @@ public sealed class StoreInstance
     /// The entry count read without the gate, for estimates taken under other locks (taking the
     /// gate there would invert the lock order): a few writes stale at worst, and an int cannot tear.
     /// </summary>
-    internal int ExtentCountEstimate => _map.ExtentCount;
+    internal int ExtentCountEstimate => Volatile.Read(ref _map)?.ExtentCount ?? (int)_segment.ExtentCount;
+
+    /// <summary>Whether the map is in memory (see <see cref="LoadAsync"/>).</summary>
+    internal bool IsLoaded => Volatile.Read(ref _map) is not null;
 
     /// <summary>Upper blocks this instance holds in the store.</summary>
     public long UpperBlocks
@@ -89,7 +108,7 @@ public sealed class StoreInstance
         {
             lock (_gate)
             {
-                return _map.UpperBlocks;
+                return _map?.UpperBlocks ?? _segment.UpperBlocks;
             }
         }
     }
@@ -101,7 +120,7 @@ public sealed class StoreInstance
         {
             lock (_gate)
             {
-                return _map.UpperBlocks + _reservations.Count;
+                return (_map?.UpperBlocks ?? _segment.UpperBlocks) + _reservations.Count;
             }
         }
     }
@@ -116,32 +135,108 @@ public sealed class StoreInstance
         }
     }
 
+    /// <summary>Where the current checkpoint holds the map while it is not loaded.</summary>
+    internal SegmentRef Segment => _segment;
+
+    /// <summary>
+    /// Reads the map from its checkpoint segment unless it is loaded already. Safe to call at
+    /// once from many places: one reads, the others wait for it; a failed read leaves the
+    /// instance unloaded (the next call tries again).
+    /// </summary>
+    internal async Task LoadAsync(IBlockDevice device)
+    {
+        TaskCompletionSource? mine = null;
+        Task loading;
+        SegmentRef segment;
+        lock (_gate)
+        {
+            if (_map is not null)
+            {
+                return;
+            }
+
+            if (_loading is null)
+            {
+                mine = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _loading = mine.Task;
+            }
+
+            (loading, segment) = (_loading, _segment);
+        }
+
+        if (mine is null)
+        {
+            await loading;
+            return;
+        }
+
+        try
+        {
+            Install(await CheckpointPartReader.ReadSegmentAsync(device, Definition.Id, segment));
+            mine.SetResult();
+        }
+        catch (Exception e)
+        {
+            lock (_gate)
+            {
+                _loading = null;
+            }
+
+            mine.SetException(e);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Loads the map from its segment's extents, read by the caller (recovery, or <see cref="LoadAsync"/>):
+    /// committed, and unchanged as far as checkpoints go (the segment holds it).
+    /// </summary>
+    internal void Install(IReadOnlyList<CheckpointExtent> extents)
+    {
+        var map = new ExtentMap();
+        foreach (var e in extents)
+        {
+            map.Set(e.VirtualBlock, e.Length, e.Zero ? ExtentKind.Zero : ExtentKind.Upper, e.Zero ? 0 : e.StoreBlock, committed: true, []);
+        }
+
+        lock (_gate)
+        {
+            if (_map is not null)
+            {
+                throw new InvalidOperationException($"the map of instance '{Name}' is loaded already");
+            }
+
+            Volatile.Write(ref _map, map);
+            _loading = null;
+        }
+    }
+
     /// <summary>Recovery: a durable mapping of store blocks.</summary>
     internal void RecoverMapping(long virtualBlock, long length, long storeBlock)
     {
-        _map.Set(virtualBlock, length, ExtentKind.Upper, storeBlock, committed: true, []);
+        Map.Set(virtualBlock, length, ExtentKind.Upper, storeBlock, committed: true, []);
         _changed = true;
     }
 
     /// <summary>Recovery: a durable zeroed range.</summary>
     internal void RecoverZero(long virtualBlock, long length)
     {
-        _map.Set(virtualBlock, length, ExtentKind.Zero, 0, committed: true, []);
+        Map.Set(virtualBlock, length, ExtentKind.Zero, 0, committed: true, []);
         _changed = true;
     }
 
     /// <summary>Recovery: the map and definition are exactly what the current checkpoint holds (its segment and entry).</summary>
     internal void RecoveredFromCheckpoint() => _changed = false;
 
-    /// <summary>Recovery: the store runs this instance maps (read before the store opens).</summary>
-    internal IEnumerable<MappedExtent> RecoveredUpperExtents => _map.Extents.Where(e => e.Kind == ExtentKind.Upper);
+    /// <summary>Recovery: the store runs this instance maps, if it is loaded (an unloaded one's are in the space record).</summary>
+    internal IEnumerable<MappedExtent> RecoveredUpperExtents => _map?.Extents.Where(e => e.Kind == ExtentKind.Upper) ?? [];
 
     /// <summary>Describes a range (see <see cref="UpperStore.Lookup"/>).</summary>
     internal void Lookup(long virtualBlock, long count, List<MappedExtent> layout)
     {
         lock (_gate)
         {
-            _map.Lookup(virtualBlock, count, layout);
+            Map.Lookup(virtualBlock, count, layout);
         }
     }
 
@@ -164,7 +259,7 @@ public sealed class StoreInstance
 
             foreach (var (virtualBlock, storeBlock, length) in pieces)
             {
-                _map.Set(virtualBlock, length, ExtentKind.Upper, storeBlock, committed: false, replaced);
+                Map.Set(virtualBlock, length, ExtentKind.Upper, storeBlock, committed: false, replaced);
                 _reservations.End(virtualBlock, length);
             }
 
@@ -184,7 +279,7 @@ public sealed class StoreInstance
         var replaced = new List<MappedExtent>();
         lock (_gate)
         {
-            _map.Set(virtualBlock, count, ExtentKind.Zero, 0, committed: false, replaced);
+            Map.Set(virtualBlock, count, ExtentKind.Zero, 0, committed: false, replaced);
             _reservations.End(virtualBlock, count);
             _changed = true;
             SortReplaced(replaced, freeNow);
@@ -194,15 +289,15 @@ public sealed class StoreInstance
     /// <summary>
     /// Commit number <paramref name="number"/> takes everything uncommitted: records to journal
     /// (retries first), blocks to free once durable, and the checkpoint to wait for. Called by
-    /// <see cref="Checkpoints.CommitOrder"/> only.
+    /// <see cref="Checkpoints.CommitOrder"/> only. An unloaded map has nothing to commit.
     /// </summary>
     internal CommitTake TakeCommit(ulong number)
     {
         var uncommitted = new List<MappedExtent>();
         lock (_gate)
         {
-            _map.CollectUncommitted(uncommitted);
-            _map.MarkAllCommitted();
+            _map?.CollectUncommitted(uncommitted);
+            _map?.MarkAllCommitted();
             List<JournalRecord> records = [.. _retryRecords, .. uncommitted.Select(ToRecord)];
             _retryRecords = [];
             var frees = _freeAfterCommit;
@@ -244,7 +339,9 @@ public sealed class StoreInstance
     /// A checkpoint takes the instance, standing after commit <paramref name="commitsThrough"/>: if
     /// anything changed since the last checkpoint took it, the whole map (marked committed; durable
     /// with <paramref name="durable"/>) and the blocks waiting for a commit; otherwise only its
-    /// definition (<see cref="CheckpointTake.Extents"/> null: the checkpoint keeps its segment).
+    /// definition (<see cref="CheckpointTake.Extents"/> null: the checkpoint keeps its segment). An
+    /// unloaded instance is never taken whole: its segment is current, and if its definition
+    /// changed the take says so (<see cref="CheckpointTake.Changed"/>) and the entry is rewritten.
     /// Null if the instance is being deleted (its delete record is being written: it must not come
     /// back from a checkpoint) or is still being made (<see cref="IsPending"/>); left out, it
     /// counts as changed, so if it stays the next checkpoint takes it whole again.
@@ -261,10 +358,15 @@ public sealed class StoreInstance
 
             if (!_changed)
             {
-                return new CheckpointTake(Definition, null, []);
+                return new CheckpointTake(Definition, null, [], Changed: false);
             }
 
             _changed = false;
+            if (_map is null)
+            {
+                return new CheckpointTake(Definition, null, [], Changed: true);
+            }
+
             _takenBy = durable;
             _checkpointedThrough = commitsThrough;
             var extents = _map.Extents
@@ -273,7 +375,7 @@ public sealed class StoreInstance
             _retryRecords = [];
             var frees = _freeAfterCommit;
             _freeAfterCommit = [];
-            return new CheckpointTake(Definition, extents, frees);
+            return new CheckpointTake(Definition, extents, frees, Changed: true);
         }
     }
 
@@ -281,13 +383,18 @@ public sealed class StoreInstance
     /// The checkpoint that took this instance failed: the next commit carries the whole map as it
     /// is now. Not as the checkpoint took it: commits journaled since may hold newer state, and
     /// replaying the older snapshot after them would undo it. The current map supersedes
-    /// everything earlier, including older retry records.
+    /// everything earlier, including older retry records. An unloaded map has nothing to carry:
+    /// its segment stays current; the definition goes into the next checkpoint again.
     /// </summary>
     internal void CheckpointFailed(List<(long, long)> frees, Task failed)
     {
         lock (_gate)
         {
-            _retryRecords = [.. _map.Extents.Select(ToRecord)];
+            if (_map is not null)
+            {
+                _retryRecords = [.. _map.Extents.Select(ToRecord)];
+            }
+
             _freeAfterCommit.AddRange(frees);
             _changed = true;
             if (ReferenceEquals(_takenBy, failed))
@@ -353,13 +460,16 @@ public sealed class StoreInstance
     /// <summary>The delete record failed: the instance is back.</summary>
     internal void UnmarkDeleted() => SetDeleted(false);
 
-    /// <summary>The delete record is durable: empties the map and returns every store run the instance held or was about to free.</summary>
+    /// <summary>
+    /// The delete record is durable: empties the map and returns every store run the instance
+    /// held or was about to free. The map must be loaded (the delete loads it before its record).
+    /// </summary>
     internal List<(long Start, long Length)> Empty()
     {
         var removed = new List<MappedExtent>();
         lock (_gate)
         {
-            _map.Clear(removed);
+            Map.Clear(removed);
             _reservations.Clear();
             List<(long, long)> runs = [.. removed.Where(e => e.Kind == ExtentKind.Upper).Select(e => (e.StoreBlock, e.Length)), .. _freeAfterCommit];
             _freeAfterCommit = [];
@@ -382,7 +492,7 @@ public sealed class StoreInstance
         long quota = Definition.Quota / Superblock.Size;
         lock (_gate)
         {
-            return _reservations.TryReserve(_map, first, count, quota);
+            return _reservations.TryReserve(Map, first, count, quota);
         }
     }
 
@@ -393,6 +503,10 @@ public sealed class StoreInstance
             _deleted = deleted;
         }
     }
+
+    /// <summary>The map, under the gate; an unloaded one is a caller that skipped <see cref="UpperStore.LoadAsync"/>: a bug.</summary>
+    private ExtentMap Map => _map ?? throw new InvalidOperationException(
+        $"the map of instance '{Name}' is not loaded: load it (UpperStore.LoadAsync) before using it");
 
     /// <summary>Replaced upper blocks: those a durable mapping may name wait for the next commit; the rest go now. The caller holds the gate.</summary>
     private void SortReplaced(List<MappedExtent> replaced, List<(long, long)> freeNow)
@@ -408,8 +522,14 @@ public sealed class StoreInstance
         : new ZeroRecord(e.VirtualBlock, e.Length);
 }
 
-/// <summary>What a checkpoint took of an instance: its definition, and its whole map and the blocks to free once durable if it changed (else null and none).</summary>
-internal sealed record CheckpointTake(InstanceDefinition Definition, IReadOnlyList<CheckpointExtent>? Extents, List<(long Start, long Length)> Frees);
+/// <summary>
+/// What a checkpoint took of an instance: its definition, and its whole map and the blocks to
+/// free once durable if it changed (else null and none; null too for an unloaded instance, whose
+/// segment stays). <see cref="Changed"/>: its entry must be rewritten, and if the checkpoint fails
+/// the instance must be told (<see cref="StoreInstance.CheckpointFailed"/>).
+/// </summary>
+internal sealed record CheckpointTake(InstanceDefinition Definition, IReadOnlyList<CheckpointExtent>? Extents, List<(long Start, long Length)> Frees,
+    bool Changed);
 
 /// <summary>What one commit of an instance took: its number, records to journal, blocks to free once they are durable, and the checkpoint it must also wait for.</summary>
 internal sealed record CommitTake(ulong Number, List<JournalRecord> Records, List<(long Start, long Length)> Frees, Task Checkpoint);

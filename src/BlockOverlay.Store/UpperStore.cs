@@ -30,7 +30,8 @@ namespace BlockOverlay.Store;
 /// the journal (<see cref="MetadataJournal"/>) is full, the checkpoint that makes room.</item>
 /// <item><see cref="StoreSpace"/> and <see cref="ReadQuarantine"/>: allocation, and frees held back
 /// from reads that may still use the blocks.</item>
-/// <item><see cref="StoreInstance"/>: one instance's map and what its next commit carries.</item>
+/// <item><see cref="StoreInstance"/>: one instance's map (read from its checkpoint segment when
+/// first needed: <see cref="LoadAsync"/>) and what its next commit carries.</item>
 /// </list>
 /// <para>
 /// <b>Lock order.</b> Namespace lock, then checkpoint lock (both async, held across I/O); an
@@ -46,6 +47,7 @@ public sealed class UpperStore : IAsyncDisposable
 {
     public const int BlockSize = Superblock.Size;
 
+    private readonly IBlockDevice _device;
     private readonly MetadataJournal _journal;
     private readonly InstanceRegistry _instances;
     private readonly StoreSpace _space;
@@ -60,6 +62,7 @@ public sealed class UpperStore : IAsyncDisposable
     private UpperStore(IBlockDevice device, RecoveredStore recovered)
     {
         var sb = recovered.Superblock;
+        _device = device;
         WasClean = sb.Clean;
         _instances = new InstanceRegistry(recovered.Instances, sb.NextInstanceId);
         _space = new StoreSpace(recovered.Allocator, _instances);
@@ -71,10 +74,10 @@ public sealed class UpperStore : IAsyncDisposable
         _superblock = new SuperblockPublisher(device, sb, _instances, Counters);
         _order = new CommitOrder(recovered.LastCommitNumber);
         _checkpointer = new Checkpointer(device, _journal, _order, _instances, _space, quarantine, _superblock, Counters, recovered.Checkpoint);
-        _namespace = new InstanceNamespace(_instances, _checkpointer, quarantine);
+        _namespace = new InstanceNamespace(device, _instances, _checkpointer, quarantine);
         _committer = new InstanceCommitter(_order, _checkpointer, quarantine);
         _data = new DataPath(device, _space, quarantine, _checkpointer, Counters);
-        _cloner = new InstanceCloner(_instances, _namespace, _data);
+        _cloner = new InstanceCloner(device, _instances, _namespace, _data);
     }
 
     /// <summary>Whether the store had been shut down cleanly before this open.</summary>
@@ -154,8 +157,24 @@ public sealed class UpperStore : IAsyncDisposable
         return store;
     }
 
-    /// <summary>Finds an instance by name.</summary>
+    /// <summary>
+    /// Finds an instance by name. Its definition and counts are there at once; its map may still
+    /// be only on disk (see <see cref="LoadAsync"/>).
+    /// </summary>
     public StoreInstance? Find(string name) => _instances.Find(name);
+
+    /// <summary>
+    /// Reads an instance's map from the checkpoint if it is not in memory yet: an open store reads
+    /// no map until an instance is first used. <see cref="Lookup"/>, <see cref="Zero"/> and
+    /// <see cref="StoreInstance.TryReserve"/> need it loaded (a server loads it when it attaches
+    /// the instance); writes, reads, clones and deletes load it themselves; a commit of an
+    /// instance never loaded has nothing to commit. Cheap once loaded; safe to call concurrently.
+    /// </summary>
+    public Task LoadAsync(StoreInstance instance)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        return instance.IsLoaded ? Task.CompletedTask : instance.LoadAsync(_device);
+    }
 
     /// <summary>Creates an instance; durable when this returns.</summary>
     public Task<StoreInstance> CreateInstanceAsync(string name, long virtualSize, BaseIdentity? baseImage,

@@ -92,7 +92,8 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
     /// Opens an instance for serving, on its base from <paramref name="bases"/> (shared with the
     /// other instances of that base, and checked to be the one it was made on when first opened
     /// there); without <paramref name="bases"/>, on a base of its own, read from the cluster
-    /// the Ceph conventions name if it is in RBD.
+    /// the Ceph conventions name if it is in RBD. The instance's map is not read here but at the
+    /// first request that needs it (see <see cref="MapLoadedAsync"/>).
     /// </summary>
     public static async Task<InstanceExport> OpenAsync(WriteBackCache cache, StoreInstance instance, BaseImages? bases = null)
     {
@@ -140,6 +141,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        await MapLoadedAsync();
         var (first, count) = BlocksOf(offset, buffer.Length);
         if (offset % Block == 0 && buffer.Length % Block == 0)
         {
@@ -162,6 +164,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        await MapLoadedAsync();
         await _cache.ThrottleAsync(_overLimit);
         var (first, count) = BlocksOf(offset, data.Length);
         using (await _writes.AcquireAsync(first, first + count - 1))
@@ -241,6 +244,8 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
             throw new ExportException(ExportError.NotSupported, "a zero that must stay allocated is written block by block, never fast");
         }
 
+        await MapLoadedAsync();
+
         var (first, count) = BlocksOf(offset, length);
         long last = first + count - 1;
         long end = offset + length;
@@ -276,18 +281,28 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
     /// <summary>Nothing to warm: the store reads with O_DIRECT and the base through the page cache.</summary>
     public ValueTask CacheAsync(long offset, long length) => ValueTask.CompletedTask;
 
-    public ValueTask GetAllocationAsync(long offset, long length, int maxExtents, List<Extent> extents)
+    public async ValueTask GetAllocationAsync(long offset, long length, int maxExtents, List<Extent> extents)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return _layout.GetAllocationAsync(offset, length, maxExtents, extents);
+        await MapLoadedAsync();
+        await _layout.GetAllocationAsync(offset, length, maxExtents, extents);
     }
 
     /// <summary>Which layer (upper data, base, zeros) each part of the range reads from; dirty blocks count as upper.</summary>
-    public ValueTask GetLayersAsync(long offset, long length, int maxExtents, List<LayerExtent> extents)
+    public async ValueTask GetLayersAsync(long offset, long length, int maxExtents, List<LayerExtent> extents)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return _layout.GetLayersAsync(offset, length, maxExtents, extents);
+        await MapLoadedAsync();
+        await _layout.GetLayersAsync(offset, length, maxExtents, extents);
     }
+
+    /// <summary>
+    /// The instance's map, read from the store on the first request that needs it rather than
+    /// when the export opens: a server opens every instance's export at start, and reading
+    /// every map then is what lazy maps avoid. Completed at once after that. A flush needs no
+    /// map: an instance never loaded has nothing to write back or commit.
+    /// </summary>
+    private Task MapLoadedAsync() => _store.LoadAsync(_instance);
 
     /// <summary>Writes back and commits what the instance holds, then detaches it (its data stays in the store).</summary>
     public async ValueTask DisposeAsync()

@@ -23,7 +23,10 @@ namespace BlockOverlay.Store.Checkpoints;
 /// <see cref="CommitOrder"/> and records that number: replay skips the commits it already holds
 /// (their records may be older than its maps) and applies the newer ones over it. An instance
 /// that changed since the last checkpoint is taken whole; one that did not keeps its segment,
-/// which holds its state at that point too (no commit of it since carried anything). A taken
+/// which holds its state at that point too (no commit of it since carried anything). An
+/// instance whose map is not loaded is never taken whole (nothing could change its map, and a
+/// checkpoint must never write it empty): it keeps its segment, and its entry is rewritten with
+/// its definition if that changed (see <see cref="StoreInstance.TakeForCheckpoint"/>). A taken
 /// instance counts as committed by the checkpoint: its pending frees go once it is durable.
 /// Until then what it took is marked committed but not durable, so commits of those instances
 /// wait for it; if it fails, what it took goes back as records for their next commits, and
@@ -169,6 +172,7 @@ internal sealed class Checkpointer(IBlockDevice device, MetadataJournal journal,
     {
         var live = new List<InstanceDefinition>();
         var saved = new Dictionary<uint, CheckpointInstance>();
+        var redefined = new List<uint>();
         ulong commitsThrough = order.TakeForCheckpoint(through =>
         {
             foreach (var instance in instances.All)
@@ -180,10 +184,18 @@ internal sealed class Checkpointer(IBlockDevice device, MetadataJournal journal,
                 }
 
                 live.Add(took.Definition);
+                if (took.Changed)
+                {
+                    taken.Add((instance, took.Frees));
+                }
+
                 if (took.Extents is { } extents)
                 {
                     saved[took.Definition.Id] = new CheckpointInstance(took.Definition, extents);
-                    taken.Add((instance, took.Frees));
+                }
+                else if (took.Changed)
+                {
+                    redefined.Add(took.Definition.Id); // unloaded: its segment stays, its entry changes
                 }
             }
         });
@@ -193,7 +205,7 @@ internal sealed class Checkpointer(IBlockDevice device, MetadataJournal journal,
         var allocated = new List<(long Start, long Length)>();
         try
         {
-            var written = await WritePartsAsync(live, saved, sequence, commitsThrough, allocated);
+            var written = await WritePartsAsync(live, saved, redefined, sequence, commitsThrough, allocated);
             await superblock.PublishAsync(current with
             {
                 CheckpointStart = written.Root.Start,
@@ -230,14 +242,14 @@ internal sealed class Checkpointer(IBlockDevice device, MetadataJournal journal,
     /// the new checkpoint no longer names, to free once it is durable.
     /// </summary>
     private async Task<WrittenCheckpoint> WritePartsAsync(List<InstanceDefinition> live, Dictionary<uint, CheckpointInstance> saved,
-        ulong sequence, ulong commitsThrough, List<(long Start, long Length)> allocated)
+        List<uint> redefined, ulong sequence, ulong commitsThrough, List<(long Start, long Length)> allocated)
     {
         var index = _index;
         var members = live.GroupBy(d => CheckpointIndex.GroupOf(d.Id)).ToDictionary(g => g.Key, g => g.OrderBy(d => d.Id).ToList());
         var liveIds = live.Select(d => d.Id).ToHashSet();
 
-        // A group changes when an instance of it was taken whole, or one came or went.
-        var changed = new SortedSet<long>(saved.Keys.Select(CheckpointIndex.GroupOf));
+        // A group changes when an instance of it was taken whole or redefined while unloaded, or one came or went.
+        var changed = new SortedSet<long>(saved.Keys.Concat(redefined).Select(CheckpointIndex.GroupOf));
         changed.UnionWith(members.Keys.Where(g => !index.Groups.ContainsKey(g)));
         changed.UnionWith(index.Groups.Where(g => !members.TryGetValue(g.Key, out var now) || now.Count != g.Value.Members.Count ||
                                                   now.Any(d => !g.Value.Members.ContainsKey(d.Id))).Select(g => g.Key));

@@ -26,6 +26,11 @@ namespace BlockOverlay.Store.Data;
 /// <b>Locking.</b> None of its own: the instance's gate around map changes, the space and
 /// quarantine locks around allocation; none is held across I/O.
 /// </para>
+/// <para>
+/// <b>Maps.</b> A write or a read loads the instance's map if it is not loaded yet (see
+/// <see cref="StoreInstance.LoadAsync"/>); a zeroing or a look-up, which cannot wait, needs it
+/// loaded already (the engine loads it when it attaches the instance).
+/// </para>
 /// <para><b>Durability.</b> Data durable when written; mappings only at the instance's next commit.</para>
 /// </remarks>
 internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuarantine quarantine, Checkpointer lifetime,
@@ -39,6 +44,11 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
     {
         ArgumentNullException.ThrowIfNull(instance);
         ArgumentNullException.ThrowIfNull(runs);
+        if (!instance.IsLoaded)
+        {
+            await instance.LoadAsync(device);
+        }
+
         if (reason is not (WriteReason.Flush or WriteReason.Background))
         {
             throw new ArgumentException($"instance data is written for a flush or in the background, not for {reason}", nameof(reason));
@@ -93,6 +103,11 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
         ArgumentNullException.ThrowIfNull(instance);
         ArgumentNullException.ThrowIfNull(layout);
         long count = CheckRange(instance, virtualBlock, destination.Length);
+        if (!instance.IsLoaded)
+        {
+            await instance.LoadAsync(device);
+        }
+
         long ticket = quarantine.BeginRead();
         try
         {

@@ -24,7 +24,7 @@ namespace BlockOverlay.Store.Instances;
 /// <para><b>Locking.</b> None of its own: the data path's and the namespace's.</para>
 /// <para><b>Durability.</b> Durable, whole, when this returns; before, nothing of it is.</para>
 /// </remarks>
-internal sealed class InstanceCloner(InstanceRegistry instances, InstanceNamespace names, DataPath data)
+internal sealed class InstanceCloner(IBlockDevice device, InstanceRegistry instances, InstanceNamespace names, DataPath data)
 {
     private const int BlockSize = Superblock.Size;
     private const int CopyChunk = 1 << 20;
@@ -33,6 +33,7 @@ internal sealed class InstanceCloner(InstanceRegistry instances, InstanceNamespa
         CancellationToken stop)
     {
         var from = instances.Find(source) ?? throw new InstanceException($"no instance named '{source}'");
+        await from.LoadAsync(device); // the copy looks its map up
         var d = from.Definition;
         // Pending until whole: a crash while it is being filled in leaves no half clone behind.
         var clone = await names.CreatePendingAsync(target, d.VirtualSize, d.Base, d.FlushMode, d.Quota, d.Access, d.Qos);

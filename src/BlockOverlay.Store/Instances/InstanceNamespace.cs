@@ -1,3 +1,4 @@
+using BlockOverlay.Io;
 using BlockOverlay.Store.Checkpoints;
 using BlockOverlay.Store.Format;
 using BlockOverlay.Store.Space;
@@ -18,7 +19,8 @@ namespace BlockOverlay.Store.Instances;
 /// and its blocks are freed only once that record is durable. A definition (flush mode, quota)
 /// is replaced before its record is written, for the same reason. A create whose record fails
 /// after a checkpoint listed the instance has happened and says so; a delete whose record fails
-/// keeps the instance and checkpoints it back to durability.
+/// keeps the instance and checkpoints it back to durability. A delete loads the instance's map
+/// first (under the lock, before its record): the map names the blocks it frees.
 /// </para>
 /// <para>
 /// <b>Locking.</b> <c>_lock</c> (async) serializes these operations and is held across their
@@ -27,7 +29,8 @@ namespace BlockOverlay.Store.Instances;
 /// </para>
 /// <para><b>Durability.</b> Each operation is one journaled commit, durable before it returns.</para>
 /// </remarks>
-internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer checkpointer, ReadQuarantine quarantine) : IDisposable
+internal sealed class InstanceNamespace(IBlockDevice device, InstanceRegistry instances, Checkpointer checkpointer, ReadQuarantine quarantine)
+    : IDisposable
 {
     private const int BlockSize = Superblock.Size;
     private readonly SemaphoreSlim _lock = new(1, 1);
@@ -143,6 +146,7 @@ internal sealed class InstanceNamespace(InstanceRegistry instances, Checkpointer
         {
             checkpointer.ThrowIfClosed();
             var instance = Find(name);
+            await instance.LoadAsync(device); // its map says which blocks the delete frees
             instance.MarkDeleted();
             try
             {

@@ -14,6 +14,9 @@ internal sealed record RecoveredStore(Superblock Superblock, IReadOnlyCollection
 /// <summary>What a checkpoint holds, whichever its format: the commits it holds, every instance with its map, and its parts.</summary>
 internal sealed record CheckpointImage(ulong CommitsThrough, List<CheckpointInstance> Instances, CheckpointIndex Index);
 
+/// <summary>An incremental checkpoint without its maps: the commits it holds, every instance's entry (where its segment is), and its parts.</summary>
+internal sealed record CheckpointDirectory(ulong CommitsThrough, List<GroupEntry> Entries, CheckpointIndex Index);
+
 /// <summary>Recovery: the store's last durable state from the superblock, the checkpoint and the journal.</summary>
 /// <remarks>
 /// <para>
@@ -21,13 +24,25 @@ internal sealed record CheckpointImage(ulong CommitsThrough, List<CheckpointInst
 /// journal's valid prefix over it (skipping the data commits the checkpoint already holds: see
 /// <see cref="Checkpoints.CommitOrder"/>), mark volatile instances unclean after a crash, and rebuild
 /// free space as everything no map and no checkpoint part names. The checkpoint is whole (the
-/// older format) or incremental (a root, groups, map segments, space pages); instances read from
-/// an incremental one are marked as held by it, so the next checkpoint keeps what did not change.
+/// older format: every map is read, and the next checkpoint writes them all as segments) or
+/// incremental (a root, groups, map segments, space pages).
 /// </para>
 /// <para>
-/// <b>Invariants.</b> A store block named twice, or outside the data region, is corruption and
-/// refuses to open; so does a checkpoint whose checksum or sequence does not match its
-/// superblock. Instance ids are never reused, deleted ones included.
+/// <b>Lazy maps.</b> Of an incremental checkpoint only the root, the groups and the space pages
+/// are read: each instance starts unloaded, held by the checkpoint as is, and reads its segment
+/// when first needed (<see cref="StoreInstance.LoadAsync"/>). Replay needs the maps it changes,
+/// so it first loads those of the instances the replayed commits name, and of the instances a
+/// replayed create displaces (same name, older id): bounded by the journal, not the store. Free
+/// space then comes from the space record (every block the checkpoint's segments name) less the
+/// segments of the instances loaded here (their maps now say what they hold, replay included;
+/// a displaced or deleted one holds nothing), plus those maps.
+/// </para>
+/// <para>
+/// <b>Invariants.</b> A store block named twice by what is read (the checkpoint's parts, the
+/// space record, the loaded maps), or outside the data region, is corruption and refuses to
+/// open; so does a checkpoint whose checksum or sequence does not match its superblock. Two
+/// segments left unread that name one block are not seen here: the checker reads them all.
+/// Instance ids are never reused, deleted ones included.
 /// </para>
 /// <para><b>Locking.</b> None: nothing else sees the store until recovery is done.</para>
 /// <para><b>Durability.</b> Reads only; the open then marks the store in use.</para>
@@ -48,14 +63,25 @@ internal static class StoreRecovery
         var instances = new Dictionary<uint, StoreInstance>();
         ulong commitsThrough = 0;
         var index = CheckpointIndex.Empty();
-        if (superblock.CheckpointStart != 0)
+        if (superblock.IncrementalCheckpoint)
+        {
+            var directory = await ReadDirectoryAsync(device, superblock);
+            (commitsThrough, index) = (directory.CommitsThrough, directory.Index);
+            foreach (var entry in directory.Entries)
+            {
+                instances[entry.Definition.Id] = new StoreInstance(entry.Definition, entry.Segment);
+            }
+        }
+        else if (superblock.CheckpointStart != 0)
         {
             var checkpoint = await ReadCheckpointAsync(device, superblock);
-            (commitsThrough, index) = (checkpoint.CommitsThrough, checkpoint.Index);
-            instances = Load(checkpoint.Instances, asCheckpointed: superblock.IncrementalCheckpoint);
+            commitsThrough = checkpoint.CommitsThrough;
+            instances = Load(checkpoint.Instances, asCheckpointed: false);
         }
 
         var (commits, position, sequence) = await MetadataJournal.ReplayAsync(device, superblock);
+        var replayed = commits.Where(c => Replays(c, commitsThrough)).ToList();
+        var dropped = await LoadReplayedAsync(device, instances, replayed);
         uint highestId = instances.Count == 0 ? 0 : instances.Keys.Max();
         ulong lastCommit = commitsThrough;
         foreach (var commit in commits)
@@ -79,9 +105,30 @@ internal static class StoreRecovery
             }
         }
 
-        var allocator = RebuildFreeSpace(superblock, index, instances.Values);
+        var allocator = RebuildFreeSpace(superblock, index, dropped, instances.Values);
         uint nextId = Math.Max(superblock.NextInstanceId, highestId + 1);
         return new RecoveredStore(superblock with { NextInstanceId = nextId }, instances.Values, allocator, position, sequence, lastCommit, index);
+    }
+
+    /// <summary>
+    /// Loads the maps replay will change or drop: of every instance a replayed commit names, and
+    /// of every one a replayed create displaces (see <see cref="Apply"/>). Returns the upper runs
+    /// their segments named, which the space record marks but their maps now answer for.
+    /// </summary>
+    private static async Task<List<(long Start, long Length)>> LoadReplayedAsync(IBlockDevice device, Dictionary<uint, StoreInstance> instances,
+        List<JournalCommit> replayed)
+    {
+        var names = replayed.SelectMany(c => c.Records.OfType<CreateInstanceRecord>()).Select(r => r.Definition.Name).ToHashSet(StringComparer.Ordinal);
+        var ids = replayed.Select(c => c.InstanceId).ToHashSet();
+        var segmentRuns = new List<(long, long)>();
+        foreach (var instance in instances.Values.Where(i => !i.IsLoaded && (ids.Contains(i.Definition.Id) || names.Contains(i.Name))))
+        {
+            var extents = await CheckpointPartReader.ReadSegmentAsync(device, instance.Definition.Id, instance.Segment);
+            instance.Install(extents);
+            segmentRuns.AddRange(extents.Where(e => !e.Zero && e.Length > 0).Select(e => (e.StoreBlock, e.Length)));
+        }
+
+        return segmentRuns;
     }
 
     /// <summary>
@@ -127,14 +174,22 @@ internal static class StoreRecovery
     internal static bool Replays(JournalCommit commit, ulong commitsThrough) => commit.Number == 0 || commit.Number > commitsThrough;
 
     /// <summary>
-    /// The checkpoint the superblock names, whole or incremental, refused unless every part's
-    /// checksum matches what names it and its sequence matches the superblock's.
+    /// The checkpoint the superblock names, whole or incremental, with every map (the checker's
+    /// view), refused unless every part's checksum matches what names it and its sequence
+    /// matches the superblock's.
     /// </summary>
     internal static async Task<CheckpointImage> ReadCheckpointAsync(IBlockDevice device, Superblock superblock)
     {
         if (superblock.IncrementalCheckpoint)
         {
-            return await ReadIncrementalAsync(device, superblock);
+            var directory = await ReadDirectoryAsync(device, superblock);
+            var withMaps = new List<CheckpointInstance>(directory.Entries.Count);
+            foreach (var entry in directory.Entries)
+            {
+                withMaps.Add(new CheckpointInstance(entry.Definition, await CheckpointPartReader.ReadSegmentAsync(device, entry.Definition.Id, entry.Segment)));
+            }
+
+            return new CheckpointImage(directory.CommitsThrough, withMaps, directory.Index);
         }
 
         long blocks = Superblock.BlocksFor(superblock.CheckpointBytes);
@@ -153,8 +208,8 @@ internal static class StoreRecovery
             : new CheckpointImage(commitsThrough, instances, CheckpointIndex.Empty());
     }
 
-    /// <summary>An incremental checkpoint: the root, every group, every segment and every space page.</summary>
-    private static async Task<CheckpointImage> ReadIncrementalAsync(IBlockDevice device, Superblock superblock)
+    /// <summary>An incremental checkpoint but its maps: the root, every group and every space page.</summary>
+    private static async Task<CheckpointDirectory> ReadDirectoryAsync(IBlockDevice device, Superblock superblock)
     {
         string where = $"checkpoint root at block {superblock.CheckpointStart} ({superblock.CheckpointBytes} bytes)";
         var root = CheckpointParts.DecodeRoot(
@@ -164,23 +219,20 @@ internal static class StoreRecovery
             throw new StoreFormatException($"{where}: made for journal sequence {root.ReplaySequence}, the superblock replays from {superblock.ReplaySequence}");
         }
 
-        var instances = new List<CheckpointInstance>(root.InstanceCount);
+        var entries = new List<GroupEntry>(root.InstanceCount);
         var groups = new Dictionary<long, CheckpointGroup>();
         foreach (var part in root.Groups)
         {
             string group = $"checkpoint group {part.Index}";
-            var entries = CheckpointParts.DecodeGroup(await CheckpointPartReader.ReadAsync(device, part.StoreBlock, part.Bytes, part.Checksum, group),
+            var members = CheckpointParts.DecodeGroup(await CheckpointPartReader.ReadAsync(device, part.StoreBlock, part.Bytes, part.Checksum, group),
                 part.Count, group);
-            if (entries.Any(e => CheckpointIndex.GroupOf(e.Definition.Id) != part.Index) || !groups.TryAdd(part.Index, new CheckpointGroup(part,
-                    entries.ToDictionary(e => e.Definition.Id, e => e.Segment))))
+            if (members.Any(e => CheckpointIndex.GroupOf(e.Definition.Id) != part.Index) || !groups.TryAdd(part.Index, new CheckpointGroup(part,
+                    members.ToDictionary(e => e.Definition.Id, e => e.Segment))))
             {
                 throw new StoreFormatException($"{group}: holds an instance of another group, or comes twice");
             }
 
-            foreach (var entry in entries)
-            {
-                instances.Add(new CheckpointInstance(entry.Definition, await CheckpointPartReader.ReadSegmentAsync(device, entry.Definition.Id, entry.Segment)));
-            }
+            entries.AddRange(members);
         }
 
         var space = new SpaceRecord();
@@ -198,7 +250,7 @@ internal static class StoreRecovery
         }
 
         // As many instances as the root names: DecodeRoot checked its count against its groups', and each group held its own.
-        return new CheckpointImage(root.CommitsThrough, instances, new CheckpointIndex(groups, pages, space));
+        return new CheckpointDirectory(root.CommitsThrough, entries, new CheckpointIndex(groups, pages, space));
     }
 
     /// <summary>Applies one replayed commit. Records of instances deleted later are skipped.</summary>
@@ -243,8 +295,13 @@ internal static class StoreRecovery
         }
     }
 
-    /// <summary>Free space is everything in the data region that no map and no checkpoint part names.</summary>
-    private static BlockAllocator RebuildFreeSpace(Superblock superblock, CheckpointIndex index, IEnumerable<StoreInstance> instances)
+    /// <summary>
+    /// Free space is everything in the data region that no map and no checkpoint part names: the
+    /// parts, the space record less <paramref name="segmentRuns"/> (the segments of the maps
+    /// loaded for replay), and every loaded map.
+    /// </summary>
+    private static BlockAllocator RebuildFreeSpace(Superblock superblock, CheckpointIndex index, List<(long Start, long Length)> segmentRuns,
+        IEnumerable<StoreInstance> instances)
     {
         var allocator = new BlockAllocator(superblock.DataStart, superblock.DeviceBlocks - superblock.DataStart);
         if (superblock.CheckpointStart != 0)
@@ -255,6 +312,23 @@ internal static class StoreRecovery
         foreach (var (start, length, what) in index.Runs())
         {
             Mark(allocator, start, length, what);
+        }
+
+        // Less the loaded maps' segments before anything is marked: a block one of them named
+        // may have been freed by a replayed commit and reused, even by the checkpoint's own parts.
+        SpaceRecord unloaded;
+        try
+        {
+            unloaded = index.Space.Without(segmentRuns);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new StoreFormatException($"a map segment names blocks the checkpoint's space record does not mark ({e.Message}): the metadata is corrupt");
+        }
+
+        foreach (var (start, length) in unloaded.MarkedRuns())
+        {
+            Mark(allocator, start, length, "the checkpoint's space record (maps not loaded)");
         }
 
         foreach (var instance in instances)

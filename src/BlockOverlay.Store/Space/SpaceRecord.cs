@@ -34,33 +34,48 @@ internal sealed class SpaceRecord
     /// <summary>Sets a page as read from a checkpoint (recovery).</summary>
     public void Load(long index, byte[] page) => _pages[index] = page;
 
-    /// <summary>The marked runs, in block order.</summary>
+    /// <summary>The marked runs, in block order (a byte at a time where it is all clear or all marked: recovery walks every page).</summary>
     public IEnumerable<(long Start, long Length)> MarkedRuns()
     {
         long start = -1, length = 0;
         foreach (long index in _pages.Keys.Order())
         {
             var page = _pages[index];
-            for (int bit = 0; bit < CheckpointParts.BlocksPerSpacePage; bit++)
+            for (int i = 0; i < page.Length; i++)
             {
-                long block = (index * CheckpointParts.BlocksPerSpacePage) + bit;
-                if ((page[bit >> 3] & (1 << (bit & 7))) == 0)
+                long first = (index * CheckpointParts.BlocksPerSpacePage) + (i * 8L);
+                if (page[i] == 0)
                 {
                     continue;
                 }
 
-                if (start >= 0 && start + length == block)
+                if (page[i] == 0xFF && start >= 0 && start + length == first)
                 {
-                    length++;
+                    length += 8;
                     continue;
                 }
 
-                if (start >= 0)
+                for (int bit = 0; bit < 8; bit++)
                 {
-                    yield return (start, length);
-                }
+                    if ((page[i] & (1 << bit)) == 0)
+                    {
+                        continue;
+                    }
 
-                (start, length) = (block, 1);
+                    long block = first + bit;
+                    if (start >= 0 && start + length == block)
+                    {
+                        length++;
+                        continue;
+                    }
+
+                    if (start >= 0)
+                    {
+                        yield return (start, length);
+                    }
+
+                    (start, length) = (block, 1);
+                }
             }
         }
 
@@ -68,6 +83,28 @@ internal sealed class SpaceRecord
         {
             yield return (start, length);
         }
+    }
+
+    /// <summary>
+    /// A copy with <paramref name="runs"/> cleared, this record unchanged (recovery: less the
+    /// segments of the maps it loaded). A run not wholly marked throws, as an edit's clear does.
+    /// </summary>
+    public SpaceRecord Without(IEnumerable<(long Start, long Length)> runs)
+    {
+        var copy = new SpaceRecord();
+        foreach (var (index, page) in _pages)
+        {
+            copy._pages[index] = page; // shared until the edit below copies what it changes
+        }
+
+        var edit = new Edit(copy);
+        foreach (var (start, length) in runs)
+        {
+            edit.Clear(start, length);
+        }
+
+        edit.Apply();
+        return copy;
     }
 
     /// <summary>Blocks marked in a page.</summary>

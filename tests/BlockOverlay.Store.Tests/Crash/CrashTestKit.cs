@@ -283,6 +283,7 @@ internal static class CrashTestKit
         var layout = new List<MappedExtent>();
         foreach (var instance in store.Instances)
         {
+            await store.LoadAsync(instance); // loading changes no free space: what recovery counted is checked here
             layout.Clear();
             store.Lookup(instance, 0, instance.Blocks, layout);
             runs.AddRange(layout.Where(e => e.Kind == ExtentKind.Upper)
