@@ -37,7 +37,9 @@ namespace BlockOverlay.Store;
 /// <b>Lock order.</b> Namespace lock, then checkpoint lock (both async, held across I/O); an
 /// instance's commit lock, then the checkpoint lock. The memory locks (an instance's gate, the
 /// registry's, the quarantine's, the space's) are held for memory work only and none is taken
-/// inside another, except the registry's inside the space's.
+/// inside another, except the registry's inside the space's. A map's first load
+/// (<see cref="LoadAsync"/>) reads outside every lock and takes only the instance's gate, to
+/// install it; so it may run under any async lock (a delete loads under the namespace lock).
 /// </para>
 /// <para>
 /// <b>Definitions</b> (flush mode, quota, the unclean mark) are kept here; the engine acts on them.

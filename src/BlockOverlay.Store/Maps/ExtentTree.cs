@@ -11,7 +11,9 @@ namespace BlockOverlay.Store.Maps;
 /// <c>capacity</c> (key, child) slots whose key is the least start in that child, exactly, so
 /// descending to the last slot with key ≤ x always reaches the subtree that holds the floor
 /// of x. All leaves are at the same depth. Every node but the root holds at least
-/// <c>capacity / 2</c> items; the root is a leaf or a branch of two or more slots. Unused
+/// <c>capacity / 2</c> items; the root is a leaf or a branch of two or more slots, and an
+/// empty tree has no root at all (no leaf until its first extent, none after its last: a
+/// store holds thousands of instances whose maps are empty, and a leaf is 1.5 KiB). Unused
 /// branch slots are cleared so dropped subtrees are garbage at once. Every node also counts
 /// the uncommitted extents below it, so a flush finds its extents without walking clean
 /// subtrees.
@@ -42,19 +44,27 @@ internal sealed partial class ExtentTree
 {
     private readonly int _capacity;
     private readonly List<Node> _spill = [];
-    private Node _root;
+    private Node? _root; // null while the tree is empty (see "Shape")
 
-    public ExtentTree(int capacity)
-    {
-        _capacity = capacity;
-        _root = new Leaf(capacity);
-    }
+    public ExtentTree(int capacity) => _capacity = capacity;
 
     /// <summary>Appends, in order, every extent that overlaps blocks [<paramref name="from"/>, <paramref name="to"/>).</summary>
-    public void CollectOverlapping(long from, long to, List<Extent> into) => Collect(_root, from, to, into);
+    public void CollectOverlapping(long from, long to, List<Extent> into)
+    {
+        if (_root is not null)
+        {
+            Collect(_root, from, to, into);
+        }
+    }
 
     /// <summary>Appends, in order, every uncommitted extent.</summary>
-    public void CollectUncommitted(List<Extent> into) => CollectUncommitted(_root, into);
+    public void CollectUncommitted(List<Extent> into)
+    {
+        if (_root is not null)
+        {
+            CollectUncommitted(_root, into);
+        }
+    }
 
     /// <summary>
     /// Removes every extent whose start lies in [<paramref name="lo"/>, <paramref name="hi"/>)
@@ -63,23 +73,39 @@ internal sealed partial class ExtentTree
     /// </summary>
     public void Replace(long lo, long hi, ReadOnlySpan<Extent> with)
     {
-        Splice(_root, lo, hi, with, _spill);
+        if (_root is null && with.IsEmpty)
+        {
+            return;
+        }
+
+        var root = _root ??= new Leaf(_capacity);
+        Splice(root, lo, hi, with, _spill);
         if (_spill.Count > 0)
         {
-            GrowRoot();
+            GrowRoot(root);
         }
 
         while (_root is Branch { Count: <= 1 } branch)
         {
-            _root = branch.Count == 1 ? branch.Items[0].Node : new Leaf(_capacity);
+            _root = branch.Count == 1 ? branch.Items[0].Node : null;
+        }
+
+        if (_root is Leaf { Count: 0 })
+        {
+            _root = null;
         }
     }
 
-    public void Clear() => _root = new Leaf(_capacity);
+    public void Clear() => _root = null;
 
     /// <summary>Every extent in order. The tree must not change while this is enumerated.</summary>
     public IEnumerable<Extent> InOrder()
     {
+        if (_root is null)
+        {
+            yield break;
+        }
+
         var path = new Stack<(Branch Branch, int Next)>();
         Node node = _root;
         while (true)
@@ -118,6 +144,11 @@ internal sealed partial class ExtentTree
     /// </summary>
     public void Validate()
     {
+        if (_root is null)
+        {
+            return;
+        }
+
         if (_root is Branch { Count: < 2 })
         {
             throw new InvalidOperationException("The root is a branch with fewer than two children.");
@@ -341,9 +372,9 @@ internal sealed partial class ExtentTree
         }
     }
 
-    private void GrowRoot()
+    private void GrowRoot(Node root)
     {
-        var level = new List<Node>(_spill.Count + 1) { _root };
+        var level = new List<Node>(_spill.Count + 1) { root };
         level.AddRange(_spill);
         _spill.Clear();
         while (level.Count > 1)
