@@ -81,7 +81,7 @@ internal static class StoreRecovery
 
         var (commits, position, sequence) = await MetadataJournal.ReplayAsync(device, superblock);
         var replayed = commits.Where(c => Replays(c, commitsThrough)).ToList();
-        var dropped = await LoadReplayedAsync(device, instances, replayed);
+        var loadedSegments = await LoadReplayedAsync(device, instances, replayed);
         uint highestId = instances.Count == 0 ? 0 : instances.Keys.Max();
         ulong lastCommit = commitsThrough;
         foreach (var commit in commits)
@@ -105,7 +105,7 @@ internal static class StoreRecovery
             }
         }
 
-        var allocator = RebuildFreeSpace(superblock, index, dropped, instances.Values);
+        var allocator = RebuildFreeSpace(superblock, index, loadedSegments, instances.Values);
         uint nextId = Math.Max(superblock.NextInstanceId, highestId + 1);
         return new RecoveredStore(superblock with { NextInstanceId = nextId }, instances.Values, allocator, position, sequence, lastCommit, index);
     }

@@ -275,6 +275,8 @@ internal static class CrashTestKit
     /// the checkpoint's parts, no store block is mapped twice (by two instances or one), and the store's
     /// free count is exactly what no map and no checkpoint part names (nothing leaked, nothing
     /// counted free that is in use). The last needs every instance committed (no pending frees).
+    /// It loads every map (loading frees and takes nothing), so the count recovery made from the
+    /// space record and the maps it loaded is checked against every map.
     /// </summary>
     public static async Task CheckSpaceAsync(UpperStore store, IBlockDevice device, string context, bool exactFreeCount)
     {
