@@ -172,7 +172,7 @@ public sealed class StoreInstance
 
         try
         {
-            Install(await CheckpointPartReader.ReadSegmentAsync(device, Definition.Id, segment));
+            Install(await ReadSegmentAsync(device, segment));
             mine.SetResult();
         }
         catch (Exception e)
@@ -184,6 +184,25 @@ public sealed class StoreInstance
 
             mine.SetException(e);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The segment's extents. A segment that reads back damaged (checksum, bounds) is the
+    /// device's failure, not a bug: an <see cref="IOException"/> (EIO for the request that needed
+    /// the map) naming the instance and where, with the decoder's reason inside. At open such a
+    /// segment would have refused the whole store; found lazily, it fails only this instance.
+    /// </summary>
+    private async Task<IReadOnlyList<CheckpointExtent>> ReadSegmentAsync(IBlockDevice device, SegmentRef segment)
+    {
+        try
+        {
+            return await CheckpointPartReader.ReadSegmentAsync(device, Definition.Id, segment);
+        }
+        catch (StoreFormatException e)
+        {
+            throw new IOException($"instance '{Name}': its map (the checkpoint segment at store block {segment.StoreBlock}) " +
+                $"is damaged: {e.Message}; `blockoverlay store check` describes it", e);
         }
     }
 

@@ -144,6 +144,40 @@ public sealed class LazyMapTests
     }
 
     /// <summary>
+    /// A segment that reads back damaged, found when its instance is first used, fails that use as
+    /// the device's error (IOException: EIO to the client), naming the instance, and not as a bug;
+    /// the other instances load and read.
+    /// </summary>
+    [Test]
+    public async Task A_damaged_segment_found_at_first_use_is_an_io_error_of_that_instance_alone()
+    {
+        var media = await CrashTestKit.NewStoreAsync(dataBlocks: 1024, journalBlocks: 64);
+        await using (var store = await UpperStore.OpenAsync(media))
+        {
+            foreach (var (name, value) in new[] { ("hurt", 7), ("whole", 9) })
+            {
+                var x = await store.CreateInstanceAsync(name, 16 * Block, null);
+                await store.WriteAsync(x, 1, CrashTestKit.Blocks(x.Definition.Id, 1, 1, value));
+                await store.CommitAsync(x);
+            }
+        }
+
+        await using var again = await UpperStore.OpenAsync(media);
+        var hurt = again.Find("hurt")!;
+        using (var garbage = new AlignedBuffer(Block))
+        {
+            new Random(5).NextBytes(garbage.Memory.Span);
+            await media.WriteAsync(hurt.Segment.StoreBlock * Block, garbage.Memory, durable: true);
+        }
+
+        var failure = Assert.ThrowsAsync<IOException>(() => again.LoadAsync(hurt));
+        Assert.That(failure!.Message, Does.Contain("'hurt'").And.Contain("store check"));
+        Assert.That(failure.InnerException, Is.TypeOf<BlockOverlay.Store.Format.StoreFormatException>(), "the decoder's reason, inside");
+        Assert.That(hurt.IsLoaded, Is.False);
+        Assert.That((await CrashTestKit.ReadValuesAsync(again, again.Find("whole")!, 0, 2, "the neighbour"))[1], Is.EqualTo(9));
+    }
+
+    /// <summary>
     /// A checkpoint never writes an empty map for an instance it did not load: one whose quota
     /// changed, or that was left alone, keeps its segment through checkpoints, a clean close and
     /// a crash; one deleted unloaded frees exactly its blocks.
