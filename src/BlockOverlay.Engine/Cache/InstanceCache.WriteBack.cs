@@ -25,7 +25,8 @@ internal sealed partial class InstanceCache
                 return written;
             }
 
-            using (var staging = new AlignedBuffer(Math.Min(batchBlocks, candidates.Count) * Block))
+            var staging = _owner.Staging.Rent(Math.Min(batchBlocks, candidates.Count));
+            try
             {
                 int next = 0;
                 while (next < candidates.Count)
@@ -36,6 +37,10 @@ internal sealed partial class InstanceCache
                         written += await WriteBatchAsync(batch, staging, reason);
                     }
                 }
+            }
+            finally
+            {
+                _owner.Staging.Return(staging);
             }
 
             // What is left was being written back by someone else, or was written again
@@ -77,17 +82,24 @@ internal sealed partial class InstanceCache
             return 0;
         }
 
-        using var staging = new AlignedBuffer(picked.Count * Block);
-        int next = 0;
-        var batch = Take(picked, ref next, batchBlocks, long.MaxValue, staging);
-        if (batch.Blocks.Count == 0)
+        var staging = _owner.Staging.Rent(picked.Count);
+        try
         {
-            return 0;
-        }
+            int next = 0;
+            var batch = Take(picked, ref next, batchBlocks, long.MaxValue, staging);
+            if (batch.Blocks.Count == 0)
+            {
+                return 0;
+            }
 
-        long written = await WriteBatchAsync(batch, staging, WriteReason.Background);
-        Counters.AddWriteBack(written);
-        return written;
+            long written = await WriteBatchAsync(batch, staging, WriteReason.Background);
+            Counters.AddWriteBack(written);
+            return written;
+        }
+        finally
+        {
+            _owner.Staging.Return(staging);
+        }
     }
 
     /// <summary>
