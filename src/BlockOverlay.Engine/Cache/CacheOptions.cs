@@ -24,8 +24,19 @@ public sealed record CacheOptions
     /// <summary>Blocks one background write moves: the bound on how long a flush can wait behind one (1 MiB).</summary>
     public int BackgroundBatchBlocks { get; init; } = 256;
 
-    /// <summary>Blocks one flush write moves (8 MiB): large writes, since the store places them side by side.</summary>
-    public int FlushBatchBlocks { get; init; } = 2048;
+    /// <summary>
+    /// Blocks one flush write moves (1 MiB): with <see cref="WriteBacksInFlight"/>, what a
+    /// neighbour's flush may wait behind. Larger writes were not faster on the device measured
+    /// (perf/RESULTS.md, "Notes on noisy-neighbour").
+    /// </summary>
+    public int FlushBatchBlocks { get; init; } = 256;
+
+    /// <summary>
+    /// Batches of one instance's write-back on their way to the store at once (1): all that a
+    /// neighbour's flush can find of this instance ahead of it in the device's queue, however
+    /// many FLUSH requests this instance sends together (InstanceCache, "Write-backs in flight").
+    /// </summary>
+    public int WriteBacksInFlight { get; init; } = 1;
 
     /// <summary>Journal fill at which a checkpoint is taken in the background, before a flush would find it full.</summary>
     public double CheckpointAtJournalFill { get; init; } = 0.5;
@@ -51,6 +62,7 @@ public sealed record CacheOptions
         : BackgroundRatio is <= 0 or > 1 ? "the background ratio must be in (0, 1]"
         : MaxDirtyAge <= TimeSpan.Zero && MaxDirtyAge != Timeout.InfiniteTimeSpan ? "the maximum dirty age must be positive"
         : BackgroundBatchBlocks < 1 || FlushBatchBlocks < 1 ? "batch sizes must be at least one block"
+        : WriteBacksInFlight < 1 ? "at least one write-back of an instance must be allowed on its way"
         : CheckpointAtJournalFill is <= 0 or > 1 ? "the journal fill for checkpoints must be in (0, 1]"
         : BackgroundInterval <= TimeSpan.Zero ? "the background interval must be positive"
         : null;

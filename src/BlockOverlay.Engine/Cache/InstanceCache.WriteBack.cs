@@ -12,7 +12,8 @@ internal sealed partial class InstanceCache
 {
     /// <summary>
     /// Writes back every block dirty since <paramref name="upTo"/> or earlier (see "Flush scope"),
-    /// in batches of at most <paramref name="batchBlocks"/>. Returns the data bytes it wrote.
+    /// in batches of at most <paramref name="batchBlocks"/>, each in its turn (see "Write-backs
+    /// in flight"). Returns the data bytes it wrote.
     /// </summary>
     public async Task<long> WriteBackAsync(long upTo, WriteReason reason, int batchBlocks)
     {
@@ -25,11 +26,12 @@ internal sealed partial class InstanceCache
                 return written;
             }
 
-            var staging = _owner.Staging.Rent(Math.Min(batchBlocks, candidates.Count));
-            try
+            int next = 0;
+            while (next < candidates.Count)
             {
-                int next = 0;
-                while (next < candidates.Count)
+                await _turns.WaitAsync();
+                var staging = _owner.Staging.Rent(Math.Min(batchBlocks, candidates.Count - next));
+                try
                 {
                     var batch = Take(candidates, ref next, batchBlocks, upTo, staging);
                     if (batch.Blocks.Count > 0)
@@ -37,10 +39,11 @@ internal sealed partial class InstanceCache
                         written += await WriteBatchAsync(batch, staging, reason);
                     }
                 }
-            }
-            finally
-            {
-                _owner.Staging.Return(staging);
+                finally
+                {
+                    _owner.Staging.Return(staging);
+                    _turns.Release();
+                }
             }
 
             // What is left was being written back by someone else, or was written again
@@ -64,41 +67,49 @@ internal sealed partial class InstanceCache
     /// </summary>
     public async Task<long> WriteBackSomeAsync(int batchBlocks)
     {
-        var picked = new List<long>(batchBlocks);
-        lock (_gate)
-        {
-            for (var block = _byAge.Oldest; block is not null && picked.Count < batchBlocks; block = block.Younger)
-            {
-                if (!block.WritingBack)
-                {
-                    picked.Add(block.Number);
-                }
-            }
-        }
-
-        picked.Sort();
-        if (picked.Count == 0)
-        {
-            return 0;
-        }
-
-        var staging = _owner.Staging.Rent(picked.Count);
+        await _turns.WaitAsync();
         try
         {
-            int next = 0;
-            var batch = Take(picked, ref next, batchBlocks, long.MaxValue, staging);
-            if (batch.Blocks.Count == 0)
+            var picked = new List<long>(batchBlocks);
+            lock (_gate)
+            {
+                for (var block = _byAge.Oldest; block is not null && picked.Count < batchBlocks; block = block.Younger)
+                {
+                    if (!block.WritingBack)
+                    {
+                        picked.Add(block.Number);
+                    }
+                }
+            }
+
+            picked.Sort();
+            if (picked.Count == 0)
             {
                 return 0;
             }
 
-            long written = await WriteBatchAsync(batch, staging, WriteReason.Background);
-            Counters.AddWriteBack(written);
-            return written;
+            var staging = _owner.Staging.Rent(picked.Count);
+            try
+            {
+                int next = 0;
+                var batch = Take(picked, ref next, batchBlocks, long.MaxValue, staging);
+                if (batch.Blocks.Count == 0)
+                {
+                    return 0;
+                }
+
+                long written = await WriteBatchAsync(batch, staging, WriteReason.Background);
+                Counters.AddWriteBack(written);
+                return written;
+            }
+            finally
+            {
+                _owner.Staging.Return(staging);
+            }
         }
         finally
         {
-            _owner.Staging.Return(staging);
+            _turns.Release();
         }
     }
 

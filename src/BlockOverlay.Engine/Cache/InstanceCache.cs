@@ -44,13 +44,27 @@ namespace BlockOverlay.Engine.Cache;
 /// those nodes was 13-17 % of the server's samples (perf/RESULTS.md, matrix notes).
 /// </para>
 /// <para>
+/// <b>Write-backs in flight.</b> At most <see cref="CacheOptions.WriteBacksInFlight"/> batches of
+/// this instance are on their way to the store at once: a flush or a background batch waits
+/// for a turn (<see cref="_turns"/>) before it takes its blocks, and gives the turn back when
+/// its write has returned. A guest's fsync at queue depth 8 arrives as eight FLUSH requests;
+/// each used to write batches of its own, so eight 8 MiB writes of one tenant stood in the
+/// device's queue in front of a neighbour's 64 KiB flush (perf/RESULTS.md, "Notes on
+/// noisy-neighbour"). Now they write the same data one batch after another, and a flush still
+/// ends only when every block up to its point is in the store. The turns are this instance's:
+/// a neighbour never waits for them.
+/// </para>
+/// <para>
 /// <b>Locking.</b> <see cref="_gate"/> guards the map, the order of age and the blocks' bytes, and is held only
 /// for memory work: every copy into or out of a block happens under it, so nobody ever sees
 /// a block's buffer while another thread reuses it. It is taken before the store's own
-/// locks (the quota question and zeroing ask the store under it) and never inside them.
+/// locks (the quota question and zeroing ask the store under it) and never inside them. A
+/// turn is taken before the gate, never while holding it.
 /// </para>
 /// </remarks>
+#pragma warning disable CA1001 // _turns never hands out its wait handle, so it holds nothing to dispose; a cache is detached and reattached, never closed.
 internal sealed partial class InstanceCache
+#pragma warning restore CA1001
 {
     private const int Block = UpperStore.BlockSize;
     private readonly Lock _gate = new();
@@ -64,10 +78,12 @@ internal sealed partial class InstanceCache
     private int _writingBack;   // blocks marked WritingBack (some may have been discarded since)
     private TaskCompletionSource _progress = NewSignal();
     private Exception? _writeBackFailure;
+    private readonly SemaphoreSlim _turns; // see "Write-backs in flight"
 
     public InstanceCache(WriteBackCache owner, StoreInstance instance)
     {
         _owner = owner;
+        _turns = new SemaphoreSlim(owner.Options.WriteBacksInFlight);
         Instance = instance;
         Counters = new InstanceCounters(instance.Name, owner.FlushDuration);
     }
