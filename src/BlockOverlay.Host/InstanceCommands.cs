@@ -55,7 +55,7 @@ internal static class InstanceCommands
             return await DispatchAsync(parse, store, new CreateRequest(
                 parse.GetValue(name)!,
                 // A registered base name or an image file, as an absolute path (the server's working directory is not ours).
-                Base: parse.GetValue(baseImage) is { } image ? await BaseRegistry.ResolveAsync(storePath, image) : null,
+                Base: parse.GetValue(baseImage) is { } image ? BaseRegistry.Resolve(storePath, image) : null,
                 Size: parse.GetValue(size),
                 FlushMode: parse.GetValue(mode),
                 Quota: parse.GetValue(quota),

@@ -42,7 +42,7 @@ internal static class BaseImport
         string temp = Path.Combine(registry.ImportDirectory, $".{name}.{Environment.ProcessId}.part");
         EnsureNoLeftover(target, name); // before locking too: a refused import creates no lock file
         using var interrupts = new InterruptSignals(cancel);
-        var file = await CreateTempAsync(registry, name, target, temp);
+        var file = CreateTemp(registry, name, target, temp);
         var progress = ImportProgress.OnStandardError($"importing {name}", source.Size);
         try
         {
@@ -69,11 +69,11 @@ internal static class BaseImport
         }
     }
 
-    private static async Task<SafeFileHandle> CreateTempAsync(BaseRegistry registry, string name, string target, string temp)
+    private static SafeFileHandle CreateTemp(BaseRegistry registry, string name, string target, string temp)
     {
         using (registry.Lock())
         {
-            BaseRegistry.EnsureFree(await registry.ReadAsync(), name);
+            BaseRegistry.EnsureFree(registry.Read(), name);
             EnsureNoLeftover(target, name);
             Directory.CreateDirectory(registry.ImportDirectory);
             return File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None);
@@ -125,7 +125,7 @@ internal static class BaseImport
     {
         using (registry.Lock())
         {
-            var bases = await registry.ReadAsync();
+            var bases = registry.Read();
             BaseRegistry.EnsureFree(bases, name);
             EnsureNoLeftover(target, name);
             File.Move(temp, target);

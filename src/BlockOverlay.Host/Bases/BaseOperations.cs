@@ -34,7 +34,7 @@ internal static class BaseOperations
         registry.RequireStore();
 
         // Checked before locking (and copying) too: a refused add creates no lock file and copies nothing.
-        BaseRegistry.EnsureFree(await registry.ReadAsync(), name);
+        BaseRegistry.EnsureFree(registry.Read(), name);
         return import ? await ImportAsync(registry, name, image, cancel) : await ReferenceAsync(registry, name, image);
     }
 
@@ -42,7 +42,7 @@ internal static class BaseOperations
     {
         var registry = new BaseRegistry(storePath);
         registry.RequireStore();
-        var bases = await registry.ReadAsync();
+        var bases = registry.Read();
         if (bases.Count == 0)
         {
             return "";
@@ -65,11 +65,11 @@ internal static class BaseOperations
         registry.RequireStore();
 
         // Checked before locking as well, so that an unknown name creates no lock file.
-        _ = Named(registry, await registry.ReadAsync(), name);
+        _ = Named(registry, registry.Read(), name);
         RegisteredBase entry;
         using (registry.Lock())
         {
-            var bases = await registry.ReadAsync();
+            var bases = registry.Read();
             entry = Named(registry, bases, name);
             string[] users = [.. (await InstanceBases.ReadAsync(registry.StorePath)).Where(i => CanonicalPath.SameFile(i.BasePath, entry.Path)).Select(i => i.Instance)];
             if (users.Length > 0)
@@ -115,7 +115,7 @@ internal static class BaseOperations
 
         using (registry.Lock())
         {
-            var bases = await registry.ReadAsync();
+            var bases = registry.Read();
             BaseRegistry.EnsureFree(bases, name);
             await registry.WriteAsync([.. bases, new RegisteredBase(name, path, Imported: false)]);
         }

@@ -58,7 +58,7 @@ internal sealed class BaseRegistry
     /// existing file. Throws <see cref="FileNotFoundException"/> when it is neither. A snapshot
     /// in Ceph (<c>rbd:POOL/IMAGE@SNAP</c>) is its own address: it cannot be a name.
     /// </summary>
-    public static async Task<string> ResolveAsync(string storePath, string nameOrPath)
+    public static string Resolve(string storePath, string nameOrPath)
     {
         ArgumentNullException.ThrowIfNull(nameOrPath);
         if (RbdAddress.IsRbd(nameOrPath))
@@ -69,7 +69,7 @@ internal sealed class BaseRegistry
         var registry = new BaseRegistry(storePath);
 
         // Only something that can be a name is looked up, so a path works even beside a damaged registry.
-        if (InstanceName.IsValid(nameOrPath, out _) && (await registry.ReadAsync()).FirstOrDefault(b => b.Name == nameOrPath) is { } registered)
+        if (InstanceName.IsValid(nameOrPath, out _) && registry.Read().FirstOrDefault(b => b.Name == nameOrPath) is { } registered)
         {
             return registered.Path;
         }
@@ -108,8 +108,11 @@ internal sealed class BaseRegistry
         }
     }
 
-    /// <summary>The registered bases as last written (no lock needed: see the remarks).</summary>
-    public async Task<IReadOnlyList<RegisteredBase>> ReadAsync()
+    /// <summary>
+    /// The registered bases as last written (no lock needed: see the remarks). Read in one
+    /// blocking call: the file is small, and every `instance create --base NAME` reads it.
+    /// </summary>
+    public IReadOnlyList<RegisteredBase> Read()
     {
         if (!File.Exists(FilePath))
         {
@@ -119,8 +122,7 @@ internal sealed class BaseRegistry
         RegistryDocument? document;
         try
         {
-            await using var file = File.OpenRead(FilePath);
-            document = await JsonSerializer.DeserializeAsync(file, RegistryJson.Default.RegistryDocument);
+            document = JsonSerializer.Deserialize(File.ReadAllBytes(FilePath), RegistryJson.Default.RegistryDocument);
         }
         catch (JsonException e)
         {

@@ -13,8 +13,11 @@ internal static class ControlClient
     /// <summary>
     /// The server's answer, or null when no server holds the store (no socket, or a stale one).
     /// Progress reports of long commands go to <paramref name="progress"/> as they arrive.
+    /// Blocking calls on purpose: the CLI is one process per command, and a blocking socket
+    /// needs no event thread and no pool threads to start (each new thread's stack costs page
+    /// faults that a command waits for; perf/RESULTS.md, "Notes on scale").
     /// </summary>
-    public static async Task<InstanceResponse?> TrySendAsync(string storePath, InstanceRequest request, Action<ProgressReport>? progress = null)
+    public static InstanceResponse? TrySend(string storePath, InstanceRequest request, Action<ProgressReport>? progress = null)
     {
         string path = ControlServer.PathFor(storePath);
         if (!File.Exists(path))
@@ -25,18 +28,18 @@ internal static class ControlClient
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
+            socket.Connect(new UnixDomainSocketEndPoint(path));
         }
         catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.AddressNotAvailable)
         {
             return null; // left behind by a server that died: work offline (the store's lock is the real guard)
         }
 
-        await using var stream = new NetworkStream(socket, ownsSocket: false);
-        await stream.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(request, ControlJson.Default.InstanceRequest));
-        await stream.WriteAsync("\n"u8.ToArray());
+        using var stream = new NetworkStream(socket, ownsSocket: false);
+        stream.Write(JsonSerializer.SerializeToUtf8Bytes(request, ControlJson.Default.InstanceRequest));
+        stream.Write("\n"u8);
         using var reader = new StreamReader(stream, Encoding.UTF8);
-        while (await reader.ReadLineAsync() is { } line)
+        while (reader.ReadLine() is { } line)
         {
             switch (JsonSerializer.Deserialize(line, ControlJson.Default.ControlReply))
             {

@@ -7,7 +7,7 @@ namespace BlockOverlay.Host.Live;
 internal static class InstanceClient
 {
     public static async Task<InstanceResponse> RunAsync(string storePath, InstanceRequest request, Action<ProgressReport>? progress = null) =>
-        await ControlClient.TrySendAsync(storePath, request, progress) ?? await OfflineAsync(storePath, request, progress);
+        ControlClient.TrySend(storePath, request, progress) ?? await OfflineAsync(storePath, request, progress);
 
     private static async Task<InstanceResponse> OfflineAsync(string storePath, InstanceRequest request, Action<ProgressReport>? progress)
     {

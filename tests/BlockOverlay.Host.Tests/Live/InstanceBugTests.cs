@@ -55,7 +55,7 @@ public sealed class InstanceBugTests
         {
             server.Start();
 
-            var answer = await ControlClient.TrySendAsync(store, new ListRequest());
+            var answer = ControlClient.TrySend(store, new ListRequest());
             var printed = InstanceText.Render(new ListRequest(), answer!);
 
             Assert.That(answer!.ExitCode, Is.EqualTo(70), answer.ToString);
@@ -64,7 +64,7 @@ public sealed class InstanceBugTests
             var error = logger.Entries.Where(e => e.Level == LogLevel.Error).Select(e => e.Exception).SingleOrDefault();
             Assert.That(error, Is.TypeOf<ArgumentOutOfRangeException>(), "logged at Error with the exception");
             Assert.That(error!.StackTrace, Is.Not.Null.And.Not.Empty, "with its stack");
-            Assert.That(await ControlClient.TrySendAsync(store, new ListRequest()), Is.TypeOf<InstanceList>(), "the next command is served");
+            Assert.That(ControlClient.TrySend(store, new ListRequest()), Is.TypeOf<InstanceList>(), "the next command is served");
         }
     }
 
