@@ -38,8 +38,8 @@
 #   5. isolation-report.py writes OUT_DIR/section.md and the plot, which is copied to
 #      perf/isolation.png (the section refers to it; RESULTS.md sits beside it).
 #
-# Bounded in time: every step gets at most what is left of BUDGET seconds (600; a run
-# takes about seven minutes here). The servers (stopped by PID) and the temp dir go on
+# Bounded in time: every step gets at most what is left of BUDGET seconds (1200; a run
+# took seven minutes on 2026-11-24 and 933 s on 2026-12-07, when 600 ran out). The servers (stopped by PID) and the temp dir go on
 # any exit.
 # Environment: BUDGET, STORE_SIZE (8G), NEIGHBOURS (1,2,4,8,16), DIRTY_MIB (0,64,256,1024),
 # VICTIM_MIB (4), REPS_ISO (15), REPS_GLOB (5), PEERS (qemu-nbd,nbd-server; empty: none),
@@ -49,7 +49,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 out_dir=${1:-perf/out/isolation}
-budget=${BUDGET:-600}
+budget=${BUDGET:-1200}
 store_size=${STORE_SIZE:-8G}
 neighbours=${NEIGHBOURS:-1,2,4,8,16}
 dirty_mib=${DIRTY_MIB:-0,64,256,1024}

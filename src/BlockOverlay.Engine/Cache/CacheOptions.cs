@@ -26,17 +26,17 @@ public sealed record CacheOptions
 
     /// <summary>
     /// Blocks one flush write moves (1 MiB): with <see cref="WriteBacksInFlight"/>, what a
-    /// neighbour's flush may wait behind. Larger writes were not faster on the device measured
-    /// (perf/RESULTS.md, "Notes on noisy-neighbour").
+    /// neighbour's flush may wait behind (perf/RESULTS.md, "Notes on noisy-neighbour").
     /// </summary>
     public int FlushBatchBlocks { get; init; } = 256;
 
     /// <summary>
-    /// Batches of one instance's write-back on their way to the store at once (1): all that a
+    /// Batches of one instance's write-back on their way to the store at once (2): all that a
     /// neighbour's flush can find of this instance ahead of it in the device's queue, however
-    /// many FLUSH requests this instance sends together (InstanceCache, "Write-backs in flight").
+    /// many FLUSH requests this instance sends together; two, so that a large flush keeps the
+    /// device busy while it takes its next batch (InstanceCache, "Write-backs in flight").
     /// </summary>
-    public int WriteBacksInFlight { get; init; } = 1;
+    public int WriteBacksInFlight { get; init; } = 2;
 
     /// <summary>Journal fill at which a checkpoint is taken in the background, before a flush would find it full.</summary>
     public double CheckpointAtJournalFill { get; init; } = 0.5;

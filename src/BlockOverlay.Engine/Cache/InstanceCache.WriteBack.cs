@@ -26,25 +26,27 @@ internal sealed partial class InstanceCache
                 return written;
             }
 
+            // Each batch is taken when a turn is free and written while the next one is taken:
+            // with two turns, a large flush keeps the device busy on its own.
+            var writes = new List<Task<long>>();
             int next = 0;
-            while (next < candidates.Count)
+            while (next < candidates.Count && !writes.Exists(w => w.IsFaulted))
             {
                 await _turns.WaitAsync();
                 var staging = _owner.Staging.Rent(Math.Min(batchBlocks, candidates.Count - next));
-                try
+                var batch = Take(candidates, ref next, batchBlocks, upTo, staging);
+                if (batch.Blocks.Count > 0)
                 {
-                    var batch = Take(candidates, ref next, batchBlocks, upTo, staging);
-                    if (batch.Blocks.Count > 0)
-                    {
-                        written += await WriteBatchAsync(batch, staging, reason);
-                    }
+                    writes.Add(WriteInTurnAsync(batch, staging, reason));
                 }
-                finally
+                else
                 {
                     _owner.Staging.Return(staging);
                     _turns.Release();
                 }
             }
+
+            written += (await Task.WhenAll(writes)).Sum();
 
             // What is left was being written back by someone else, or was written again
             // (before our point) while we wrote it: wait for those write-backs, then go again.
@@ -220,6 +222,20 @@ internal sealed partial class InstanceCache
         }
 
         return batch;
+    }
+
+    /// <summary>Writes a batch taken in a turn, then gives back its staging buffer and the turn.</summary>
+    private async Task<long> WriteInTurnAsync(Batch batch, AlignedBuffer staging, WriteReason reason)
+    {
+        try
+        {
+            return await WriteBatchAsync(batch, staging, reason);
+        }
+        finally
+        {
+            _owner.Staging.Return(staging);
+            _turns.Release();
+        }
     }
 
     private async Task<long> WriteBatchAsync(Batch batch, AlignedBuffer staging, WriteReason reason)

@@ -44,15 +44,15 @@ namespace BlockOverlay.Engine.Cache;
 /// those nodes was 13-17 % of the server's samples (perf/RESULTS.md, matrix notes).
 /// </para>
 /// <para>
-/// <b>Write-backs in flight.</b> At most <see cref="CacheOptions.WriteBacksInFlight"/> batches of
-/// this instance are on their way to the store at once: a flush or a background batch waits
-/// for a turn (<see cref="_turns"/>) before it takes its blocks, and gives the turn back when
-/// its write has returned. A guest's fsync at queue depth 8 arrives as eight FLUSH requests;
-/// each used to write batches of its own, so eight 8 MiB writes of one tenant stood in the
-/// device's queue in front of a neighbour's 64 KiB flush (perf/RESULTS.md, "Notes on
-/// noisy-neighbour"). Now they write the same data one batch after another, and a flush still
-/// ends only when every block up to its point is in the store. The turns are this instance's:
-/// a neighbour never waits for them.
+/// <b>Write-backs in flight.</b> At most <see cref="CacheOptions.WriteBacksInFlight"/> (two)
+/// batches of this instance are on their way to the store at once: a flush or a background
+/// batch waits for a turn (<see cref="_turns"/>) before it takes its blocks, and gives the turn
+/// back when its write has returned; a flush takes its next batch while the last one is
+/// written. A guest's fsync at queue depth 8 arrives as eight FLUSH requests; each used to
+/// write batches of its own, so eight 8 MiB writes of one tenant stood in the device's queue
+/// in front of a neighbour's 64 KiB flush (perf/RESULTS.md, "Notes on noisy-neighbour"). Now
+/// they share the turns, and a flush still ends only when every block up to its point is in
+/// the store. The turns are this instance's: a neighbour never waits for them.
 /// </para>
 /// <para>
 /// <b>Locking.</b> <see cref="_gate"/> guards the map, the order of age and the blocks' bytes, and is held only

@@ -67,10 +67,11 @@ internal sealed class InFlightMeterDevice(IBlockDevice inner, long dataStart, Ti
 }
 
 /// <summary>
-/// One batch of an instance's write-back on its way to the device at a time
-/// (<see cref="CacheOptions.WriteBacksInFlight"/>): a neighbour's flush finds at most that
-/// much of this instance's data ahead of it in the device's queue, however many FLUSH requests
-/// the instance sends at once. Instances do not wait for each other's lanes.
+/// At most <see cref="CacheOptions.WriteBacksInFlight"/> batches of an instance's write-back on
+/// their way to the device at once: a neighbour's flush finds at most that much of this
+/// instance ahead of it in the device's queue, however many FLUSH requests the instance sends
+/// at once; one large flush still keeps that many on their way. Instances do not wait for each
+/// other's turns.
 /// </summary>
 [TestFixture]
 public sealed class WriteBacksInFlightTests
@@ -81,15 +82,16 @@ public sealed class WriteBacksInFlightTests
 
     private static readonly CacheOptions Options = CacheOptions.FlushOnly with { FlushBatchBlocks = BatchBlocks };
 
-    [Test]
-    public async Task Eight_flushes_at_once_put_one_batch_of_the_instance_on_the_device_at_a_time()
+    [TestCase(1)]
+    [TestCase(2)]
+    public async Task Eight_flushes_at_once_put_no_more_batches_of_the_instance_on_the_device_than_its_turns(int turns)
     {
         // fio at queue depth 8 sends an fsync as eight FLUSH requests at once. Each used to
         // write its own batches of the same dirty data, so eight large writes of one tenant
         // stood in the device queue in front of a neighbour's small flush.
         var (store, device) = await OpenMeteredAsync(PerWrite);
         await using var _ = store;
-        await using var cache = new WriteBackCache(store, Options);
+        await using var cache = new WriteBackCache(store, Options with { WriteBacksInFlight = turns });
         var instance = await store.CreateInstanceAsync("noisy", 4 * MiB, null);
         var blocks = cache.Attach(instance);
         Assert.That(blocks.TryWrite(0, Filled(256 * Block, 7)), Is.True);
@@ -100,7 +102,26 @@ public sealed class WriteBacksInFlightTests
 
         Assert.That(blocks.DirtyBytes, Is.Zero, "every flush ended with all of its data written");
         Assert.That(written.Sum(), Is.EqualTo(256L * Block), "each block written back once");
-        Assert.That(device.MostAtOnce(7), Is.EqualTo(1), "one batch of the instance on the device at a time");
+        Assert.That(device.MostAtOnce(7), Is.EqualTo(turns), "as many batches of the instance on the device as it has turns");
+    }
+
+    [Test]
+    public async Task One_large_flush_keeps_both_turns_busy()
+    {
+        // A flush takes its next batch while the last one is written, so a large flush alone
+        // does not wait for the device between batches (the default, two turns).
+        var (store, device) = await OpenMeteredAsync(PerWrite);
+        await using var _ = store;
+        await using var cache = new WriteBackCache(store, Options);
+        Assert.That(Options.WriteBacksInFlight, Is.EqualTo(2));
+        var blocks = cache.Attach(await store.CreateInstanceAsync("big", 4 * MiB, null));
+        Assert.That(blocks.TryWrite(0, Filled(128 * Block, 5)), Is.True);
+
+        long written = await blocks.WriteBackAsync(blocks.FlushPoint(), WriteReason.Flush, BatchBlocks).WaitAsync(Patience);
+
+        Assert.That(written, Is.EqualTo(128L * Block));
+        Assert.That(blocks.DirtyBytes, Is.Zero);
+        Assert.That(device.MostAtOnce(5), Is.EqualTo(2), "two batches of one flush on their way together");
     }
 
     [Test]
@@ -108,7 +129,7 @@ public sealed class WriteBacksInFlightTests
     {
         var (store, device) = await OpenMeteredAsync(PerWrite);
         await using var _ = store;
-        await using var cache = new WriteBackCache(store, Options);
+        await using var cache = new WriteBackCache(store, Options with { WriteBacksInFlight = 1 });
         var blocks = cache.Attach(await store.CreateInstanceAsync("one", 4 * MiB, null));
         Assert.That(blocks.TryWrite(0, Filled(128 * Block, 3)), Is.True);
 
@@ -132,7 +153,7 @@ public sealed class WriteBacksInFlightTests
         // behind this instance's batches in our own process instead of the device's.
         var (store, device) = await OpenMeteredAsync(PerWrite * 4);
         await using var _ = store;
-        await using var cache = new WriteBackCache(store, Options);
+        await using var cache = new WriteBackCache(store, Options with { WriteBacksInFlight = 1 });
         var a = cache.Attach(await store.CreateInstanceAsync("a", 4 * MiB, null));
         var b = cache.Attach(await store.CreateInstanceAsync("b", 4 * MiB, null));
         Assert.That(a.TryWrite(0, Filled(64 * Block, 1)), Is.True);
