@@ -34,15 +34,23 @@ internal sealed partial class InstanceCache
             {
                 await _turns.WaitAsync();
                 var staging = _owner.Staging.Rent(Math.Min(batchBlocks, candidates.Count - next));
-                var batch = Take(candidates, ref next, batchBlocks, upTo, staging);
-                if (batch.Blocks.Count > 0)
+                Task<long>? write = null;
+                try
                 {
-                    writes.Add(WriteInTurnAsync(batch, staging, reason));
+                    var batch = Take(candidates, ref next, batchBlocks, upTo, staging);
+                    if (batch.Blocks.Count > 0)
+                    {
+                        write = WriteInTurnAsync(batch, staging, reason);
+                        writes.Add(write);
+                    }
                 }
-                else
+                finally
                 {
-                    _owner.Staging.Return(staging);
-                    _turns.Release();
+                    if (write is null) // nothing to write, or Take failed: the turn must not be lost with it
+                    {
+                        _owner.Staging.Return(staging);
+                        _turns.Release();
+                    }
                 }
             }
 
