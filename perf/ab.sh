@@ -14,17 +14,24 @@
 #   randread    4 KiB random reads of base data, qd 32
 #   randwrite   4 KiB random writes, qd 32
 #   writeflush  4 KiB random writes, each followed by FLUSH, qd 1
+#   seqwrite    1 MiB sequential writes, qd 8 (the matrix's row; the cache fills and throttles)
 # Per cell: I/Os per second, server CPU per I/O (utime + stime from /proc/PID/stat), context
 # switches per I/O (summed over the server's threads) and the thread count at the end.
 # Output: one line per cell in OUT_DIR/cells.tsv and a table of B/A ratios (median of the
-# rounds, min-max) on stdout. Environment: ROUNDS (3), RUNTIME (6), WARMUP (4), BASE_SIZE (1G).
+# rounds, min-max) on stdout. Environment: ROUNDS (3), RUNTIME (6), WARMUP (4), BASE_SIZE (1G),
+# WORKLOADS (all five, space-separated: a subset runs only those).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n 2,20p "$0" >&2; exit 2; }
 bin_a=$(cd "$1" && pwd); bin_b=$(cd "$2" && pwd)
 out_dir=${3:-perf/out/ab}
 rounds=${ROUNDS:-3}; runtime=${RUNTIME:-6}; warmup=${WARMUP:-4}; base_size=${BASE_SIZE:-1G}
-budget=$(( rounds * 2 * (4 * runtime + 2 * warmup + 40) + 120 )); started=$SECONDS
+all_workloads="seqread randread randwrite writeflush seqwrite"
+read -ra workloads <<<"${WORKLOADS:-$all_workloads}"
+for name in "${workloads[@]}"; do
+    [[ " $all_workloads " == *" $name "* ]] || { echo "ab: no workload '$name' (known: $all_workloads)" >&2; exit 2; }
+done
+budget=$(( rounds * 2 * (${#workloads[@]} * runtime + 2 * warmup + 40) + 120 )); started=$SECONDS
 fail() { echo "ab: FAILED: $*" >&2; exit 1; }
 for bin in "$bin_a" "$bin_b"; do [ -x "$bin/blockoverlay" ] || fail "$bin/blockoverlay is missing"; done
 command -v fio >/dev/null || fail "fio is not installed (run: make deps)"
@@ -71,15 +78,20 @@ for round in $(seq "$rounds"); do
         [ -S "$tmp/bo.sock" ] || fail "build $label did not start; see $out_dir/server-$label-$round.log"
         fio_run warm-w "$warmup" --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --size=256M >/dev/null
         fio_run warm-r "$warmup" --rw=read --bs=1M --iodepth=8 >/dev/null
-        measure "$label" "$round" seqread --rw=read --bs=1M --iodepth=8
-        measure "$label" "$round" randread --rw=randread --bs=4k --iodepth=32
-        measure "$label" "$round" randwrite --rw=randwrite --bs=4k --iodepth=32 --size=256M
-        measure "$label" "$round" writeflush --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --size=256M
+        for name in "${workloads[@]}"; do
+            case $name in
+                seqread) measure "$label" "$round" seqread --rw=read --bs=1M --iodepth=8 ;;
+                randread) measure "$label" "$round" randread --rw=randread --bs=4k --iodepth=32 ;;
+                randwrite) measure "$label" "$round" randwrite --rw=randwrite --bs=4k --iodepth=32 --size=256M ;;
+                writeflush) measure "$label" "$round" writeflush --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --size=256M ;;
+                seqwrite) measure "$label" "$round" seqwrite --rw=write --bs=1M --iodepth=8 ;;
+            esac
+        done
         stop_server 60 || fail "build $label needed SIGKILL to stop"
     done
 done
 
-python3 - "$out_dir/cells.tsv" "$runtime" <<'EOF'
+python3 - "$out_dir/cells.tsv" "${workloads[@]}" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 cells = defaultdict(dict)
@@ -90,7 +102,7 @@ def ratio(values):
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 print("| workload | I/Os per s B÷A | CPU per I/O B÷A | switches per I/O A → B | threads A → B |")
 print("|---|---:|---:|---:|---:|")
-for name in ["seqread", "randread", "randwrite", "writeflush"]:
+for name in sys.argv[2:]:
     pairs = [v for (n, _), v in sorted(cells.items()) if n == name and len(v) == 2]
     rate = [p["B"][0] / p["A"][0] for p in pairs]
     cpu = [p["B"][1] / p["A"][1] for p in pairs]

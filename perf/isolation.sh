@@ -39,11 +39,12 @@
 #      perf/isolation.png (the section refers to it; RESULTS.md sits beside it).
 #
 # Bounded in time: every step gets at most what is left of BUDGET seconds (1200; a run
-# took seven minutes on 2026-11-24 and 933 s on 2026-12-07, when 600 ran out). The servers (stopped by PID) and the temp dir go on
+# took 933 s with 15 rounds on a slow day, 2026-12-07, when 600 ran out, and 316 s with 9 later that day). The servers (stopped by PID) and the temp dir go on
 # any exit.
 # Environment: BUDGET, STORE_SIZE (8G), NEIGHBOURS (1,2,4,8,16), DIRTY_MIB (0,64,256,1024),
-# VICTIM_MIB (4), REPS_ISO (15), REPS_GLOB (5), PEERS (qemu-nbd,nbd-server; empty: none),
-# REPS_PEER (7), BLOCKOVERLAY (bin/blockoverlay).
+# VICTIM_MIB (4), REPS_ISO (9), REPS_GLOB (3), PEERS (qemu-nbd,nbd-server; empty: none),
+# REPS_PEER (5), BLOCKOVERLAY (bin/blockoverlay). The rounds were 15, 5 and 7 until 2026-12-07:
+# with them, matrix + noisy-neighbour + isolation took 33 minutes on a slow day, over issue 13's 30.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,10 +55,10 @@ store_size=${STORE_SIZE:-8G}
 neighbours=${NEIGHBOURS:-1,2,4,8,16}
 dirty_mib=${DIRTY_MIB:-0,64,256,1024}
 victim_mib=${VICTIM_MIB:-4}
-reps_iso=${REPS_ISO:-15}
-reps_glob=${REPS_GLOB:-5}
+reps_iso=${REPS_ISO:-9}
+reps_glob=${REPS_GLOB:-3}
 peers=${PEERS-qemu-nbd,nbd-server}
-reps_peer=${REPS_PEER:-7}
+reps_peer=${REPS_PEER:-5}
 blockoverlay=${BLOCKOVERLAY:-bin/blockoverlay}
 [[ $blockoverlay == /* ]] || blockoverlay=$repo/$blockoverlay
 disk_mib=1024

@@ -184,6 +184,17 @@ def table(head, rows):
            ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def settle_line(out_dir):
+    """What the untimed sync before each cell found: the page cache a cell before it left dirty."""
+    rows = [line.split("\t") for line in (out_dir / "settle.tsv").read_text().splitlines()]
+    label, dirty_kib, seconds = max(rows, key=lambda r: int(r[1]))
+    return ("- Before every cell the page cache's dirty data is written out (`sync`, untimed), so no cell "
+            "pays for the write-back of the one before it (a page-cache server leaves up to its file's size "
+            f"dirty, which the kernel writes out 30 s later). The most it found: {int(dirty_kib) / 1024:,.0f} MiB "
+            f"before {label}, synced in {float(seconds):.1f} s; over all cells the syncs took "
+            f"{sum(float(r[2]) for r in rows):.0f} s.")
+
+
 def section(out_dir, meta, cells):
     workloads = [w for w in meta["workloads"].split() if any(k[0] == w for k in cells)]
     servers = meta["servers"].split()
@@ -219,6 +230,7 @@ def section(out_dir, meta, cells):
         "in the order " + ", ".join(servers) + " (odd rounds) and the reverse (even rounds), workload by "
         f"workload. Upper data (randread-upper): the first {meta['upper_size']} written with 1 MiB writes and "
         "flushed before the cell, untimed, then read at random.")
+    add(settle_line(out_dir))
     add("- Latency: fio's completion latency (clat) of the reads or writes; FLUSH: fio's `sync` latency. "
         "Server CPU: utime + stime of the server process and its children (nbd-server forks one per "
         "connection) between two samples just after the ramp and just before the end (`/proc/PID/stat`), "

@@ -33,7 +33,8 @@
 #   1. A random base of BASE_SIZE, a store (STORE_SIZE) serving it, two raw copies (nbdkit
 #      file, raw), an nbd-server config. One untimed warm-up cell per workload on blockoverlay.
 #   2. ROUNDS rounds; in each, every workload on every server; the servers' order alternates
-#      from round to round. A cell: fio with RAMP seconds of ramp and RUNTIME measured seconds;
+#      from round to round. Before each cell the page cache's dirty data is synced (untimed).
+#      A cell: fio with RAMP seconds of ramp and RUNTIME measured seconds;
 #      just after the ramp and just before the end, proc_sample (perf/lib.sh) takes the
 #      server's CPU time, per-thread run-queue wait, context switches and thread count.
 #   3. matrix-report.py writes OUT_DIR/section.md (perf/run-all puts it into RESULTS.md).
@@ -88,7 +89,7 @@ done
 mkdir -p "$out_dir"
 out_dir=$(cd "$out_dir" && pwd)
 rm -f "$out_dir"/*.json "$out_dir"/*.err "$out_dir"/*.cmd "$out_dir"/*.log "$out_dir"/*.sample \
-      "$out_dir"/*.perf "$out_dir"/*.top "$out_dir"/cells.tsv "$out_dir"/meta "$out_dir"/load-* \
+      "$out_dir"/*.perf "$out_dir"/*.top "$out_dir"/cells.tsv "$out_dir"/settle.tsv "$out_dir"/meta "$out_dir"/load-* \
       "$out_dir"/section.md "$out_dir"/profile.md
 tmp=$(mktemp -d /var/tmp/matrix.XXXXXX)
 store=$tmp/store
@@ -256,9 +257,21 @@ finish_fio() {
     [ "$status" -eq 0 ] || fail "fio $label: exit $status (124/137: timed out); see $out_dir/$label.err"
 }
 
+# settle LABEL: writes out the page cache's dirty data (untimed) so that no cell pays for the
+# cell before it: a page-cache server (nbdkit, qemu-nbd) leaves up to ~1 GiB dirty, which the
+# kernel writes back 30 s later, during someone else's cell. Records LABEL, the dirty KiB found
+# and the seconds the sync took in OUT_DIR/settle.tsv.
+settle() {
+    local dirty t0
+    dirty=$(awk '/^Dirty:/ { print $2 }' /proc/meminfo); t0=$(date +%s.%N)
+    bounded 120 sync
+    printf '%s\t%s\t%s\n' "$1" "$dirty" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')" >>"$out_dir/settle.tsv"
+}
+
 # cell LABEL SERVER WORKLOAD: one measured cell on a fresh overlay.
 cell() {
     local label=$1 server=$2 workload=$3 pid window
+    settle "$label"
     start_peer "$server" "$label"
     # shellcheck disable=SC2046  # the options are words
     if [ "$workload" = randread-upper ]; then
