@@ -106,6 +106,9 @@ def load_phase(out_dir, label, phase, meta):
             "by_flush": d("blockoverlay_store_bytes_written_total", reason="flush"),
             "journal": d("blockoverlay_store_bytes_written_total", reason="journal"),
             "checkpoint": d("blockoverlay_store_bytes_written_total", reason="checkpoint"),
+            "gc_pause_s": d("blockoverlay_gc_pause_seconds_total"),
+            "gc_count": d("blockoverlay_gc_collections_total", generation="0"),
+            "allocated": d("blockoverlay_gc_allocated_bytes_total"),
         }
     return rec
 
@@ -227,7 +230,7 @@ def round_table(recs, phases):
 def bo_table(groups):
     head = ["phase", "steady throttled s", "noisy throttled s", "steady FLUSHes", "data written by the steady's FLUSHes",
             "… per FLUSH", "noisy FLUSHes", "store: flush", "store: background", "store: journal",
-            "store: checkpoint"]
+            "store: checkpoint", "GC pauses (all threads)", "GCs", "allocated"]
     rows = []
     for p in ("bo-alone", "bo-isolated", "bo-global"):
         rs = [r for r in groups.get(p, []) if "bo" in r]
@@ -241,7 +244,8 @@ def bo_table(groups):
         rows.append([PHASE_TEXT[p], f"{m('steady_throttled_s'):.2f}", f"{m('noisy_throttled_s'):.2f}",
                      f"{m('steady_flushes'):.0f}", size(m("steady_flush_data")), size(per),
                      f"{m('noisy_flushes'):.0f}", size(m("by_flush")), size(m("background")),
-                     size(m("journal")), size(m("checkpoint"))])
+                     size(m("journal")), size(m("checkpoint")), f"{1000 * m('gc_pause_s'):.0f} ms",
+                     f"{m('gc_count'):.0f}", size(m("allocated"))])
     return table(head, rows)
 
 
@@ -320,7 +324,9 @@ def section(meta, recs):
     out.extend(round_table(recs, phases))
     add("")
     add("blockoverlay's own counters over each phase (`/metrics` deltas, medians over the rounds; in global "
-        "mode the steady's FLUSHes write the neighbour's data too):")
+        "mode the steady's FLUSHes write the neighbour's data too; GC pauses: the time the server's garbage "
+        "collector held all its threads, which every tenant's requests wait through; GCs: collections of any "
+        "generation; allocated: bytes the server allocated on its managed heap):")
     add("")
     out.extend(bo_table(groups))
     add("")

@@ -124,6 +124,39 @@ public class ServerMetricsTests
         });
     }
 
+    [Test]
+    public async Task The_garbage_collectors_families_follow_the_runtime()
+    {
+        using var metrics = new ServerMetrics(cache: null, server: null);
+        var before = PythonPrometheusParser.Parse(await metrics.RenderAsync()).ToDictionary(f => f.Name);
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true);
+        var garbage = new byte[1 << 20];
+        GC.KeepAlive(garbage);
+        var after = PythonPrometheusParser.Parse(await metrics.RenderAsync()).ToDictionary(f => f.Name);
+
+        Assert.Multiple(() =>
+        {
+            AssertType(after, "blockoverlay_gc_collections", "counter");
+            AssertType(after, "blockoverlay_gc_pause_seconds", "counter");
+            AssertType(after, "blockoverlay_gc_allocated_bytes", "counter");
+        });
+        var collectionsBefore = ByLabel(before["blockoverlay_gc_collections"], "blockoverlay_gc_collections_total", "generation");
+        var collectionsAfter = ByLabel(after["blockoverlay_gc_collections"], "blockoverlay_gc_collections_total", "generation");
+        Assert.Multiple(() =>
+        {
+            Assert.That(collectionsAfter.Keys, Is.EquivalentTo(new[] { "0", "1", "2" }));
+            foreach (string generation in collectionsAfter.Keys)
+            {
+                Assert.That(collectionsAfter[generation], Is.GreaterThan(collectionsBefore[generation]), $"generation {generation}");
+            }
+
+            Assert.That(Single(after["blockoverlay_gc_pause_seconds"], "blockoverlay_gc_pause_seconds_total"),
+                Is.GreaterThan(Single(before["blockoverlay_gc_pause_seconds"], "blockoverlay_gc_pause_seconds_total")));
+            Assert.That(Single(after["blockoverlay_gc_allocated_bytes"], "blockoverlay_gc_allocated_bytes_total"),
+                Is.GreaterThanOrEqualTo(Single(before["blockoverlay_gc_allocated_bytes"], "blockoverlay_gc_allocated_bytes_total") + (1 << 20)));
+        });
+    }
+
     private static async Task<string> RenderAsync(ServerCounters server)
     {
         using var metrics = new ServerMetrics(cache: null, server);
