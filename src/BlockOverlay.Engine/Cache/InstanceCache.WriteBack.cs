@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using BlockOverlay.Io;
 using BlockOverlay.Store;
 
@@ -20,7 +22,7 @@ internal sealed partial class InstanceCache
         long written = 0;
         while (true)
         {
-            var candidates = DirtyUpTo(upTo);
+            using var candidates = DirtyUpTo(upTo);
             if (candidates.Count == 0)
             {
                 return written;
@@ -37,7 +39,7 @@ internal sealed partial class InstanceCache
                 Task<long>? write = null;
                 try
                 {
-                    var batch = Take(candidates, ref next, batchBlocks, upTo, staging);
+                    var batch = Take(candidates.Span, ref next, batchBlocks, upTo, staging);
                     if (batch.Blocks.Count > 0)
                     {
                         write = WriteInTurnAsync(batch, staging, reason);
@@ -102,7 +104,7 @@ internal sealed partial class InstanceCache
             try
             {
                 int next = 0;
-                var batch = Take(picked, ref next, batchBlocks, long.MaxValue, staging);
+                var batch = Take(CollectionsMarshal.AsSpan(picked), ref next, batchBlocks, long.MaxValue, staging);
                 if (batch.Blocks.Count == 0)
                 {
                     return 0;
@@ -185,17 +187,28 @@ internal sealed partial class InstanceCache
         }
     }
 
-    /// <summary>Blocks dirty since <paramref name="upTo"/> or earlier, ascending (sorted outside the gate).</summary>
-    private List<long> DirtyUpTo(long upTo)
+    /// <summary>
+    /// Blocks dirty since <paramref name="upTo"/> or earlier, ascending (sorted outside the
+    /// gate), in an array rented from the shared pool: a flush lists every block of its scope,
+    /// tens of thousands for a guest's large fsync, and lists them again after every wait for
+    /// another write-back, so a fresh list each time was most of what the server allocated
+    /// beside a noisy neighbour (perf/RESULTS.md, "Notes on noisy-neighbour": the GC's pauses).
+    /// </summary>
+    private BlockList DirtyUpTo(long upTo)
     {
-        List<long> list;
+        long[] numbers;
+        int count = 0;
         lock (_gate)
         {
-            list = [.. AgedUpTo(upTo).Select(b => b.Number)];
+            numbers = ArrayPool<long>.Shared.Rent(Math.Max(1, _blocks.Count));
+            foreach (var block in AgedUpTo(upTo))
+            {
+                numbers[count++] = block.Number;
+            }
         }
 
-        list.Sort();
-        return list;
+        numbers.AsSpan(0, count).Sort();
+        return new BlockList(numbers, count);
     }
 
     /// <summary>Blocks dirty since <paramref name="upTo"/> or earlier, oldest first; the caller holds the gate.</summary>
@@ -211,12 +224,12 @@ internal sealed partial class InstanceCache
     /// Marks up to <paramref name="max"/> of the candidates (from <paramref name="next"/> on)
     /// as being written back and copies them into the staging buffer, in order.
     /// </summary>
-    private Batch Take(List<long> candidates, ref int next, int max, long upTo, AlignedBuffer staging)
+    private Batch Take(ReadOnlySpan<long> candidates, ref int next, int max, long upTo, AlignedBuffer staging)
     {
-        var batch = new Batch();
         lock (_gate)
         {
-            for (; next < candidates.Count && batch.Blocks.Count < max; next++)
+            var batch = _spareBatches.TryPop(out var spare) ? spare : new Batch();
+            for (; next < candidates.Length && batch.Blocks.Count < max; next++)
             {
                 long b = candidates[next];
                 if (_blocks.TryGetValue(b, out var block) && !block.WritingBack && block.DirtySince <= upTo)
@@ -227,9 +240,9 @@ internal sealed partial class InstanceCache
                     batch.Add(b, block.Version);
                 }
             }
-        }
 
-        return batch;
+            return batch;
+        }
     }
 
     /// <summary>Writes a batch taken in a turn, then gives back its staging buffer and the turn.</summary>
@@ -301,12 +314,31 @@ internal sealed partial class InstanceCache
             _writeBackFailure = failure;
             Shrink(removed);
             (progress, _progress) = (_progress, NewSignal());
+            if (_spareBatches.Count < _owner.Options.WriteBacksInFlight)
+            {
+                batch.Clear();
+                _spareBatches.Push(batch);
+            }
         }
 
         progress.SetResult();
     }
 
-    /// <summary>Blocks being written back together, ascending, with the versions copied.</summary>
+    /// <summary>Block numbers in an array from <see cref="ArrayPool{T}.Shared"/>, which <see cref="Dispose"/> gives back.</summary>
+    private readonly struct BlockList(long[] numbers, int count) : IDisposable
+    {
+        public int Count => count;
+
+        public ReadOnlySpan<long> Span => numbers.AsSpan(0, count);
+
+        public void Dispose() => ArrayPool<long>.Shared.Return(numbers);
+    }
+
+    /// <summary>
+    /// Blocks being written back together, ascending, with the versions copied. Reused (see
+    /// <see cref="_spareBatches"/>): its two lists grown anew for every 1 MiB batch were most of
+    /// what the server allocated beside a noisy neighbour once the flush's block list was pooled.
+    /// </summary>
     private sealed class Batch
     {
         public List<(long Block, long Version)> Blocks { get; } = [];
@@ -324,6 +356,12 @@ internal sealed partial class InstanceCache
             {
                 Runs.Add((block, 1));
             }
+        }
+
+        public void Clear()
+        {
+            Blocks.Clear();
+            Runs.Clear();
         }
     }
 }

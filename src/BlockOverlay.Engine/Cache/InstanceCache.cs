@@ -79,6 +79,7 @@ internal sealed partial class InstanceCache
     private TaskCompletionSource _progress = NewSignal();
     private Exception? _writeBackFailure;
     private readonly SemaphoreSlim _turns; // see "Write-backs in flight"
+    private readonly Stack<Batch> _spareBatches = new(); // finished batches to reuse, at most one per turn; under the gate
 
     public InstanceCache(WriteBackCache owner, StoreInstance instance)
     {
