@@ -80,4 +80,41 @@ public sealed class DirtyBlockPoolTests
         Assert.That(allocated, Is.LessThan(512 << 10), "4 MiB of new dirty blocks came from the pool, not the heap");
         Assert.That(cache.Blocks.Count, Is.Zero);
     }
+
+    [Test]
+    public async Task A_large_flush_lists_its_blocks_and_batches_them_in_reused_memory()
+    {
+        // 64 MiB of dirty data is 16,384 blocks: the flush's sorted list of them alone was
+        // 128 KiB on the large-object heap (a gen2 collection's worth), and each of its 64
+        // batches grew two fresh lists. Beside a noisy neighbour that was most of what the
+        // server allocated (perf/RESULTS.md, "Notes on noisy-neighbour": the GC's pauses).
+        var memory = new MemoryDevice(192L * MiB);
+        byte[] ones = Filled(MiB, 0xff);
+        for (long offset = 0; offset < memory.Size; offset += MiB)
+        {
+            memory.WriteUnaligned(offset, ones); // every block held up front: the memory device allocates a block when first written
+        }
+
+        await using var store = await NewStoreAsync(memory);
+        await using var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
+        await using var export = new InstanceExport(cache, await store.CreateInstanceAsync("x", 128 * MiB, null), null);
+        byte[] data = Filled(MiB, 1);
+        async Task WriteAsync()
+        {
+            for (long offset = 0; offset < 64 * MiB; offset += MiB)
+            {
+                await export.WriteAsync(offset, data, WriteFlags.None);
+            }
+        }
+
+        await WriteAsync();
+        await export.FlushAsync(); // warms the pools, the store's maps and the code
+        await WriteAsync();
+        long before = GC.GetTotalAllocatedBytes(precise: true);
+        await export.FlushAsync();
+        long allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+
+        TestContext.Out.WriteLine($"a flush of 16,384 blocks allocated {allocated:N0} bytes");
+        Assert.That(allocated, Is.LessThan(256 << 10));
+    }
 }
