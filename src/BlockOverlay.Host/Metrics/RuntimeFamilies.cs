@@ -7,6 +7,8 @@ namespace BlockOverlay.Host.Metrics;
 /// collections by generation, the time the GC held the server's threads paused, and the bytes
 /// allocated. A pause stops every connection at once, so it is latency every tenant feels, and
 /// a neighbour's traffic can cause it: the operator needs it beside the per-instance figures.
+/// Not prometheus-net's <c>DotNetStats</c>: it has the collection counts but not the pause time,
+/// and it would bring its process families into a registry that shows only the server's own.
 /// </summary>
 internal sealed class RuntimeFamilies
 {
