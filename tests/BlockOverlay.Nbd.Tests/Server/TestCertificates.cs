@@ -53,7 +53,9 @@ internal sealed class TestCertificates
         var names = new SubjectAlternativeNameBuilder();
         names.AddDnsName("localhost");
         request.CertificateExtensions.Add(names.Build());
-        using var issued = request.Create(authority, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1),
+        // It ends an hour before its authority: a day from a later "now" could pass the
+        // authority's end, stored in whole seconds, when the clock crossed a second between them.
+        using var issued = request.Create(authority, DateTimeOffset.UtcNow.AddMinutes(-5), new DateTimeOffset(authority.NotAfter).AddHours(-1),
             RandomNumberGenerator.GetBytes(8));
         return issued.CopyWithPrivateKey(key);
     }
