@@ -33,6 +33,52 @@ internal static class BlockAlignment
         }
     }
 
+    /// <summary>
+    /// <see cref="Validate"/> for a gather write: every segment on its own, and the whole range
+    /// they make together. Returns their total length.
+    /// </summary>
+    public static int ValidateGather(long deviceSize, long offset, ReadOnlySpan<ReadOnlyMemory<byte>> segments)
+    {
+        if (segments.IsEmpty)
+        {
+            throw new ArgumentException("a gather write needs at least one segment", nameof(segments));
+        }
+
+        long total = 0;
+        foreach (var segment in segments)
+        {
+            if (segment.Length == 0 || segment.Length % IBlockDevice.BlockSize != 0)
+            {
+                throw new ArgumentException($"segment length {segment.Length} is not a positive multiple of {IBlockDevice.BlockSize}", nameof(segments));
+            }
+
+            if (!IsAddressAligned(segment))
+            {
+                throw new ArgumentException($"a segment's address is not a multiple of {IBlockDevice.BlockSize}; use {nameof(AlignedBuffer)}", nameof(segments));
+            }
+
+            total += segment.Length;
+        }
+
+        if (total > int.MaxValue)
+        {
+            throw new ArgumentException($"a gather write of {total} bytes is larger than one write may be ({int.MaxValue} bytes)", nameof(segments));
+        }
+
+        if (offset < 0 || offset % IBlockDevice.BlockSize != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"offset must be a non-negative multiple of {IBlockDevice.BlockSize}");
+        }
+
+        if (offset > deviceSize - total)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset,
+                $"{total} bytes at offset {offset} run past the end of the device ({deviceSize} bytes)");
+        }
+
+        return (int)total;
+    }
+
     private static unsafe bool IsAddressAligned(ReadOnlyMemory<byte> buffer)
     {
         // Pinning an AlignedBuffer slice is free; a managed array gets pinned only for this check.

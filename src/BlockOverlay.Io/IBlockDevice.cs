@@ -34,6 +34,38 @@ public interface IBlockDevice : IAsyncDisposable
     /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>; durable before completion if asked.</summary>
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool durable);
 
+    /// <summary>
+    /// A gather write: <paramref name="segments"/> one after another from <paramref name="offset"/>,
+    /// as <see cref="WriteAsync(long, ReadOnlyMemory{byte}, bool)"/> of their concatenation would
+    /// write them, without concatenating them first. Every segment is aligned like a whole write.
+    /// </summary>
+    /// <remarks>
+    /// This default copies the segments into one aligned buffer and writes that; devices that
+    /// can write from several buffers at once (pwritev, IORING_OP_WRITEV) do so instead. A
+    /// durable gather write is durable as a whole when its task completes; before that, a power
+    /// loss may keep any subset of its sectors, as for one large write.
+    /// </remarks>
+    async ValueTask WriteGatherAsync(long offset, ReadOnlyMemory<ReadOnlyMemory<byte>> segments, bool durable)
+    {
+        int length = BlockAlignment.ValidateGather(Size, offset, segments.Span);
+        var gathered = AlignedBufferPool.Shared.Rent(length);
+        try
+        {
+            int done = 0;
+            foreach (var segment in segments.Span)
+            {
+                segment.Span.CopyTo(gathered.Span[done..]);
+                done += segment.Length;
+            }
+
+            await WriteAsync(offset, gathered.Memory[..length], durable);
+        }
+        finally
+        {
+            AlignedBufferPool.Shared.Return(gathered);
+        }
+    }
+
     /// <summary>Makes every completed write durable (fdatasync).</summary>
     ValueTask FlushAsync();
 }

@@ -100,6 +100,58 @@ public sealed class BlockDeviceContractTests(DeviceKind kind)
     }
 
     [Test]
+    public async Task A_gather_write_lands_as_its_segments_one_after_another([Values] bool durable)
+    {
+        // Segments of 1, 3 and 1 blocks from separate buffers, each from its own pattern, and
+        // 8 one-block segments taken from one buffer back to front (adjacent in memory, but
+        // in the opposite order on the device).
+        using var a = TestData.PatternBuffer(21, Block);
+        using var b = TestData.PatternBuffer(22, 3 * Block);
+        using var c = TestData.PatternBuffer(23, Block);
+        using var d = TestData.PatternBuffer(24, 8 * Block);
+        ReadOnlyMemory<byte>[] segments =
+        [
+            a.Memory, b.Memory, c.Memory,
+            .. Enumerable.Range(0, 8).Select(i => (ReadOnlyMemory<byte>)d.Memory.Slice((7 - i) * Block, Block)),
+        ];
+        long offset = 6 * Block;
+
+        await _device.WriteGatherAsync(offset, segments, durable);
+
+        byte[] expected = [.. segments.SelectMany(s => s.ToArray())];
+        Assert.That(await TestData.ReadAsync(_device, offset, expected.Length), Is.EqualTo(expected));
+        Assert.That(await TestData.ReadAsync(_device, offset - Block, Block), Is.All.EqualTo(0), "the block before untouched");
+        Assert.That(await TestData.ReadAsync(_device, offset + expected.Length, Block), Is.All.EqualTo(0), "the block after untouched");
+    }
+
+    private static readonly object[] BadGathers =
+    [
+        new TestCaseData(0L, new[] { 0, -1 }).SetArgDisplayNames("an empty segment"),
+        new TestCaseData(0L, new[] { 0, 512 }).SetArgDisplayNames("a segment's address not aligned"),
+        new TestCaseData(0L, new[] { 0, -2 }).SetArgDisplayNames("a segment's length not a multiple of 4096"),
+        new TestCaseData(0L, Array.Empty<int>()).SetArgDisplayNames("no segment"),
+        new TestCaseData(512L, new[] { 0 }).SetArgDisplayNames("offset not a multiple of 4096"),
+        new TestCaseData(DeviceSize - Block, new[] { 0, Block }).SetArgDisplayNames("runs past the end"),
+    ];
+
+    /// <param name="starts">Where each segment starts in one buffer; -1 makes an empty segment, -2 one of 1,024 bytes.</param>
+    [TestCaseSource(nameof(BadGathers))]
+    public async Task Bad_gather_writes_throw_ArgumentException_and_write_nothing(long offset, int[] starts)
+    {
+        using var buffer = TestData.PatternBuffer(9, 3 * Block);
+        var segments = starts.Select(start => start switch
+        {
+            -1 => ReadOnlyMemory<byte>.Empty,
+            -2 => buffer.Memory[..1024],
+            _ => buffer.Memory.Slice(start, Block),
+        }).ToArray();
+
+        Assert.CatchAsync<ArgumentException>(async () => await _device.WriteGatherAsync(offset, segments, durable: true));
+        Assert.That(await TestData.ReadAsync(_device, 0, 2 * Block), Is.All.EqualTo(0));
+        Assert.That(await TestData.ReadAsync(_device, DeviceSize - Block, Block), Is.All.EqualTo(0));
+    }
+
+    [Test]
     public async Task A_read_sees_the_latest_of_overlapping_writes()
     {
         await TestData.WriteAsync(_device, 0, tag: 1, 4 * Block, durable: false);
