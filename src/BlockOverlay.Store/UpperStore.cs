@@ -252,6 +252,18 @@ public sealed class UpperStore : IAsyncDisposable
         ReadOnlyMemory<byte> data, WriteReason reason) =>
         _data.WriteBlocksAsync(instance, runs, data, reason);
 
+    /// <summary>
+    /// <see cref="WriteBlocksAsync(StoreInstance, IReadOnlyList{ValueTuple{long, long}}, ReadOnlyMemory{byte}, WriteReason)"/>
+    /// from segments, one after another, instead of one buffer: each is written from its own
+    /// memory (a gather write), with no copy, so each must be aligned as
+    /// <see cref="IBlockDevice"/> demands (an <see cref="AlignedBuffer"/>, or the write-back
+    /// cache's blocks); the device refuses others with <see cref="ArgumentException"/>. The
+    /// segments must not change until the write has returned.
+    /// </summary>
+    public ValueTask WriteBlocksAsync(StoreInstance instance, IReadOnlyList<(long VirtualBlock, long Length)> runs,
+        ReadOnlyMemory<ReadOnlyMemory<byte>> segments, WriteReason reason) =>
+        _data.WriteBlocksAsync(instance, runs, segments, reason);
+
     /// <summary>Makes whole blocks read as zeros, releasing their upper blocks and reservations (not yet committed).</summary>
     public void Zero(StoreInstance instance, long virtualBlock, long count) => _data.Zero(instance, virtualBlock, count);
 

@@ -35,14 +35,13 @@ internal sealed partial class InstanceCache
             while (next < candidates.Count && !writes.Exists(w => w.IsFaulted))
             {
                 await _turns.WaitAsync();
-                var staging = _owner.Staging.Rent(Math.Min(batchBlocks, candidates.Count - next));
                 Task<long>? write = null;
                 try
                 {
-                    var batch = Take(candidates.Span, ref next, batchBlocks, upTo, staging);
+                    var batch = Take(candidates.Span, ref next, batchBlocks, upTo);
                     if (batch.Blocks.Count > 0)
                     {
-                        write = WriteInTurnAsync(batch, staging, reason);
+                        write = WriteInTurnAsync(batch, reason);
                         writes.Add(write);
                     }
                 }
@@ -50,7 +49,6 @@ internal sealed partial class InstanceCache
                 {
                     if (write is null) // nothing to write, or Take failed: the turn must not be lost with it
                     {
-                        _owner.Staging.Return(staging);
                         _turns.Release();
                     }
                 }
@@ -100,24 +98,16 @@ internal sealed partial class InstanceCache
                 return 0;
             }
 
-            var staging = _owner.Staging.Rent(picked.Count);
-            try
+            int next = 0;
+            var batch = Take(CollectionsMarshal.AsSpan(picked), ref next, batchBlocks, long.MaxValue);
+            if (batch.Blocks.Count == 0)
             {
-                int next = 0;
-                var batch = Take(CollectionsMarshal.AsSpan(picked), ref next, batchBlocks, long.MaxValue, staging);
-                if (batch.Blocks.Count == 0)
-                {
-                    return 0;
-                }
+                return 0;
+            }
 
-                long written = await WriteBatchAsync(batch, staging, WriteReason.Background);
-                Counters.AddWriteBack(written);
-                return written;
-            }
-            finally
-            {
-                _owner.Staging.Return(staging);
-            }
+            long written = await WriteBatchAsync(batch, WriteReason.Background);
+            Counters.AddWriteBack(written);
+            return written;
         }
         finally
         {
@@ -222,9 +212,11 @@ internal sealed partial class InstanceCache
 
     /// <summary>
     /// Marks up to <paramref name="max"/> of the candidates (from <paramref name="next"/> on)
-    /// as being written back and copies them into the staging buffer, in order.
+    /// as being written back, in order. Their bytes are written from where they are, so from
+    /// now until <see cref="Finish"/> a write to one of them moves it to new memory: an
+    /// instance holds at most its dirty bytes plus one block per block in flight.
     /// </summary>
-    private Batch Take(ReadOnlySpan<long> candidates, ref int next, int max, long upTo, AlignedBuffer staging)
+    private Batch Take(ReadOnlySpan<long> candidates, ref int next, int max, long upTo)
     {
         lock (_gate)
         {
@@ -234,10 +226,9 @@ internal sealed partial class InstanceCache
                 long b = candidates[next];
                 if (_blocks.TryGetValue(b, out var block) && !block.WritingBack && block.DirtySince <= upTo)
                 {
-                    block.WritingBack = true;
+                    block.InFlight = block.Data;
                     _writingBack++;
-                    block.Data.CopyTo(staging.Span.Slice(batch.Blocks.Count * Block, Block));
-                    batch.Add(b, block.Version);
+                    batch.Add(block);
                 }
             }
 
@@ -245,26 +236,25 @@ internal sealed partial class InstanceCache
         }
     }
 
-    /// <summary>Writes a batch taken in a turn, then gives back its staging buffer and the turn.</summary>
-    private async Task<long> WriteInTurnAsync(Batch batch, AlignedBuffer staging, WriteReason reason)
+    /// <summary>Writes a batch taken in a turn, then gives back the turn.</summary>
+    private async Task<long> WriteInTurnAsync(Batch batch, WriteReason reason)
     {
         try
         {
-            return await WriteBatchAsync(batch, staging, reason);
+            return await WriteBatchAsync(batch, reason);
         }
         finally
         {
-            _owner.Staging.Return(staging);
             _turns.Release();
         }
     }
 
-    private async Task<long> WriteBatchAsync(Batch batch, AlignedBuffer staging, WriteReason reason)
+    private async Task<long> WriteBatchAsync(Batch batch, WriteReason reason)
     {
         long bytes = batch.Blocks.Count * (long)Block;
         try
         {
-            await _owner.Store.WriteBlocksAsync(Instance, batch.Runs, staging.Memory[..(int)bytes], reason);
+            await _owner.Store.WriteBlocksAsync(Instance, batch.Runs, batch.Segments, reason);
         }
         catch (Exception e)
         {
@@ -284,17 +274,24 @@ internal sealed partial class InstanceCache
         {
             long removed = 0;
             _writingBack -= batch.Blocks.Count;
-            foreach (var (b, version) in batch.Blocks)
+            foreach (var (block, version) in batch.Blocks)
             {
-                if (!_blocks.TryGetValue(b, out var block))
+                var written = block.InFlight;
+                block.InFlight = default;
+                if (!_blocks.TryGetValue(block.Number, out var held) || held != block)
                 {
-                    continue; // discarded meanwhile (the store is being abandoned)
+                    _owner.Blocks.Give(block); // discarded meanwhile, and left to us (see Discard)
+                    continue;
                 }
 
-                block.WritingBack = false;
+                if (!block.Data.Equals(written))
+                {
+                    _owner.Blocks.GiveMemory(written); // written again meanwhile, into new memory
+                }
+
                 if (failure is null && block.Version == version)
                 {
-                    Forget(b);
+                    Forget(block.Number);
                     removed += Block;
                 }
                 else if (block.RedirtiedSince != 0)
@@ -335,31 +332,46 @@ internal sealed partial class InstanceCache
     }
 
     /// <summary>
-    /// Blocks being written back together, ascending, with the versions copied. Reused (see
-    /// <see cref="_spareBatches"/>): its two lists grown anew for every 1 MiB batch were most of
-    /// what the server allocated beside a noisy neighbour once the flush's block list was pooled.
+    /// Blocks being written back together, ascending, with the versions and the bytes they had
+    /// when taken. Reused (see <see cref="_spareBatches"/>): its lists grown anew for every 1 MiB
+    /// batch were most of what the server allocated beside a noisy neighbour once the flush's
+    /// block list was pooled.
     /// </summary>
     private sealed class Batch
     {
-        public List<(long Block, long Version)> Blocks { get; } = [];
+        private ReadOnlyMemory<byte>[] _segments = new ReadOnlyMemory<byte>[64];
+
+        public List<(DirtyBlock Block, long Version)> Blocks { get; } = [];
 
         public List<(long VirtualBlock, long Length)> Runs { get; } = [];
 
-        public void Add(long block, long version)
+        /// <summary>Each block's bytes, in the order of <see cref="Blocks"/>: what the store writes.</summary>
+        public ReadOnlyMemory<ReadOnlyMemory<byte>> Segments => _segments.AsMemory(0, Blocks.Count);
+
+        public void Add(DirtyBlock block)
         {
-            Blocks.Add((block, version));
-            if (Runs.Count > 0 && Runs[^1].VirtualBlock + Runs[^1].Length == block)
+            if (Blocks.Count == _segments.Length)
+            {
+                Array.Resize(ref _segments, _segments.Length * 2);
+            }
+
+            _segments[Blocks.Count] = block.InFlight;
+            Blocks.Add((block, block.Version));
+            long b = block.Number;
+            if (Runs.Count > 0 && Runs[^1].VirtualBlock + Runs[^1].Length == b)
             {
                 Runs[^1] = (Runs[^1].VirtualBlock, Runs[^1].Length + 1);
             }
             else
             {
-                Runs.Add((block, 1));
+                Runs.Add((b, 1));
             }
         }
 
+        /// <summary>Empties it, holding on to no block or memory.</summary>
         public void Clear()
         {
+            Array.Clear(_segments, 0, Blocks.Count);
             Blocks.Clear();
             Runs.Clear();
         }

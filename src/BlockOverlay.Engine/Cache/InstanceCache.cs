@@ -10,9 +10,10 @@ namespace BlockOverlay.Engine.Cache;
 /// Design.
 /// <para>
 /// <b>States of a block.</b> Absent (the store, the base or zeros hold its content), dirty
-/// (here, newer than the store), or dirty and being written back (a copy of it is on its way
-/// to the store). A write to a block being written back changes it here and marks it
-/// re-dirtied: when the write-back ends, the block stays dirty instead of leaving.
+/// (here, newer than the store), or dirty and being written back (its bytes are on their way
+/// to the store, written from where they are: see <see cref="DirtyBlock"/>). A write to a
+/// block being written back puts its bytes in new memory and marks it re-dirtied: when the
+/// write-back ends, it gives the old memory back and the block stays dirty instead of leaving.
 /// </para>
 /// <para>
 /// <b>Invariants.</b> A block leaves only when a write-back of exactly its current version has
@@ -57,7 +58,9 @@ namespace BlockOverlay.Engine.Cache;
 /// <para>
 /// <b>Locking.</b> <see cref="_gate"/> guards the map, the order of age and the blocks' bytes, and is held only
 /// for memory work: every copy into or out of a block happens under it, so nobody ever sees
-/// a block's buffer while another thread reuses it. It is taken before the store's own
+/// a block's buffer while another thread reuses it. The one reader outside it is the device,
+/// writing a batch's <see cref="DirtyBlock.InFlight"/> bytes, which nothing changes or reuses
+/// until that batch has finished. It is taken before the store's own
 /// locks (the quota question and zeroing ask the store under it) and never inside them. A
 /// turn is taken before the gate, never while holding it.
 /// </para>
@@ -137,7 +140,12 @@ internal sealed partial class InstanceCache
                 var bytes = data.Slice(i * Block, Block);
                 if (_blocks.TryGetValue(first + i, out var block))
                 {
-                    bytes.CopyTo(block.Data);
+                    if (block.WritingBack && block.Data.Equals(block.InFlight))
+                    {
+                        block.Data = _owner.Blocks.TakeMemory(); // copy on write: the device may be reading the old bytes
+                    }
+
+                    bytes.CopyTo(block.Data.Span);
                     block.Version++;
                     if (block.WritingBack && block.RedirtiedSince == 0)
                     {
@@ -147,7 +155,7 @@ internal sealed partial class InstanceCache
                 else
                 {
                     var fresh = _owner.Blocks.Take(first + i, sequence);
-                    bytes.CopyTo(fresh.Data);
+                    bytes.CopyTo(fresh.Data.Span);
                     _blocks.Add(first + i, fresh);
                     _byAge.Append(fresh);
                     added += Block;
@@ -190,7 +198,7 @@ internal sealed partial class InstanceCache
             {
                 if (_blocks.TryGetValue(b, out var block))
                 {
-                    block.Data.CopyTo(destination.Slice((int)((b - first) * Block), Block));
+                    block.Data.Span.CopyTo(destination.Slice((int)((b - first) * Block), Block));
                 }
                 else if (misses.Count > 0 && misses[^1].First + misses[^1].Count == b)
                 {
@@ -270,6 +278,8 @@ internal sealed partial class InstanceCache
     /// <summary>
     /// Forgets every dirty block: the instance was deleted, or the whole store is abandoned (a
     /// crash simulation). Their reservations stay with the store's instance, which is gone too.
+    /// A block on its way to the store is left to its write-back, which gives it back when the
+    /// device is done with its bytes (<see cref="Finish"/>).
     /// </summary>
     public void Discard()
     {
@@ -278,7 +288,15 @@ internal sealed partial class InstanceCache
             long removed = _blocks.Count * (long)Block;
             foreach (var block in _blocks.Values)
             {
-                _owner.Blocks.Give(block);
+                if (!block.WritingBack)
+                {
+                    _owner.Blocks.Give(block);
+                }
+                else if (!block.Data.Equals(block.InFlight))
+                {
+                    _owner.Blocks.GiveMemory(block.Data);
+                    block.Data = block.InFlight;
+                }
             }
 
             _blocks.Clear();

@@ -63,7 +63,6 @@ public sealed class WriteBackCache : IAsyncDisposable
         // Spares for a quarter of an instance's limit by default (256 MiB): what a flush or a
         // background batch frees is taken again by the next writes without an allocation.
         Blocks = new DirtyBlockPool((int)Math.Min(int.MaxValue / 2, (long)(Options.BackgroundRatio * Options.InstanceDirtyLimit) / UpperStore.BlockSize));
-        Staging = new StagingBuffers(Math.Max(Options.FlushBatchBlocks, Options.BackgroundBatchBlocks));
         Meter = new Meter(CacheMeter.Name);
         FlushDuration = Meter.CreateHistogram<double>(CacheMeter.FlushDuration, "s", "How long the instance's flushes took.");
         _writer = Task.Run(() => WriteInBackgroundAsync(_stop.Token));
@@ -73,9 +72,6 @@ public sealed class WriteBackCache : IAsyncDisposable
 
     /// <summary>Spare dirty blocks, shared by the instances.</summary>
     internal DirtyBlockPool Blocks { get; }
-
-    /// <summary>Buffers for write-back batches, shared by the instances.</summary>
-    internal StagingBuffers Staging { get; }
 
     public CacheOptions Options { get; }
 
@@ -131,7 +127,6 @@ public sealed class WriteBackCache : IAsyncDisposable
 
         _stop.Dispose();
         Meter.Dispose();
-        Staging.Dispose();
         if (failures.Count > 0)
         {
             throw new AggregateException("writing back at close failed for some instances", failures);
@@ -152,7 +147,6 @@ public sealed class WriteBackCache : IAsyncDisposable
 
         _stop.Dispose();
         Meter.Dispose();
-        Staging.Dispose();
     }
 
     internal InstanceCache Attach(StoreInstance instance)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using BlockOverlay.Io;
@@ -38,9 +39,34 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
 {
     private const int BlockSize = Superblock.Size;
 
-    /// <summary>See <see cref="UpperStore.WriteBlocksAsync"/>.</summary>
+    /// <summary>See <see cref="UpperStore.WriteBlocksAsync(StoreInstance, IReadOnlyList{ValueTuple{long, long}}, ReadOnlyMemory{byte}, WriteReason)"/>.</summary>
     public async ValueTask WriteBlocksAsync(StoreInstance instance, IReadOnlyList<(long VirtualBlock, long Length)> runs,
         ReadOnlyMemory<byte> data, WriteReason reason)
+    {
+        AlignedBuffer? copy = null;
+        try
+        {
+            // O_DIRECT wants aligned memory: other data is copied once (a length that is not
+            // whole blocks is refused below, as it is).
+            bool aligned = MemoryMarshal.TryGetMemoryManager(data, out AlignedBuffer? _, out int start, out _) && start % BlockSize == 0;
+            if (!aligned && data.Length > 0 && data.Length % BlockSize == 0)
+            {
+                copy = new AlignedBuffer(data.Length);
+                data.CopyTo(copy.Memory);
+                data = copy.Memory;
+            }
+
+            await WriteBlocksAsync(instance, runs, new[] { data }, reason);
+        }
+        finally
+        {
+            ((IDisposable?)copy)?.Dispose();
+        }
+    }
+
+    /// <summary>See <see cref="UpperStore.WriteBlocksAsync(StoreInstance, IReadOnlyList{ValueTuple{long, long}}, ReadOnlyMemory{ReadOnlyMemory{byte}}, WriteReason)"/>.</summary>
+    public async ValueTask WriteBlocksAsync(StoreInstance instance, IReadOnlyList<(long VirtualBlock, long Length)> runs,
+        ReadOnlyMemory<ReadOnlyMemory<byte>> data, WriteReason reason)
     {
         ArgumentNullException.ThrowIfNull(instance);
         ArgumentNullException.ThrowIfNull(runs);
@@ -60,9 +86,15 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
             count += CheckRange(instance, virtualBlock, length * BlockSize);
         }
 
-        if (count * BlockSize != data.Length)
+        long bytes = 0;
+        foreach (var segment in data.Span)
         {
-            throw new ArgumentException($"{data.Length} bytes of data for {count} blocks");
+            bytes += segment.Length;
+        }
+
+        if (count * BlockSize != bytes)
+        {
+            throw new ArgumentException($"{bytes} bytes of data for {count} blocks");
         }
 
         var placed = space.Allocate(count);
@@ -76,7 +108,7 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
             throw;
         }
 
-        counters.Add(reason, data.Length);
+        counters.Add(reason, bytes);
         var freeNow = new List<(long, long)>();
         bool mapped = instance.MapWritten(Pair(runs, placed), freeNow);
         quarantine.Free(mapped ? freeNow : placed);
@@ -150,29 +182,41 @@ internal sealed class DataPath(IBlockDevice device, StoreSpace space, ReadQuaran
         instance.Lookup(virtualBlock, count, layout);
     }
 
-    /// <summary>Writes consecutive data to the allocated runs, one durable device write per run.</summary>
-    private async ValueTask WritePlacedAsync(List<(long Start, long Length)> placed, ReadOnlyMemory<byte> data)
+    /// <summary>
+    /// Writes the segments, one after another, to the allocated runs: one durable gather write
+    /// per run, from the segments' own memory (a segment that spans two runs is split).
+    /// </summary>
+    private async ValueTask WritePlacedAsync(List<(long Start, long Length)> placed, ReadOnlyMemory<ReadOnlyMemory<byte>> data)
     {
-        AlignedBuffer? copy = null;
+        // A run takes the rest of one segment, whole ones, then the start of another: never
+        // more pieces than segments plus runs, and each run reuses the array from its start.
+        var pieces = ArrayPool<ReadOnlyMemory<byte>>.Shared.Rent(data.Length + placed.Count);
         try
         {
-            if (!MemoryMarshal.TryGetMemoryManager(data, out AlignedBuffer? _, out int start, out _) || start % BlockSize != 0)
-            {
-                copy = new AlignedBuffer(data.Length);
-                data.CopyTo(copy.Memory);
-                data = copy.Memory;
-            }
-
-            long done = 0;
+            int segment = 0;
+            int used = 0; // bytes of data[segment] already written
             foreach (var (storeStart, length) in placed)
             {
-                await device.WriteAsync(storeStart * BlockSize, data.Slice((int)(done * BlockSize), (int)(length * BlockSize)), durable: true);
-                done += length;
+                int count = 0;
+                for (long need = length * BlockSize; need > 0; count++)
+                {
+                    var rest = data.Span[segment][used..];
+                    int take = (int)Math.Min(need, rest.Length);
+                    pieces[count] = rest[..take];
+                    need -= take;
+                    used += take;
+                    if (used == data.Span[segment].Length)
+                    {
+                        (segment, used) = (segment + 1, 0);
+                    }
+                }
+
+                await device.WriteGatherAsync(storeStart * BlockSize, pieces.AsMemory(0, count), durable: true);
             }
         }
         finally
         {
-            ((IDisposable?)copy)?.Dispose();
+            ArrayPool<ReadOnlyMemory<byte>>.Shared.Return(pieces, clearArray: true);
         }
     }
 

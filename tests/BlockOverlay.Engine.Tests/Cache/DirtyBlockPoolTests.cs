@@ -19,7 +19,7 @@ public sealed class DirtyBlockPoolTests
         var pool = new DirtyBlockPool(capacity: 2);
         var first = pool.Take(number: 5, dirtySince: 7);
         first.Version = 3;
-        first.WritingBack = true;
+        first.InFlight = first.Data;
         first.RedirtiedSince = 9;
         first.Older = new DirtyBlock();
         pool.Give(first);
@@ -28,6 +28,7 @@ public sealed class DirtyBlockPoolTests
         Assert.That(again, Is.SameAs(first));
         Assert.That((again.Number, again.Version, again.DirtySince, again.RedirtiedSince, again.WritingBack), Is.EqualTo((6L, 0L, 11L, 0L, false)));
         Assert.That(again.Older, Is.Null, "a reused block is linked to no other");
+        Assert.That(again.Data.Length, Is.EqualTo(Block), "it has memory again");
 
         pool.Give(again);
         pool.Give(new DirtyBlock());

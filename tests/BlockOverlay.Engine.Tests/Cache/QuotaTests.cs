@@ -24,19 +24,30 @@ internal sealed class HeldWriteDevice(IBlockDevice inner) : IBlockDevice
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool durable)
     {
+        await WaitIfHeldAsync(offset);
+        await inner.WriteAsync(offset, data, durable);
+    }
+
+    /// <summary>Held before the segments are read, as a device reads them only when it gets to the write.</summary>
+    public async ValueTask WriteGatherAsync(long offset, ReadOnlyMemory<ReadOnlyMemory<byte>> segments, bool durable)
+    {
+        await WaitIfHeldAsync(offset);
+        await inner.WriteGatherAsync(offset, segments, durable);
+    }
+
+    public ValueTask FlushAsync() => inner.FlushAsync();
+
+    public ValueTask DisposeAsync() => inner.DisposeAsync();
+
+    private async ValueTask WaitIfHeldAsync(long offset)
+    {
         var hold = _armed;
         if (hold is not null && offset >= hold.From && Interlocked.CompareExchange(ref _armed, null, hold) == hold)
         {
             hold.Reached.SetResult();
             await hold.Released.Task;
         }
-
-        await inner.WriteAsync(offset, data, durable);
     }
-
-    public ValueTask FlushAsync() => inner.FlushAsync();
-
-    public ValueTask DisposeAsync() => inner.DisposeAsync();
 
     internal sealed class Hold(long from)
     {
