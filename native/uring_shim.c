@@ -10,6 +10,13 @@
  * cookie and the kernel's result (bytes, or -errno). The buffer must stay valid until the
  * request's completion is reaped. Short reads and writes are the caller's to resubmit.
  *
+ * Gather writes. BO_OP_WRITEV and BO_OP_WRITEV_DSYNC are IORING_OP_WRITEV (the latter with
+ * RWF_DSYNC): there `buffer` points at an array of struct iovec and `length` is how many
+ * (at most IOV_MAX, 1024). The array, and every buffer it names, must stay valid until the
+ * completion is reaped, not only until submission: the kernel may read the array when it
+ * issues the request, which can be later (from its async workers). A short write is the
+ * caller's to resubmit, advanced through the array.
+ *
  * Batching. bo_ring_submit prepares every request of its array and enters the kernel once
  * (more often only when the array is larger than the SQ), so requests that queued up while
  * another submission was in the kernel go in together.
@@ -34,14 +41,16 @@ enum bo_op {
     BO_OP_WRITE = 2,
     BO_OP_WRITE_DSYNC = 3,
     BO_OP_FDATASYNC = 4,
+    BO_OP_WRITEV = 5,
+    BO_OP_WRITEV_DSYNC = 6,
 };
 
-/* One request; mirrored field for field by UringRing.Request in C# (LP64: 40 bytes). */
+/* One request; mirrored field for field by UringShim.Request in C# (LP64: 40 bytes). */
 struct bo_request {
     uint64_t cookie;
     uint64_t offset;
-    void *buffer;
-    uint32_t length;
+    void *buffer;     /* bytes; for BO_OP_WRITEV*, a struct iovec array */
+    uint32_t length;  /* bytes; for BO_OP_WRITEV*, the iovec count */
     int32_t fd;
     uint32_t op; /* enum bo_op */
     uint32_t reserved;
@@ -92,6 +101,13 @@ static void prepare(struct io_uring_sqe *sqe, const struct bo_request *r)
         break;
     case BO_OP_WRITE_DSYNC:
         io_uring_prep_write(sqe, r->fd, r->buffer, r->length, r->offset);
+        sqe->rw_flags = RWF_DSYNC;
+        break;
+    case BO_OP_WRITEV:
+        io_uring_prep_writev(sqe, r->fd, (const struct iovec *)r->buffer, r->length, r->offset);
+        break;
+    case BO_OP_WRITEV_DSYNC:
+        io_uring_prep_writev(sqe, r->fd, (const struct iovec *)r->buffer, r->length, r->offset);
         sqe->rw_flags = RWF_DSYNC;
         break;
     case BO_OP_FDATASYNC:

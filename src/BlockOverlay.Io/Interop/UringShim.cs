@@ -24,9 +24,15 @@ internal static unsafe partial class UringShim
         Write = 2,
         WriteDsync = 3,
         Fdatasync = 4,
+        WriteV = 5,
+        WriteVDsync = 6,
     }
 
-    /// <summary>struct bo_request (40 bytes on LP64, asserted in the C).</summary>
+    /// <summary>
+    /// struct bo_request (40 bytes on LP64, asserted in the C). For <see cref="Operation.WriteV"/>
+    /// and <see cref="Operation.WriteVDsync"/>, <see cref="Buffer"/> is an iovec array and
+    /// <see cref="Length"/> its count; the array must stay valid until the completion is reaped.
+    /// </summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct Request
     {
