@@ -146,6 +146,15 @@ public sealed class FileDevice : IBlockDevice
     }
 
     /// <inheritdoc/>
+    /// <remarks>From the segments themselves, with no staging copy (see "Gather writes").</remarks>
+    public ValueTask WriteGatherAsync(long offset, ReadOnlyMemory<ReadOnlyMemory<byte>> segments, bool durable)
+    {
+        BlockAlignment.ValidateGather(Size, offset, segments.Span);
+        ThrowIfReadOnly();
+        return _io.WriteGatherAsync(offset, segments, durable);
+    }
+
+    /// <inheritdoc/>
     public ValueTask FlushAsync()
     {
         ThrowIfReadOnly();

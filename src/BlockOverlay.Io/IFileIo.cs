@@ -13,6 +13,12 @@ internal interface IFileIo : IAsyncDisposable
     /// <summary>pwrite, or with <paramref name="durable"/> pwrite with RWF_DSYNC.</summary>
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool durable);
 
+    /// <summary>
+    /// pwritev, or with <paramref name="durable"/> pwritev with RWF_DSYNC: the segments one after
+    /// another from <paramref name="offset"/>, written from where they are (<see cref="IoVecs"/>).
+    /// </summary>
+    ValueTask WriteGatherAsync(long offset, ReadOnlyMemory<ReadOnlyMemory<byte>> segments, bool durable);
+
     /// <summary>fdatasync.</summary>
     ValueTask FlushAsync();
 }

@@ -21,6 +21,15 @@ namespace BlockOverlay.Io;
 /// and takes up to a batch at a time. A short read or write is queued again for its remainder,
 /// EINTR and EAGAIN again whole; anything else fails the call with the errno (HResult). A
 /// request's continuation runs on the thread pool, never on the reaper.</para>
+/// <para><b>Gather writes.</b> One request (IORING_OP_WRITEV, with RWF_DSYNC when durable)
+/// carries a whole gather: its segments stay pinned and its iovecs (merged where segments
+/// follow each other in memory) stay in the request's own native memory until the last
+/// completion, since the kernel may read them after submission. Each submission takes at most
+/// IOV_MAX (1024) iovecs; what is left after a completion, the next chunk or the rest of a
+/// short write, is queued again like any short transfer, so chunks go one after another. Not
+/// several requests at once: a chunk of 1024 blocks is 4 MiB or more, enough to keep the device
+/// busy, and one request per gather needs no joining of tasks, allocates nothing, and fails
+/// once, with no chunk still in the kernel reading buffers the caller has taken back.</para>
 /// <para><b>Bound.</b> At most <see cref="MaxInFlight"/> requests are in the kernel, the size of
 /// the completion queue, so completions never overflow it; more wait in the queue, and the
 /// reaper submits them as completions make room.</para>
@@ -86,6 +95,13 @@ internal sealed unsafe class UringFileIo : IFileIo
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool durable) =>
         Start(durable ? UringShim.Operation.WriteDsync : UringShim.Operation.Write, offset, MemoryMarshal.AsMemory(data));
 
+    public ValueTask WriteGatherAsync(long offset, ReadOnlyMemory<ReadOnlyMemory<byte>> segments, bool durable)
+    {
+        ThrowIfUnusable();
+        var operation = durable ? UringShim.Operation.WriteVDsync : UringShim.Operation.WriteV;
+        return Enqueue(UringRequest.RentGather(this, operation, offset, segments.Span));
+    }
+
     public ValueTask FlushAsync() => Start(UringShim.Operation.Fdatasync, 0, Memory<byte>.Empty);
 
     public ValueTask DisposeAsync()
@@ -101,13 +117,21 @@ internal sealed unsafe class UringFileIo : IFileIo
 
     private ValueTask Start(UringShim.Operation operation, long offset, Memory<byte> buffer)
     {
+        ThrowIfUnusable();
+        return Enqueue(UringRequest.Rent(this, operation, offset, buffer));
+    }
+
+    private void ThrowIfUnusable()
+    {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         if (Volatile.Read(ref _brokenErrno) is var errno and not 0)
         {
             throw Errno.Exception("io_uring_enter", Path, errno);
         }
+    }
 
-        var request = UringRequest.Rent(this, operation, offset, buffer);
+    private ValueTask Enqueue(UringRequest request)
+    {
         var task = request.Task;
         _queue.Enqueue(request);
         Submit();
