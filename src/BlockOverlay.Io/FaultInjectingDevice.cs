@@ -73,6 +73,9 @@ public sealed class FaultRule
 /// nothing durable. The failure arrives through the returned task, as a real device's would.</para>
 /// <para><b>Locking.</b> One lock over the rules; counters are interlocked. The inner device is
 /// called outside the lock.</para>
+/// <para><b>Gather writes.</b> The interface's default: gathered, then this device's own
+/// <see cref="WriteAsync"/>, so a gather write is counted, matched and failed exactly as one
+/// write of its whole range (a test device: the copy costs nothing that matters).</para>
 /// <para><b>Durability.</b> That of the inner device, which this decorator owns and disposes.</para>
 /// </remarks>
 public sealed class FaultInjectingDevice(IBlockDevice inner) : IBlockDevice

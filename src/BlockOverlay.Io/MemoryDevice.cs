@@ -67,6 +67,23 @@ public sealed class MemoryDevice : IBlockDevice
     }
 
     /// <inheritdoc/>
+    /// <remarks>Each segment is copied into place, all under the lock: atomic like any write, with no gathering copy.</remarks>
+    public ValueTask WriteGatherAsync(long offset, ReadOnlyMemory<ReadOnlyMemory<byte>> segments, bool durable)
+    {
+        BlockAlignment.ValidateGather(Size, offset, segments.Span);
+        lock (_lock)
+        {
+            foreach (var segment in segments.Span)
+            {
+                WriteLocked(offset, segment.Span);
+                offset += segment.Length;
+            }
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc/>
     public ValueTask FlushAsync() => ValueTask.CompletedTask;
 
     /// <inheritdoc/>
@@ -124,13 +141,19 @@ public sealed class MemoryDevice : IBlockDevice
         CheckRange(offset, source.Length);
         lock (_lock)
         {
-            while (!source.IsEmpty)
-            {
-                var (index, within, count) = Locate(offset, source.Length);
-                WriteWithinBlock(index, within, source[..count]);
-                source = source[count..];
-                offset += count;
-            }
+            WriteLocked(offset, source);
+        }
+    }
+
+    /// <summary>Copies <paramref name="source"/> to <paramref name="offset"/>, block by block; the caller holds the lock and has checked the range.</summary>
+    private void WriteLocked(long offset, ReadOnlySpan<byte> source)
+    {
+        while (!source.IsEmpty)
+        {
+            var (index, within, count) = Locate(offset, source.Length);
+            WriteWithinBlock(index, within, source[..count]);
+            source = source[count..];
+            offset += count;
         }
     }
 

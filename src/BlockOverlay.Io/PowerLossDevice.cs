@@ -32,6 +32,9 @@ public readonly record struct LoggedWrite(long Offset, int Length, bool Durable)
 /// number of times, and the same seed over the same history gives the same image.</para>
 /// <para><b>Locking.</b> One lock; each call is atomic and completes synchronously, so no write
 /// is ever "in flight" at a crash and the log is in completion order.</para>
+/// <para><b>Gather writes.</b> The interface's default: gathered, then this device's own
+/// <see cref="WriteAsync"/>, so a gather write is one logged write with one fate at a crash,
+/// which is what the contract promises (any subset of its sectors, as for one large write).</para>
 /// <para><b>The log.</b> Every write, durable or not, in completion order, so a test can assert
 /// which ranges a flush wrote. Only the caller clears it.</para>
 /// </remarks>
