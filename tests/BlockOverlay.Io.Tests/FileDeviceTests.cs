@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using BlockOverlay.Io.Interop;
 using BlockOverlay.Io;
 
@@ -146,6 +147,7 @@ public sealed class FileDeviceTests(IoBackend backend)
         {
             Assert.That(reader.IsReadOnly, Is.True);
             Assert.CatchAsync<InvalidOperationException>(async () => await reader.WriteAsync(0, buffer.Memory, durable: true));
+            Assert.CatchAsync<InvalidOperationException>(async () => await reader.WriteGatherAsync(0, new[] { (ReadOnlyMemory<byte>)buffer.Memory }, durable: true));
             Assert.CatchAsync<InvalidOperationException>(async () => await reader.FlushAsync());
         });
     }
@@ -282,6 +284,58 @@ public sealed class FileDeviceTests(IoBackend backend)
     }
 
     [Test]
+    public async Task A_gather_of_more_segments_than_IOV_MAX_lands_exactly([Values] bool durable)
+    {
+        // 1,500 one-block segments of one buffer, back to front: none can merge, so the write
+        // goes as 1,024 iovecs and then 476, at consecutive offsets.
+        const int segmentCount = 1500;
+        await using var device = await _scratch.CreateStoreAsync("store", (segmentCount + 2L) * Block, backend);
+        using var buffer = TestData.PatternBuffer(31, segmentCount * Block);
+        ReadOnlyMemory<byte>[] segments = [.. Enumerable.Range(0, segmentCount).Select(i => buffer.Memory.Slice((segmentCount - 1 - i) * Block, Block))];
+
+        await device.WriteGatherAsync(Block, segments, durable);
+
+        await AssertLandedAsync(device, Block, segments);
+    }
+
+    [Test]
+    public async Task A_gather_of_slices_in_order_lands_exactly([Values] bool durable)
+    {
+        // Two runs of one buffer's blocks in order, each merged into one iovec, and a block of
+        // another buffer between them, where merging must stop and start again.
+        const int blocks = 1500;
+        await using var device = await _scratch.CreateStoreAsync("store", (blocks + 3L) * Block, backend);
+        using var run = TestData.PatternBuffer(32, blocks * Block);
+        using var between = TestData.PatternBuffer(33, Block);
+        ReadOnlyMemory<byte>[] segments =
+        [
+            .. Enumerable.Range(0, 1200).Select(i => run.Memory.Slice(i * Block, Block)),
+            between.Memory,
+            .. Enumerable.Range(1200, blocks - 1200).Select(i => run.Memory.Slice(i * Block, Block)),
+        ];
+
+        await device.WriteGatherAsync(Block, segments, durable);
+
+        await AssertLandedAsync(device, Block, segments);
+    }
+
+    [Test]
+    public async Task A_gather_of_managed_array_slices_lands_exactly()
+    {
+        // Array memory is pinned through a GCHandle per segment (an AlignedBuffer's needs none);
+        // the array is allocated pinned only so that an aligned start can be found in it.
+        await using var device = await _scratch.CreateStoreAsync("store", StoreSize, backend);
+        var array = GC.AllocateArray<byte>(5 * Block, pinned: true);
+        var start = (int)((Block - (Marshal.UnsafeAddrOfPinnedArrayElement(array, 0) % Block)) % Block);
+        TestData.Pattern(34, 4 * Block).CopyTo(array, start);
+        ReadOnlyMemory<byte>[] segments = [.. new[] { 3, 1, 2, 0 }.Select(i => new ReadOnlyMemory<byte>(array, start + (i * Block), Block))];
+
+        await device.WriteGatherAsync(2 * Block, segments, durable: true);
+
+        await AssertLandedAsync(device, 2 * Block, segments);
+    }
+
+    [Test]
     public async Task Completions_continue_on_the_thread_pool()
     {
         await using var device = await _scratch.CreateStoreAsync("store", StoreSize, backend);
@@ -290,6 +344,20 @@ public sealed class FileDeviceTests(IoBackend backend)
         await device.ReadAsync(0, buffer.Memory);
 
         Assert.That(Thread.CurrentThread.IsThreadPoolThread, Is.True);
+    }
+
+    /// <summary>The segments' bytes one after another from <paramref name="offset"/>, and zeros in the blocks on either side.</summary>
+    private static async Task AssertLandedAsync(IBlockDevice device, long offset, ReadOnlyMemory<byte>[] segments)
+    {
+        byte[] expected = [.. segments.SelectMany(segment => segment.ToArray())];
+        var landed = await TestData.ReadAsync(device, offset, expected.Length);
+
+        await Assert.MultipleAsync(async () =>
+        {
+            Assert.That(landed.SequenceEqual(expected), Is.True, "the segments, in order");
+            Assert.That(await TestData.ReadAsync(device, offset - Block, Block), Is.All.EqualTo(0), "the block before untouched");
+            Assert.That(await TestData.ReadAsync(device, offset + expected.Length, Block), Is.All.EqualTo(0), "the block after untouched");
+        });
     }
 
     /// <summary>The open-file flags of this process's descriptor for <paramref name="path"/>, from /proc/self/fdinfo.</summary>
