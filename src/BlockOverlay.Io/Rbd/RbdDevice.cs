@@ -16,7 +16,10 @@ namespace BlockOverlay.Io.Rbd;
 /// again; its next write fails with EBLOCKLISTED and <see cref="Fenced"/> completes. librbd
 /// also breaks, by itself, a lock whose owner has been gone for its watch timeout (~30 s).</para>
 /// <para><b>I/O.</b> rbd_aio_read2 / rbd_aio_write2 / rbd_aio_flush with a completion callback
-/// (<see cref="RbdCompletion"/>); nothing blocks a thread while the OSDs work.</para>
+/// (<see cref="RbdCompletion"/>); nothing blocks a thread while the OSDs work. Gather writes
+/// take the interface's default (gathered into one buffer, then one rbd_aio_write2): a copy
+/// is small beside the replicas' round trip, and rbd_aio_writev would need a second way to pin
+/// and run a call here, unproved without a cluster.</para>
 /// <para><b>Durability.</b> The client cache is off (rbd_cache = false), so a write completes
 /// only when every replica OSD has committed it: every write is durable when its task
 /// completes, the equivalent of O_DIRECT + RWF_DSYNC, and <see cref="FlushAsync"/> has nothing
