@@ -81,10 +81,10 @@ internal sealed unsafe class BlockSlab : MemoryManager<byte>
         _start = (int)((Block - (address % Block)) % Block);
     }
 
-    /// <summary>Its blocks, each a 4 KiB aligned memory.</summary>
+    /// <summary>Its blocks, each a 4 KiB aligned memory, the last first (see <see cref="DirtyBlockPool"/>: "In address order").</summary>
     public IEnumerable<Memory<byte>> Blocks()
     {
-        for (int i = 0; i < Count; i++)
+        for (int i = Count - 1; i >= 0; i--)
         {
             yield return Memory.Slice(i * Block, Block);
         }
@@ -128,6 +128,13 @@ internal sealed unsafe class BlockSlab : MemoryManager<byte>
 /// the spares back whenever none was taken for a second, so an idle server does not hold a
 /// burst's memory for ever (a slab goes once none of its blocks is held). Its lock is a leaf:
 /// taken inside a cache's gate, and nothing is taken inside it.
+/// </para>
+/// <para>
+/// <b>In address order.</b> A write takes its blocks in ascending order, and write-back gives
+/// a batch's blocks back in descending order, so the next write pops them in ascending address
+/// order again: consecutive blocks of a streaming writer sit side by side in memory, and the
+/// device gets a batch as a few long iovecs rather than one per 4 KiB. A new slab is pushed last
+/// block first for the same reason. Only a preference: any order is correct.
 /// </para>
 /// </remarks>
 internal sealed class DirtyBlockPool(int capacity)

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using BlockOverlay.Io;
 using BlockOverlay.Store;
 
@@ -38,8 +37,7 @@ internal sealed partial class InstanceCache
                 Task<long>? write = null;
                 try
                 {
-                    var batch = Take(candidates.Span, ref next, batchBlocks, upTo);
-                    if (batch.Blocks.Count > 0)
+                    if (Take(candidates.Span, ref next, batchBlocks, upTo) is { } batch)
                     {
                         write = WriteInTurnAsync(batch, reason);
                         writes.Add(write);
@@ -80,27 +78,9 @@ internal sealed partial class InstanceCache
         await _turns.WaitAsync();
         try
         {
-            var picked = new List<long>(batchBlocks);
-            lock (_gate)
-            {
-                for (var block = _byAge.Oldest; block is not null && picked.Count < batchBlocks; block = block.Younger)
-                {
-                    if (!block.WritingBack)
-                    {
-                        picked.Add(block.Number);
-                    }
-                }
-            }
-
-            picked.Sort();
-            if (picked.Count == 0)
-            {
-                return 0;
-            }
-
+            using var picked = OldestNotWritingBack(batchBlocks);
             int next = 0;
-            var batch = Take(CollectionsMarshal.AsSpan(picked), ref next, batchBlocks, long.MaxValue);
-            if (batch.Blocks.Count == 0)
+            if (Take(picked.Span, ref next, batchBlocks, long.MaxValue) is not { } batch)
             {
                 return 0;
             }
@@ -201,6 +181,26 @@ internal sealed partial class InstanceCache
         return new BlockList(numbers, count);
     }
 
+    /// <summary>Up to <paramref name="max"/> of the oldest dirty blocks not on their way already, ascending (a background batch).</summary>
+    private BlockList OldestNotWritingBack(int max)
+    {
+        long[] numbers = ArrayPool<long>.Shared.Rent(max);
+        int count = 0;
+        lock (_gate)
+        {
+            for (var block = _byAge.Oldest; block is not null && count < max; block = block.Younger)
+            {
+                if (!block.WritingBack)
+                {
+                    numbers[count++] = block.Number;
+                }
+            }
+        }
+
+        numbers.AsSpan(0, count).Sort();
+        return new BlockList(numbers, count);
+    }
+
     /// <summary>Blocks dirty since <paramref name="upTo"/> or earlier, oldest first; the caller holds the gate.</summary>
     private IEnumerable<DirtyBlock> AgedUpTo(long upTo)
     {
@@ -214,9 +214,10 @@ internal sealed partial class InstanceCache
     /// Marks up to <paramref name="max"/> of the candidates (from <paramref name="next"/> on)
     /// as being written back, in order. Their bytes are written from where they are, so from
     /// now until <see cref="Finish"/> a write to one of them moves it to new memory: an
-    /// instance holds at most its dirty bytes plus one block per block in flight.
+    /// instance holds at most its dirty bytes plus one block per block in flight. Null if none
+    /// of them is there to take any more.
     /// </summary>
-    private Batch Take(ReadOnlySpan<long> candidates, ref int next, int max, long upTo)
+    private Batch? Take(ReadOnlySpan<long> candidates, ref int next, int max, long upTo)
     {
         lock (_gate)
         {
@@ -230,6 +231,12 @@ internal sealed partial class InstanceCache
                     _writingBack++;
                     batch.Add(block);
                 }
+            }
+
+            if (batch.Blocks.Count == 0)
+            {
+                KeepSpare(batch);
+                return null;
             }
 
             return batch;
@@ -274,8 +281,9 @@ internal sealed partial class InstanceCache
         {
             long removed = 0;
             _writingBack -= batch.Blocks.Count;
-            foreach (var (block, version) in batch.Blocks)
+            for (int i = batch.Blocks.Count - 1; i >= 0; i--) // descending: see DirtyBlockPool, "In address order"
             {
+                var (block, version) = batch.Blocks[i];
                 var written = block.InFlight;
                 block.InFlight = default;
                 if (!_blocks.TryGetValue(block.Number, out var held) || held != block)
@@ -311,14 +319,20 @@ internal sealed partial class InstanceCache
             _writeBackFailure = failure;
             Shrink(removed);
             (progress, _progress) = (_progress, NewSignal());
-            if (_spareBatches.Count < _owner.Options.WriteBacksInFlight)
-            {
-                batch.Clear();
-                _spareBatches.Push(batch);
-            }
+            KeepSpare(batch);
         }
 
         progress.SetResult();
+    }
+
+    /// <summary>Keeps a batch that is done with to reuse, at most one per turn; the caller holds the gate.</summary>
+    private void KeepSpare(Batch batch)
+    {
+        if (_spareBatches.Count < _owner.Options.WriteBacksInFlight)
+        {
+            batch.Clear();
+            _spareBatches.Push(batch);
+        }
     }
 
     /// <summary>Block numbers in an array from <see cref="ArrayPool{T}.Shared"/>, which <see cref="Dispose"/> gives back.</summary>

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using BlockOverlay.Engine.Cache;
 using BlockOverlay.Engine.Instances;
 using BlockOverlay.Exports;
@@ -92,6 +93,29 @@ public sealed class ZeroCopyWriteBackTests
         Assert.That(data.AsSpan((4 * MiB) + (2 * Block)).IndexOfAnyExcept((byte)0), Is.EqualTo(-1), "nothing of the reused blocks' old bytes");
     }
 
+    [Test]
+    public async Task A_streaming_writer_s_blocks_reach_the_device_as_few_long_runs_of_memory_also_when_reused()
+    {
+        var memory = new MemoryDevice(64L * MiB);
+        var device = new GatherShapeDevice(memory);
+        await using var store = await NewStoreAsync(memory, device);
+        await using var cache = new WriteBackCache(store, CacheOptions.FlushOnly);
+        var export = (await OpenAsync(cache, 8 * MiB, FlushMode.Isolated, "vm"))[0];
+        for (int pass = 0; pass < 3; pass++)
+        {
+            await FillAsync(export, 2 * MiB, (byte)(pass + 1)); // the second and third pass reuse the first's memory
+            device.Clear();
+            await export.FlushAsync();
+
+            // 512 blocks from 8 slabs of 64: at most one run per slab, where one per block
+            // (512) would mean every iovec is 4 KiB.
+            Assert.That(device.Blocks, Is.EqualTo(512), $"pass {pass}");
+            Assert.That(device.Runs, Is.LessThanOrEqualTo(2 * MiB / Block / BlockSlab.Count), $"pass {pass}: runs of adjacent memory");
+        }
+
+        await export.DisposeAsync();
+    }
+
     /// <summary>The first bytes of an instance as the store holds them (the cache not asked).</summary>
     private static async Task<byte[]> StoredAsync(UpperStore store, StoreInstance instance, int bytes)
     {
@@ -106,4 +130,50 @@ public sealed class ZeroCopyWriteBackTests
         await export.ReadAsync(0, data);
         return data;
     }
+}
+
+/// <summary>Counts the blocks of gather writes and the runs of adjacent memory they came in.</summary>
+internal sealed class GatherShapeDevice(IBlockDevice inner) : IBlockDevice
+{
+    private int _blocks;
+    private int _runs;
+
+    public long Size => inner.Size;
+
+    public int Blocks => Volatile.Read(ref _blocks);
+
+    public int Runs => Volatile.Read(ref _runs);
+
+    public void Clear() => (_blocks, _runs) = (0, 0);
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer) => inner.ReadAsync(offset, buffer);
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool durable) => inner.WriteAsync(offset, data, durable);
+
+    public ValueTask WriteGatherAsync(long offset, ReadOnlyMemory<ReadOnlyMemory<byte>> segments, bool durable)
+    {
+        (BlockSlab? Slab, int End) last = (null, 0);
+        foreach (var segment in segments.Span)
+        {
+            // The cache's blocks are slices of slabs: adjacent in memory is the same slab, next index.
+            if (!MemoryMarshal.TryGetMemoryManager(segment, out BlockSlab? slab, out int start, out int length))
+            {
+                throw new AssertionException("a gather segment that is not a cache block");
+            }
+
+            if (slab != last.Slab || start != last.End)
+            {
+                Interlocked.Increment(ref _runs);
+            }
+
+            last = (slab, start + length);
+            Interlocked.Add(ref _blocks, length / UpperStore.BlockSize);
+        }
+
+        return inner.WriteGatherAsync(offset, segments, durable);
+    }
+
+    public ValueTask FlushAsync() => inner.FlushAsync();
+
+    public ValueTask DisposeAsync() => inner.DisposeAsync();
 }
