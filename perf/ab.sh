@@ -15,18 +15,20 @@
 #   randwrite   4 KiB random writes, qd 32
 #   writeflush  4 KiB random writes, each followed by FLUSH, qd 1
 #   seqwrite    1 MiB sequential writes, qd 8 (the matrix's row; the cache fills and throttles)
+#   upperread   4 KiB random reads of upper data, qd 32: the first 128M written with 1 MiB
+#               writes and flushed (untimed, as the matrix does), then read at random
 # Per cell: I/Os per second, server CPU per I/O (utime + stime from /proc/PID/stat), context
 # switches per I/O (summed over the server's threads) and the thread count at the end.
 # Output: one line per cell in OUT_DIR/cells.tsv and a table of B/A ratios (median of the
 # rounds, min-max) on stdout. Environment: ROUNDS (3), RUNTIME (6), WARMUP (4), BASE_SIZE (1G),
-# WORKLOADS (all five, space-separated: a subset runs only those).
+# WORKLOADS (all six, space-separated: a subset runs only those).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n 2,20p "$0" >&2; exit 2; }
 bin_a=$(cd "$1" && pwd); bin_b=$(cd "$2" && pwd)
 out_dir=${3:-perf/out/ab}
 rounds=${ROUNDS:-3}; runtime=${RUNTIME:-6}; warmup=${WARMUP:-4}; base_size=${BASE_SIZE:-1G}
-all_workloads="seqread randread randwrite writeflush seqwrite"
+all_workloads="seqread randread randwrite writeflush seqwrite upperread"
 read -ra workloads <<<"${WORKLOADS:-$all_workloads}"
 for name in "${workloads[@]}"; do
     [[ " $all_workloads " == *" $name "* ]] || { echo "ab: no workload '$name' (known: $all_workloads)" >&2; exit 2; }
@@ -85,6 +87,10 @@ for round in $(seq "$rounds"); do
                 randwrite) measure "$label" "$round" randwrite --rw=randwrite --bs=4k --iodepth=32 --size=256M ;;
                 writeflush) measure "$label" "$round" writeflush --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --size=256M ;;
                 seqwrite) measure "$label" "$round" seqwrite --rw=write --bs=1M --iodepth=8 ;;
+                upperread)
+                    bounded 120 fio --name=fill --ioengine=nbd --uri="nbd+unix:///t?socket=$tmp/bo.sock" --rw=write \
+                        --bs=1M --iodepth=8 --size=128M --end_fsync=1 >/dev/null 2>&1 || fail "filling upper data failed"
+                    measure "$label" "$round" upperread --rw=randread --bs=4k --iodepth=32 --size=128M ;;
             esac
         done
         stop_server 60 || fail "build $label needed SIGKILL to stop"
