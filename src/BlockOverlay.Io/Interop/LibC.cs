@@ -53,6 +53,9 @@ internal static unsafe partial class LibC
 
     public const int POSIX_FADV_WILLNEED = 3;
 
+    /// <summary>madvise(2): back this range with transparent huge pages where the kernel can.</summary>
+    public const int MADV_HUGEPAGE = 14;
+
     public const int AT_FDCWD = -100;
     public const int AT_EMPTY_PATH = 0x1000;
     public const uint STATX_TYPE = 0x1;
@@ -105,6 +108,9 @@ internal static unsafe partial class LibC
     /// <summary>posix_fadvise(2) returns the error number; it does not set errno.</summary>
     [LibraryImport(Library)]
     public static partial int posix_fadvise(SafeFileHandle fd, long offset, long len, int advice);
+
+    [LibraryImport(Library, SetLastError = true)]
+    public static partial int madvise(void* address, nuint length, int advice);
 
     [LibraryImport(Library, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int statx(int dirfd, string path, int flags, uint mask, byte* buffer);
