@@ -62,7 +62,7 @@ internal sealed class DirtyBlock
 /// <remarks>
 /// Why huge pages: the disk takes a write faster the fewer physically separate pieces it comes
 /// in. On this project's test host, 1 MiB O_DIRECT writes through io_uring from one huge page
-/// ran at 1.4× the speed of the same writes from ordinary pages (perf/RESULTS.md, "Notes on
+/// ran at 1.2-1.4× the speed of the same writes from ordinary pages (perf/RESULTS.md, "Notes on
 /// noisy-neighbour"); a write-back batch of a streaming writer is consecutive blocks of one slab
 /// (<see cref="DirtyBlockPool"/>: "In address order"). Where the kernel has no huge page to give
 /// (THP off, memory fragmented), the advice is ignored and the slab is ordinary memory.
