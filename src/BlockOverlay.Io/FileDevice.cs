@@ -23,7 +23,8 @@ namespace BlockOverlay.Io;
 /// architecture). A tail shorter than one block is not used.</para>
 /// <para><b>I/O.</b> Through one of two backends (<see cref="IoBackend"/>, chosen at open):
 /// io_uring (<see cref="UringFileIo"/>) or pread/pwrite on threads (<see cref="ThreadedFileIo"/>).
-/// Both loop over short transfers, write durably with RWF_DSYNC and flush with fdatasync; the
+/// Both loop over short transfers, write durably with RWF_DSYNC, take gather writes as iovecs
+/// (<see cref="IoVecs"/>) and flush with fdatasync; the
 /// checks of every call and everything about opening are here, once. Every failure is an
 /// <see cref="IOException"/> naming the call, path and offset, HResult = errno.</para>
 /// <para><b>Durability.</b> A durable write is on stable media when its task completes. A
@@ -146,7 +147,7 @@ public sealed class FileDevice : IBlockDevice
     }
 
     /// <inheritdoc/>
-    /// <remarks>From the segments themselves, with no staging copy (see "Gather writes").</remarks>
+    /// <remarks>From the segments themselves, with no staging copy: each backend passes them as iovecs (<see cref="IoVecs"/>).</remarks>
     public ValueTask WriteGatherAsync(long offset, ReadOnlyMemory<ReadOnlyMemory<byte>> segments, bool durable)
     {
         BlockAlignment.ValidateGather(Size, offset, segments.Span);
