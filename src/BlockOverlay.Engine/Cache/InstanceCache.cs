@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using BlockOverlay.Store;
 
@@ -123,10 +124,22 @@ internal sealed partial class InstanceCache
     /// "Quota"). The caller holds the range lock, so no zeroing changes the range's mapping
     /// meanwhile; write-backs only map blocks that are held here.
     /// </summary>
-    public bool TryWrite(long first, ReadOnlySpan<byte> data)
+    public bool TryWrite(long first, ReadOnlyMemory<byte> data) => TryWrite(first, new ReadOnlySequence<byte>(data));
+
+    /// <summary>
+    /// <see cref="TryWrite(long, ReadOnlyMemory{byte})"/> from bytes in any number of pieces of
+    /// any size (a connection's receive buffers): each block is copied once, straight from them.
+    /// </summary>
+    public bool TryWrite(long first, in ReadOnlySequence<byte> data)
     {
+        if (data.Length % Block != 0)
+        {
+            throw new ArgumentException($"a write to the cache must be whole blocks, not {data.Length} bytes", nameof(data));
+        }
+
         long added = 0;
         bool becameDirty;
+        var source = new SequenceReader<byte>(data);
         lock (_gate)
         {
             if (!Instance.TryReserve(first, data.Length / Block))
@@ -135,9 +148,8 @@ internal sealed partial class InstanceCache
             }
 
             long sequence = ++_sequence;
-            for (int i = 0; i * Block < data.Length; i++)
+            for (int i = 0; i * (long)Block < data.Length; i++)
             {
-                var bytes = data.Slice(i * Block, Block);
                 if (_blocks.TryGetValue(first + i, out var block))
                 {
                     if (block.WritingBack && block.Data.Equals(block.InFlight))
@@ -145,7 +157,7 @@ internal sealed partial class InstanceCache
                         block.Data = _owner.Blocks.TakeMemory(); // copy on write: the device may be reading the old bytes
                     }
 
-                    bytes.CopyTo(block.Data.Span);
+                    CopyBlock(ref source, block.Data.Span);
                     block.Version++;
                     if (block.WritingBack && block.RedirtiedSince == 0)
                     {
@@ -155,7 +167,7 @@ internal sealed partial class InstanceCache
                 else
                 {
                     var fresh = _owner.Blocks.Take(first + i, sequence);
-                    bytes.CopyTo(fresh.Data.Span);
+                    CopyBlock(ref source, fresh.Data.Span);
                     _blocks.Add(first + i, fresh);
                     _byAge.Append(fresh);
                     added += Block;
@@ -178,6 +190,14 @@ internal sealed partial class InstanceCache
         }
 
         return true;
+    }
+
+    /// <summary>The next block of a write (whole blocks: checked before anything changed).</summary>
+    private static void CopyBlock(ref SequenceReader<byte> source, Span<byte> destination)
+    {
+        bool whole = source.TryCopyTo(destination);
+        Debug.Assert(whole, "TryWrite checks that the data is whole blocks");
+        source.Advance(destination.Length);
     }
 
     /// <summary>

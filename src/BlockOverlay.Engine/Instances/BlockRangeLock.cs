@@ -30,10 +30,7 @@ internal sealed class BlockRangeLock
                 var overlapping = Overlapping(first, last);
                 if (overlapping is null)
                 {
-                    var held = _free.TryPop(out var reused) ? reused : new Held(this);
-                    (held.First, held.Last) = (first, last);
-                    _held.Add(held);
-                    return held;
+                    return Take(first, last);
                 }
 
                 overlapping.Released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -42,6 +39,24 @@ internal sealed class BlockRangeLock
 
             await blocker;
         }
+    }
+
+    /// <summary>Takes [first, last] if nobody holds any of it; else null, at once.</summary>
+    public IDisposable? TryAcquire(long first, long last)
+    {
+        lock (_lock)
+        {
+            return Overlapping(first, last) is null ? Take(first, last) : null;
+        }
+    }
+
+    /// <summary>Marks [first, last] held, which nobody holds. The caller holds the monitor.</summary>
+    private Held Take(long first, long last)
+    {
+        var held = _free.TryPop(out var reused) ? reused : new Held(this);
+        (held.First, held.Last) = (first, last);
+        _held.Add(held);
+        return held;
     }
 
     /// <summary>A held range overlapping [first, last], or null. The caller holds the monitor.</summary>

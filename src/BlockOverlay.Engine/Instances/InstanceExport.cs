@@ -52,7 +52,7 @@ namespace BlockOverlay.Engine.Instances;
 /// written back, made durable by the store's clean close).
 /// </para>
 /// </remarks>
-public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedExport
+public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedExport, IDirectWriteExport
 {
     private const int Block = UpperStore.BlockSize;
     private readonly WriteBackCache _owner;
@@ -171,7 +171,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         {
             if (offset % Block == 0 && data.Length % Block == 0)
             {
-                WriteToCache(first, data.Span);
+                WriteToCache(first, data);
             }
             else
             {
@@ -180,6 +180,38 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         }
 
         await FlushIfAsync((flags & WriteFlags.Fua) != 0); // not HasFlag: unoptimized code boxes both enums
+    }
+
+    /// <summary>
+    /// <see cref="WriteAsync"/> when nothing in it would wait: whole blocks, the map loaded, the
+    /// instance under its dirty limit and no other change to those blocks under way. The blocks
+    /// are then copied into the cache from <paramref name="data"/> before this returns.
+    /// </summary>
+    public bool TryWriteNow(long offset, in ReadOnlySequence<byte> data, WriteFlags flags, out ValueTask completion)
+    {
+        completion = default;
+        if (_disposed || offset % Block != 0 || data.Length % Block != 0 || !MapLoadedAsync().IsCompletedSuccessfully || _overLimit(_cache))
+        {
+            return false;
+        }
+
+        var (first, count) = BlocksOf(offset, data.Length);
+        using (var held = _writes.TryAcquire(first, first + count - 1))
+        {
+            if (held is null)
+            {
+                return false;
+            }
+
+            if (!_cache.TryWrite(first, data))
+            {
+                completion = ValueTask.FromException(AtQuota());
+                return true;
+            }
+        }
+
+        completion = FlushIfAsync((flags & WriteFlags.Fua) != 0);
+        return true;
     }
 
     public async ValueTask FlushAsync()
@@ -396,7 +428,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
             }
 
             data.Span.CopyTo(memory.Span[(int)(offset - (first * Block))..]);
-            WriteToCache(first, memory.Span);
+            WriteToCache(first, memory);
         }
         finally
         {
@@ -425,7 +457,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
 
             part.Clear();
             // At the quota a trim, being a hint, leaves the block with its data; a zero fails.
-            if (!_cache.TryWrite(block, memory.Span) && !hint)
+            if (!_cache.TryWrite(block, memory) && !hint)
             {
                 throw AtQuota();
             }
@@ -445,7 +477,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
         {
             await _cache.ThrottleAsync(_overLimit);
             long n = Math.Min(chunk, count - done);
-            WriteToCache(first + done, zeros.AsSpan(0, (int)(n * Block)));
+            WriteToCache(first + done, zeros.AsMemory(0, (int)(n * Block)));
         }
     }
 
@@ -453,7 +485,7 @@ public sealed class InstanceExport : ILayeredExport, IRestrictedExport, IPacedEx
     /// Whole blocks into the cache; with a quota, a write that needs new space past it fails
     /// with ENOSPC (NBD's mapping of EDQUOT) and changes nothing. The caller holds the range lock.
     /// </summary>
-    private void WriteToCache(long first, ReadOnlySpan<byte> blocks)
+    private void WriteToCache(long first, ReadOnlyMemory<byte> blocks)
     {
         if (!_cache.TryWrite(first, blocks))
         {

@@ -88,36 +88,36 @@ internal sealed class MessageReader(PipeReader reader)
     }
 
     /// <summary>
-    /// A payload of <paramref name="length"/> bytes in a buffer from <paramref name="buffers"/>.
-    /// It stays in the pipe's own segments while it arrives (so what is held follows what was
-    /// received, counted in <paramref name="counters"/>), and is copied out once, when whole.
-    /// If no byte arrives for <paramref name="stall"/>, or the payload is not whole within
-    /// <paramref name="stall"/> + <paramref name="length"/> / <paramref name="minRate"/> (bytes
-    /// per second), the payload is abandoned: a trickle holds its budget no longer than that.
+    /// A payload of <paramref name="length"/> bytes, once it is whole, in the pipe's own segments
+    /// (so what is held follows what was received, counted in <paramref name="counters"/> while
+    /// it arrives). The caller copies it out and must then <see cref="Consume"/> it before reading
+    /// anything else. If no byte arrives for <paramref name="stall"/>, or the payload is not whole
+    /// within <paramref name="stall"/> + <paramref name="length"/> / <paramref name="minRate"/>
+    /// (bytes per second), the payload is abandoned: a trickle holds its budget no longer than that.
     /// </summary>
     /// <exception cref="NbdProtocolException">The stream ended, or the payload stalled.</exception>
-    public ValueTask<byte[]> ReadPayloadAsync(int length, RequestBuffers buffers, ServerCounters counters, TimeSpan stall,
-        long minRate, CancellationToken cancel)
+    public ValueTask<ReadOnlySequence<byte>> ReadPayloadAsync(int length, ServerCounters counters, TimeSpan stall, long minRate,
+        CancellationToken cancel)
     {
-        // Already whole in the pipe (a small WRITE usually arrives with its header): copied out
-        // at once, with no deadline to arm (a linked token source and its timer per payload).
+        // Already whole in the pipe (a small WRITE usually arrives with its header): no deadline
+        // to arm (a linked token source and its timer per payload).
         if (reader.TryRead(out var ready))
         {
             if (ready.Buffer.Length >= length)
             {
-                var payload = buffers.Rent(length);
-                ready.Buffer.Slice(0, length).CopyTo(payload);
-                reader.AdvanceTo(ready.Buffer.GetPosition(length));
-                return new ValueTask<byte[]>(payload);
+                return new ValueTask<ReadOnlySequence<byte>>(ready.Buffer.Slice(0, length));
             }
 
             reader.AdvanceTo(ready.Buffer.Start);
         }
 
-        return ReadPayloadArrivingAsync(length, buffers, counters, stall, minRate, cancel);
+        return ReadPayloadArrivingAsync(length, counters, stall, minRate, cancel);
     }
 
-    private async ValueTask<byte[]> ReadPayloadArrivingAsync(int length, RequestBuffers buffers, ServerCounters counters, TimeSpan stall,
+    /// <summary>Ends a <see cref="ReadPayloadAsync"/>: its bytes are read, and their memory goes back to the pipe.</summary>
+    public void Consume(in ReadOnlySequence<byte> payload) => reader.AdvanceTo(payload.End);
+
+    private async ValueTask<ReadOnlySequence<byte>> ReadPayloadArrivingAsync(int length, ServerCounters counters, TimeSpan stall,
         long minRate, CancellationToken cancel)
     {
         using var progress = CancellationTokenSource.CreateLinkedTokenSource(cancel);
@@ -148,10 +148,7 @@ internal sealed class MessageReader(PipeReader reader)
                 held = Math.Min(buffer.Length, length);
                 if (buffer.Length >= length)
                 {
-                    var payload = buffers.Rent(length);
-                    buffer.Slice(0, length).CopyTo(payload);
-                    reader.AdvanceTo(buffer.GetPosition(length));
-                    return payload;
+                    return buffer.Slice(0, length);
                 }
 
                 reader.AdvanceTo(buffer.Start, buffer.End);

@@ -26,7 +26,10 @@ internal sealed class RequestRuns(
     private readonly RequestBuffers _buffers = buffers;
     private readonly Stack<Run> _idle = new(); // its own lock
 
-    public void Start(NbdRequest request, byte[]? payload, long cost) => Rent().Start(request, payload, cost);
+    public void Start(NbdRequest request, byte[]? payload, long cost) => Rent().Start(request, payload, cost, _perform(request, payload));
+
+    /// <summary>A request the export has already begun (a write it took straight from the receive buffers): its run on to its reply.</summary>
+    public void Start(NbdRequest request, ValueTask<OutgoingReply> work, long cost) => Rent().Start(request, null, cost, work);
 
     private Run Rent()
     {
@@ -56,12 +59,10 @@ internal sealed class RequestRuns(
             _completed = Complete;
         }
 
-        public void Start(NbdRequest request, byte[]? payload, long cost)
+        public void Start(NbdRequest request, byte[]? payload, long cost, ValueTask<OutgoingReply> work)
         {
             (_request, _payload, _cost) = (request, payload, cost);
-#pragma warning disable CA2012 // Consumed once: through its awaiter, whose GetResult in Complete ends it.
-            _work = _runs._perform(request, payload).GetAwaiter();
-#pragma warning restore CA2012
+            _work = work.GetAwaiter(); // consumed once: GetResult in Complete ends it
             if (_work.IsCompleted)
             {
                 Complete();

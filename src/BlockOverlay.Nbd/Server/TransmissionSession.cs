@@ -21,7 +21,9 @@ namespace BlockOverlay.Nbd.Server;
 /// the socket, so past the budget the reader stops reading and the socket pushes back on
 /// the client, whether it pipelines too much or never reads its replies. An export that paces
 /// its clients (<see cref="IPacedExport"/>) is asked to admit each data request before its
-/// payload is read, so its limits push back the same way.
+/// payload is read, so its limits push back the same way. A WRITE's payload is read whole
+/// into the receive buffers; an export that can (<see cref="IDirectWriteExport"/>) copies it
+/// from there into its own memory, else it is copied into a request buffer for the export.
 ///
 /// Time limits: a batch of replies the client does not take within the reply stall limit (plus
 /// its bytes at the minimum rate) drops the connection, so unread replies cannot hold the
@@ -40,6 +42,7 @@ internal sealed class TransmissionSession
     private readonly NegotiatedExport _negotiated;
     private readonly IExport _export;
     private readonly IPacedExport? _paced;
+    private readonly IDirectWriteExport? _direct;
     private readonly NbdServerOptions _options;
     private readonly ILogger _logger;
     private readonly ServerCounters _counters;
@@ -70,6 +73,7 @@ internal sealed class TransmissionSession
         _negotiated = negotiated;
         _export = negotiated.Export;
         _paced = _export as IPacedExport;
+        _direct = _export as IDirectWriteExport;
         _options = options;
         _logger = logger;
         _counters = counters;
@@ -215,9 +219,10 @@ internal sealed class TransmissionSession
             byte[]? payload = null;
             if (request.HasPayload)
             {
+                ReadOnlySequence<byte> received;
                 try
                 {
-                    payload = await _reader.ReadPayloadAsync((int)request.Length, _buffers, _counters, _options.PayloadStallTimeout,
+                    received = await _reader.ReadPayloadAsync((int)request.Length, _counters, _options.PayloadStallTimeout,
                         _options.MinTransferRate, cancel);
                 }
                 catch
@@ -225,11 +230,63 @@ internal sealed class TransmissionSession
                     _budget.Return(cost);
                     throw;
                 }
+
+                bool started = TryStartDirectWrite(request, received, cost);
+                if (!started)
+                {
+                    payload = _buffers.Rent((int)request.Length);
+                    received.CopyTo(payload);
+                }
+
+                _reader.Consume(received);
+                if (started)
+                {
+                    continue;
+                }
             }
 
             // Started, not awaited: the next request is read while this one runs.
             _runs.Start(request, payload, cost);
         }
+    }
+
+    /// <summary>
+    /// Offers a WRITE's payload, whole in the receive buffers, to an export that can copy it from
+    /// there (<see cref="IDirectWriteExport"/>), so it is copied once, and starts its run. False
+    /// when there is no such export or it declined: the caller copies the payload out.
+    /// </summary>
+    private bool TryStartDirectWrite(NbdRequest request, in ReadOnlySequence<byte> payload, long cost)
+    {
+        if (_direct is null)
+        {
+            return false;
+        }
+
+        bool taken;
+        ValueTask completion;
+        try
+        {
+            taken = _direct.TryWriteNow((long)request.Offset, payload, WriteFlagsOf(request.Flags), out completion);
+        }
+#pragma warning disable CA1031 // Classified when the run completes (Failed): a bug must not take the connection down.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            // The contract reports failures through the completion, so this is a bug; the write
+            // counts as taken (its state is unknown) and fails with the bug's reply.
+            taken = true;
+#pragma warning disable CA2012 // Consumed once, by WrittenAsync below.
+            completion = ValueTask.FromException(e);
+#pragma warning restore CA2012
+        }
+
+        if (!taken)
+        {
+            return false;
+        }
+
+        _runs.Start(request, WrittenAsync(request, completion), cost);
+        return true;
     }
 
     /// <summary>Hands a reply to the writer, which gives its cost back once it is written.</summary>
@@ -247,21 +304,17 @@ internal sealed class TransmissionSession
     {
         long offset = (long)request.Offset;
         int length = (int)Math.Min(request.Length, int.MaxValue);
-        bool fua = request.Flags.HasFlag(CommandFlags.Fua);
-        var writeFlags = fua ? WriteFlags.Fua : WriteFlags.None;
         switch (request.Command)
         {
             case NbdCommand.Read:
                 return await ReadAsync(request, offset, length);
             case NbdCommand.Write:
-                await _export.WriteAsync(offset, payload.AsMemory(0, length), writeFlags);
-                _counters.RecordWritten(length);
-                break;
+                return await WrittenAsync(request, _export.WriteAsync(offset, payload.AsMemory(0, length), WriteFlagsOf(request.Flags)));
             case NbdCommand.Flush:
                 await _export.FlushAsync();
                 break;
             case NbdCommand.Trim:
-                await _export.TrimAsync(offset, request.Length, writeFlags);
+                await _export.TrimAsync(offset, request.Length, WriteFlagsOf(request.Flags));
                 break;
             case NbdCommand.WriteZeroes:
                 await _export.ZeroAsync(offset, request.Length, ZeroFlagsOf(request.Flags));
@@ -275,6 +328,15 @@ internal sealed class TransmissionSession
                 throw new InvalidOperationException($"validated request has unexpected command {request.Command}");
         }
 
+        return _replyPool.Success(request.Cookie);
+    }
+
+    /// <summary>The reply to a write once the export has it (<paramref name="write"/>: its work, either way it was taken).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<OutgoingReply> WrittenAsync(NbdRequest request, ValueTask write)
+    {
+        await write;
+        _counters.RecordWritten((int)request.Length);
         return _replyPool.Success(request.Cookie);
     }
 
@@ -323,6 +385,8 @@ internal sealed class TransmissionSession
 
         return new BlockStatusReply(request.Cookie, chunks);
     }
+
+    private static WriteFlags WriteFlagsOf(CommandFlags flags) => (flags & CommandFlags.Fua) != 0 ? WriteFlags.Fua : WriteFlags.None;
 
     private static ZeroFlags ZeroFlagsOf(CommandFlags flags) =>
         (flags.HasFlag(CommandFlags.Fua) ? ZeroFlags.Fua : ZeroFlags.None) |
