@@ -5,8 +5,9 @@ namespace BlockOverlay.Micro;
 
 /// <summary>
 /// One whole NBD request at a time through a served copy-on-write instance (<see cref="ServedInstance"/>):
-/// a 4 KiB WRITE (of a block the cache holds dirty already: the steady state of a writer), a 4 KiB
-/// READ of upper data (written back to the store, not in the cache) and one of base data.
+/// a 4 KiB WRITE (of a block the cache holds dirty already: the steady state of a writer), a 1 MiB
+/// WRITE of blocks held dirty likewise (where copies of the payload show), a 4 KiB READ of upper
+/// data (written back to the store, not in the cache) and one of base data.
 /// </summary>
 /// <remarks>
 /// MemoryDiagnoser counts what the whole process allocates per operation (the server's threads
@@ -20,9 +21,10 @@ public class RequestBenchmarks
     private const long WrittenBlock = 16;   // the WRITE benchmark's block, dirty in the cache
     private const long UpperBlock = 32;     // written and flushed: upper data in the store
     private const long BaseBlock = 48;      // never written: the base's data
+    private const long LargeBlock = 1024;   // the 1 MiB WRITE's first block: 256 blocks dirty in the cache
 
     private ServedInstance _served = null!;
-    private byte[] _write = null!, _readUpper = null!, _readBase = null!;
+    private byte[] _write = null!, _writeLarge = null!, _readUpper = null!, _readBase = null!;
     private readonly byte[] _statusReply = new byte[16];
     // A structured reply's OFFSET_DATA chunk: 20 bytes of header, the offset, the data.
     private readonly byte[] _dataReply = new byte[20 + 8 + Block];
@@ -37,6 +39,8 @@ public class RequestBenchmarks
         _served.Exchange(ServedInstance.Request(1, 4, UpperBlock * Block, Block, 0xa5), _statusReply);
         await _served.FlushAsync();
         _served.Exchange(_write, _statusReply);
+        _writeLarge = ServedInstance.Request(1, 5, LargeBlock * Block, 1 << 20, 0x3c);
+        _served.Exchange(_writeLarge, _statusReply);
     }
 
     [GlobalCleanup]
@@ -46,6 +50,13 @@ public class RequestBenchmarks
     public void Write4KiB()
     {
         _served.Exchange(_write, _statusReply);
+        ExpectSuccess(_statusReply, 0x67446698);
+    }
+
+    [Benchmark]
+    public void Write1MiB()
+    {
+        _served.Exchange(_writeLarge, _statusReply);
         ExpectSuccess(_statusReply, 0x67446698);
     }
 
