@@ -90,6 +90,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "{Reason}")]
     public static partial void IoBackendFallback(ILogger logger, string reason);
 
+    [LoggerMessage(EventId = 18, Level = LogLevel.Information, Message = "{Reason}")]
+    public static partial void SocketCompletionsOnPool(ILogger logger, string reason);
+
     [LoggerMessage(EventId = 17, Level = LogLevel.Warning, Message = "store {Store} is locked by another process; waiting up to {Seconds} s for it to let go (a server killed a moment ago does once the kernel has closed its files)")]
     public static partial void StoreLockWait(ILogger logger, string store, double seconds);
 

@@ -111,20 +111,26 @@ internal static class ServeCommand
 
     private static async Task<int> RunAsync(ServeFlags flags, bool takeover)
     {
+        string? completionsOnPool = SocketCompletions.PreferInline(); // before any socket: the runtime reads it once
         ThreadPool.GetMinThreads(out int workers, out int completionPorts);
         ThreadPool.SetMinThreads(Math.Max(workers, MinWorkerThreads), completionPorts);
         var config = HostConfig.LoadFrom(flags.Config);
         var settings = ServeSettings.Resolve(flags, config);
         using var loggers = HostLogging.Create(settings.LogLevel, settings.LogFormat);
+        var logger = loggers.CreateLogger("blockoverlay");
         if (config is not null)
         {
-            var logger = loggers.CreateLogger("blockoverlay");
             ConfigLog.Loaded(logger, config.FilePath);
+        }
+
+        if (completionsOnPool is not null)
+        {
+            HostLog.SocketCompletionsOnPool(logger, completionsOnPool);
         }
 
         if (StoreDevices.UseIoBackend(settings.IoBackend) is { } fallback)
         {
-            HostLog.IoBackendFallback(loggers.CreateLogger("blockoverlay"), fallback);
+            HostLog.IoBackendFallback(logger, fallback);
         }
 
         using var host = ServeHost.Build(settings, loggers, takeover);

@@ -19,11 +19,17 @@ internal sealed class ServerProcess : IDisposable
     private readonly string _directory;
     private bool _disposed;
 
-    private ServerProcess(string directory, IReadOnlyList<string> options, IReadOnlyList<string> exports, int? port)
+    private ServerProcess(string directory, IReadOnlyList<string> options, IReadOnlyList<string> exports, int? port,
+        IReadOnlyDictionary<string, string>? environment)
     {
         _directory = directory;
         Port = port;
         var startInfo = Redirected.StartInfo(BinaryPath, ["serve", .. options]);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            startInfo.Environment[name] = value;
+        }
+
         foreach (var export in exports)
         {
             startInfo.ArgumentList.Add("--export");
@@ -48,6 +54,9 @@ internal sealed class ServerProcess : IDisposable
 
     /// <summary>The unix socket the server listens on.</summary>
     public string SocketPath => Path.Combine(_directory, "nbd.sock");
+
+    /// <summary>The server's process id.</summary>
+    public int Pid => _process.Id;
 
     /// <summary>The TCP port on 127.0.0.1, when started with <see cref="StartWithTcp"/>.</summary>
     public int? Port { get; }
@@ -106,6 +115,10 @@ internal sealed class ServerProcess : IDisposable
     public static ServerProcess StartWithOptions(IReadOnlyList<string> options, bool tcp, params string[] exports) =>
         StartListening(options, exports, tcp);
 
+    /// <summary>A server on a unix socket whose environment has these variables set too.</summary>
+    public static ServerProcess StartWithEnvironment(IReadOnlyDictionary<string, string> environment, params string[] exports) =>
+        StartListening([], exports, tcp: false, environment);
+
     /// <summary><c>nbd+unix:///NAME?socket=…</c></summary>
     public string UnixUri(string export) => $"nbd+unix:///{export}?socket={SocketPath}";
 
@@ -139,10 +152,11 @@ internal sealed class ServerProcess : IDisposable
         }
     }
 
-    private static ServerProcess StartListening(IReadOnlyList<string> options, IReadOnlyList<string> exports, bool tcp) =>
+    private static ServerProcess StartListening(IReadOnlyList<string> options, IReadOnlyList<string> exports, bool tcp,
+        IReadOnlyDictionary<string, string>? environment = null) =>
         ServerLauncher.Start(
             tcp,
-            port => new ServerProcess(Directory.CreateTempSubdirectory("blockoverlay-clients-").FullName, options, exports, port),
+            port => new ServerProcess(Directory.CreateTempSubdirectory("blockoverlay-clients-").FullName, options, exports, port, environment),
             server => ServerLauncher.WaitUntilAccepting(server._process, server.SocketPath, server.Port, () => server.Log, server.ToString));
 
     private void Stop()
