@@ -105,7 +105,9 @@ internal static class ServeCommand
     /// left of blocking on pool threads (O_DIRECT reads, locks held across a large copy) then
     /// costs one tenant's request a thread, not every tenant's requests the pool's slow thread
     /// injection. Measured beside a neighbour writing ~800 MiB/s with flushes on 2 cores: a
-    /// steady tenant's p99 write latency 6.4-8.2 ms with the default, 4.0 ms with 16.
+    /// steady tenant's p99 write latency 6.4-8.2 ms with the default, 4.0 ms with 16. Measured
+    /// again once socket continuations ran on the engine's threads (perf/RESULTS.md): without it,
+    /// reads of upper data 0.85x, the rest within the noise; so it stays.
     /// </summary>
     private const int MinWorkerThreads = 16;
 
