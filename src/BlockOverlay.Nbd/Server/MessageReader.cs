@@ -10,7 +10,7 @@ internal delegate bool MessageParser<T>(ref ReadOnlySequence<byte> buffer, out T
 
 /// <summary>
 /// Reads whole messages from a <see cref="PipeReader"/>: waits until a parser accepts the
-/// bytes, or copies/skips a payload of known length as it arrives, so nothing is
+/// bytes, or holds (until the caller consumes it) or skips a payload of known length as it arrives, so nothing is
 /// buffered beyond what the caller asked for.
 /// </summary>
 internal sealed class MessageReader(PipeReader reader)
